@@ -1,0 +1,3 @@
+from uploadsvc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds a fresh app, so tests make their own with
+their own settings. The lifespan opens every long-lived client once per
+process (database engine, storage client, JWKS client, Redis) and closes
+them on shutdown; nothing touches the network at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from uploadsvc import __version__
+from uploadsvc.config import Settings
+from uploadsvc.errors import install_error_handlers
+from uploadsvc.resources import open_resources
+from uploadsvc.routers import files, health, local_storage, uploads
+
+logger = logging.getLogger(__name__)
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Handler names are unique and read well as SDK method names
+    # (`client.request_upload_url(...)`), unlike FastAPI's path-derived ids.
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            logger.info(
+                "uploadsvc ready: storage=%s database=%s",
+                settings.storage_backend,
+                "sqlite" if settings.uses_sqlite else "postgresql",
+            )
+            yield
+
+    app = FastAPI(
+        title="uploadsvc",
+        version=__version__,
+        summary="Presigned uploads to S3, confirmed by the server before they are recorded.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Amz-Checksum-Sha256",
+                "If-None-Match",
+            ],
+            expose_headers=["ETag", "Location"],
+            max_age=600,
+        )
+    app.include_router(uploads.router)
+    app.include_router(files.router)
+    app.include_router(health.router)
+    if settings.storage_backend == "local":
+        app.include_router(local_storage.router)
+    return app

@@ -1,0 +1,170 @@
+"""The ``uploadsvc`` command (SPEC §7).
+
+``dev`` runs everything with zero configuration; ``serve`` runs the API as
+the environment configures it; ``migrate`` applies the Alembic migrations;
+``token`` mints a development token; ``storage init`` prepares the bucket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from uploadsvc.config import Settings
+
+logger = logging.getLogger("uploadsvc")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # Placeholder secrets outside development end up here: say why, no traceback.
+        print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    handler = args.handler
+    result: int = handler(settings, args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uploadsvc", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="migrate, prepare storage and run the API (zero config)")
+    dev.add_argument("--host", default=None)
+    dev.add_argument("--port", type=int, default=None)
+    dev.set_defaults(handler=_dev)
+
+    serve = commands.add_parser("serve", help="run the API as the environment configures it")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    token = commands.add_parser("token", help="print a token the configured secret accepts")
+    token.add_argument("--sub", required=True, help="the user id")
+    token.add_argument("--admin", action="store_true", help="grant the admin role")
+    token.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds")
+    token.set_defaults(handler=_token)
+
+    storage = commands.add_parser("storage", help="object storage commands")
+    storage_commands = storage.add_subparsers(dest="storage_command", required=True)
+    init = storage_commands.add_parser(
+        "init", help="create the bucket, apply CORS, lifecycle and Block Public Access"
+    )
+    init.set_defaults(handler=_storage_init)
+    return parser
+
+
+def run_migrations(settings: Settings) -> None:
+    """Bring the database schema to the newest revision (blocking; call from a thread)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_alembic_dir()))
+    config.attributes["settings"] = settings
+    if settings.uses_sqlite:
+        _sqlite_path(settings.database_url).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(config, "head")
+
+
+def _alembic_dir() -> Path:
+    # A source checkout keeps alembic/ beside src/; the Docker image puts it
+    # in the working directory.
+    for candidate in (Path.cwd() / "alembic", Path(__file__).resolve().parents[2] / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise SystemExit("uploadsvc: cannot find the alembic/ migrations folder")
+
+
+def _sqlite_path(database_url: str) -> Path:
+    return Path(database_url.split(":///", 1)[1])
+
+
+def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    run_migrations(settings)
+    print("database is up to date")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from uploadsvc.security import mint_token
+
+    if settings.effective_jwt_secret is None:
+        print("uploadsvc: no JWT secret is configured (tokens come from your IdP)", file=sys.stderr)
+        return 2
+    print(mint_token(settings, sub=args.sub, admin=args.admin, ttl_seconds=args.ttl))
+    return 0
+
+
+async def _initialize_storage(settings: Settings) -> list[str]:
+    from uploadsvc.storage import open_storage
+
+    async with open_storage(settings) as storage:
+        return await storage.initialize(cors_origins=settings.cors_origins)
+
+
+def _storage_init(settings: Settings, _: argparse.Namespace) -> int:
+    for line in asyncio.run(_initialize_storage(settings)):
+        print(line)
+    return 0
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from uploadsvc.app import create_app
+    from uploadsvc.security import mint_token
+
+    overrides = {
+        key: value
+        for key, value in {"host": args.host, "port": args.port}.items()
+        if value is not None
+    }
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    if settings.public_base_url == Settings.model_fields["public_base_url"].default:
+        # Local storage URLs point at this process, wherever it listens.
+        settings = settings.model_copy(
+            update={"public_base_url": f"http://{settings.host}:{settings.port}"}
+        )
+    run_migrations(settings)
+    for line in asyncio.run(_initialize_storage(settings)):
+        logger.info("storage: %s", line)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"\n  uploadsvc (development) on {base}\n  API docs:  {base}/docs")
+    if settings.effective_jwt_secret is not None:
+        token = mint_token(settings, sub="dev-user")
+        print(f"  dev token (user dev-user, 24 h):\n    {token}\n")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if args.workers > 1:
+        # Several workers need an import string; each builds its app from the environment.
+        uvicorn.run(
+            "uploadsvc.app:create_app", factory=True, host=host, port=port, workers=args.workers
+        )
+    else:
+        from uploadsvc.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port)
+    return 0

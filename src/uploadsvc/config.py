@@ -1,0 +1,126 @@
+"""Settings, read from the environment (prefix ``UPLOADSVC_``) or ``.env``.
+
+Every setting is listed, with a comment, in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+# Used when nothing is configured, so that `make dev` works with zero setup.
+# Production refuses to start with either of them (see `_refuse_placeholders`).
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me"  # noqa: S105 - a known placeholder on purpose
+DEV_SIGNING_SECRET = "dev-only-signing-secret-change-me"  # noqa: S105
+PLACEHOLDER_SECRETS = frozenset({DEV_JWT_SECRET, DEV_SIGNING_SECRET, "changeme", "secret", ""})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="UPLOADSVC_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # `UPLOADSVC_JWT_SECRET=` (as copied from .env.example) means "not set".
+        env_ignore_empty=True,
+    )
+
+    env: Literal["development", "production"] = "development"
+
+    # --- database -------------------------------------------------------
+    database_url: str = "sqlite+aiosqlite:///./uploadsvc.db"
+    database_pool_size: int = 10
+
+    # --- object storage -------------------------------------------------
+    storage_backend: Literal["local", "s3"] = "local"
+    local_storage_dir: Path = Path("./data/storage")
+    # Signs the URLs of the local backend (HMAC-SHA256).
+    signing_secret: SecretStr = SecretStr(DEV_SIGNING_SECRET)
+    s3_endpoint_url: str | None = None
+    # The host browsers and apps reach; presigned URLs are signed for it.
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "uploads"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
+    # --- jobs -----------------------------------------------------------
+    redis_url: str | None = None
+
+    # --- auth -----------------------------------------------------------
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = 30
+
+    # --- HTTP -----------------------------------------------------------
+    # Base of the URLs the service hands out for itself (local storage URLs).
+    public_base_url: str = "http://127.0.0.1:8000"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # --- uploads --------------------------------------------------------
+    upload_url_expires_seconds: int = Field(default=900, ge=1, le=604800)
+    download_url_expires_seconds: int = Field(default=3600, ge=1, le=604800)
+    max_attachment_bytes: int = Field(default=100 * MiB, gt=0)
+    max_avatar_bytes: int = Field(default=5 * MiB, gt=0)
+    max_event_import_bytes: int = Field(default=200 * MiB, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # A comma-separated list reads better in an env file than JSON.
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("public_base_url", "s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env == "development":
+            return self
+        if self.jwt_jwks_url is None and _is_placeholder(self.jwt_secret):
+            raise ValueError(
+                "UPLOADSVC_JWT_SECRET (or UPLOADSVC_JWT_JWKS_URL) must be set to a real "
+                "secret outside development"
+            )
+        if self.jwt_secret is not None and _is_placeholder(self.jwt_secret):
+            raise ValueError("UPLOADSVC_JWT_SECRET is a placeholder; set a real secret")
+        if self.storage_backend == "local" and _is_placeholder(self.signing_secret):
+            raise ValueError(
+                "UPLOADSVC_SIGNING_SECRET must be set to a real secret outside development"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def effective_jwt_secret(self) -> str | None:
+        """The HS256 secret: the configured one, or the development default."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if self.is_development and self.jwt_jwks_url is None:
+            return DEV_JWT_SECRET
+        return None
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _is_placeholder(secret: SecretStr | None) -> bool:
+    return secret is None or secret.get_secret_value() in PLACEHOLDER_SECRETS

@@ -1,0 +1,114 @@
+"""The content-type policy: which declared types exist, what their bytes may
+look like, and which extension a stored object gets.
+
+Confirm, the direct-upload route and the event importer all decide here
+whether bytes are what the client says they are. libmagic (python-magic)
+reads the first bytes; a declared type is accepted only when the detected
+type is one of the types its bytes can legitimately be detected as.
+"""
+
+from __future__ import annotations
+
+import magic
+from anyio import to_thread
+
+# libmagic needs only the start of a file for every type we accept; office
+# formats are recognised from the first zip entry names, well inside this.
+MAGIC_PREFIX_BYTES = 16 * 1024
+
+# Client spellings that mean the same type.
+ALIASES: dict[str, str] = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "audio/mp3": "audio/mpeg",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav",
+    "audio/x-flac": "audio/flac",
+    "audio/x-m4a": "audio/mp4",
+    "audio/m4a": "audio/mp4",
+    "application/x-zip-compressed": "application/zip",
+    "application/x-zip": "application/zip",
+}
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+_OOXML = "application/vnd.openxmlformats-officedocument."
+_OLE = frozenset({"application/x-ole-storage", "application/CDFV2", "application/vnd.ms-office"})
+_ZIP = frozenset({"application/zip"})
+
+# Declared type -> the extension of its key, and what libmagic may call its bytes.
+_TYPES: dict[str, tuple[str, frozenset[str]]] = {
+    "image/jpeg": (".jpg", frozenset()),
+    "image/png": (".png", frozenset()),
+    "image/gif": (".gif", frozenset()),
+    "image/webp": (".webp", frozenset()),
+    "application/pdf": (".pdf", frozenset()),
+    "application/msword": (".doc", _OLE),
+    "application/vnd.ms-excel": (".xls", _OLE),
+    "application/vnd.ms-powerpoint": (".ppt", _OLE),
+    _OOXML + "wordprocessingml.document": (".docx", _ZIP),
+    _OOXML + "spreadsheetml.sheet": (".xlsx", _ZIP),
+    _OOXML + "presentationml.presentation": (".pptx", _ZIP),
+    "application/vnd.oasis.opendocument.text": (".odt", _ZIP),
+    "application/vnd.oasis.opendocument.spreadsheet": (".ods", _ZIP),
+    "application/vnd.oasis.opendocument.presentation": (".odp", _ZIP),
+    "text/plain": (".txt", frozenset({"text/csv", "application/json"})),
+    "text/csv": (".csv", frozenset({"text/plain"})),
+    "audio/mpeg": (".mp3", frozenset()),
+    "audio/ogg": (".ogg", frozenset({"application/ogg", "video/ogg"})),
+    "audio/wav": (".wav", frozenset({"audio/x-wav"})),
+    "audio/mp4": (".m4a", frozenset({"audio/x-m4a", "video/mp4"})),
+    "audio/aac": (".aac", frozenset({"audio/x-hx-aac-adts", "audio/x-aac"})),
+    "audio/flac": (".flac", frozenset({"audio/x-flac"})),
+    "audio/webm": (".weba", frozenset({"video/webm"})),
+    "video/mp4": (".mp4", frozenset({"video/x-m4v"})),
+    "video/webm": (".webm", frozenset()),
+    "video/quicktime": (".mov", frozenset()),
+    "video/ogg": (".ogv", frozenset({"application/ogg"})),
+    "application/zip": (".zip", frozenset()),
+}
+
+KNOWN_TYPES = frozenset(_TYPES)
+OFFICE_TYPES = frozenset(t for t, (_, detected) in _TYPES.items() if detected in (_OLE, _ZIP))
+TEXT_TYPES = frozenset({"text/plain", "text/csv"})
+AUDIO_TYPES = frozenset(t for t in _TYPES if t.startswith("audio/"))
+VIDEO_TYPES = frozenset(t for t in _TYPES if t.startswith("video/"))
+
+
+def canonical_type(content_type: str) -> str:
+    """``"Image/JPG; charset=x"`` -> ``"image/jpeg"``."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return ALIASES.get(essence, essence)
+
+
+def extension_for(content_type: str) -> str:
+    return _TYPES[canonical_type(content_type)][0]
+
+
+def bytes_match_type(declared: str, detected: str) -> bool:
+    """Whether bytes libmagic calls ``detected`` may be stored as ``declared``.
+
+    Active content (HTML, SVG, scripts, executables) is never in any accepted
+    set, so it can never pass as an image or a document.
+    """
+    declared = canonical_type(declared)
+    if declared not in _TYPES:
+        return False
+    detected_canonical = canonical_type(detected)
+    return detected_canonical == declared or detected in _TYPES[declared][1]
+
+
+def _detect_sync(prefix: bytes) -> str:
+    # python-magic guards its shared libmagic handle with a lock, so this is
+    # safe to call from worker threads.
+    return str(magic.from_buffer(prefix, mime=True))
+
+
+async def detect_type(prefix: bytes) -> str:
+    """The MIME type libmagic reads from the first bytes of an object.
+
+    libmagic is C code with unbounded worst cases on hostile input, so it
+    runs in a worker thread rather than on the event loop.
+    """
+    return await to_thread.run_sync(_detect_sync, prefix[:MAGIC_PREFIX_BYTES])

@@ -1,0 +1,103 @@
+"""FastAPI dependencies, defined once as ``Annotated`` aliases.
+
+Routers declare what they need (``SessionDep``, ``StorageDep``,
+``PrincipalDep``, ``OwnedUpload``...) and never reach into ``app.state``
+themselves. Everything long-lived comes from the lifespan (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from uploadsvc.config import Settings
+from uploadsvc.errors import NotFound
+from uploadsvc.models import Upload
+from uploadsvc.resources import Resources
+from uploadsvc.security import Principal, extract_bearer_token
+from uploadsvc.services.files import require_confirmed
+from uploadsvc.services.uploads import find_upload
+from uploadsvc.storage import Storage
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+def get_settings(request: Request) -> Settings:
+    return get_resources(request).settings
+
+
+def get_storage(request: Request) -> Storage:
+    return get_resources(request).storage
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request, committed before the response is sent.
+
+    With ``scope="function"`` (below) FastAPI runs the code after ``yield``
+    when the handler returns, before the response leaves: a client that got
+    a 2xx can rely on the row being committed. An exception rolls back.
+    """
+    async with get_resources(request).session_factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+# auto_error=False: a missing or malformed header must answer with our own
+# problem+json 401, not FastAPI's 403. The scheme still appears in OpenAPI,
+# which is what makes Swagger UI's "Authorize" button work.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    description="A JWT whose `sub` is the user id (`uploadsvc token --sub USER` in development).",
+)
+
+
+async def get_principal(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    # The raw header is parsed here rather than through HTTPBearer because
+    # Open Event clients send "JWT <token>", which HTTPBearer rejects.
+    token = extract_bearer_token(request.headers.get("authorization"))
+    return await get_resources(request).token_verifier.verify(token)
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_owned_upload(
+    upload_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Upload:
+    """The caller's upload; someone else's id answers 404 like a missing one."""
+    return await find_upload(session, principal=principal, upload_id=upload_id)
+
+
+async def get_owned_file(
+    file_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> Upload:
+    """The caller's confirmed file; pending, rejected, deleted or foreign → 404."""
+    try:
+        upload = await find_upload(session, principal=principal, upload_id=file_id)
+    except NotFound:
+        raise NotFound("No such file.", code="file_not_found") from None
+    return require_confirmed(upload)
+
+
+OwnedUpload = Annotated[Upload, Depends(get_owned_upload)]
+OwnedFile = Annotated[Upload, Depends(get_owned_file)]

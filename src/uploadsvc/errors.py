@@ -1,0 +1,223 @@
+"""One error hierarchy, rendered as RFC 9457 problem+json by one handler.
+
+Services raise these; routers never build error responses themselves. Every
+error carries a stable machine ``code`` that clients can switch on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://uploadsvc.dev/problems/"
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable error code, e.g. `size_mismatch`.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For validation errors: the offending fields."
+    )
+
+
+class UploadsvcError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal server error"
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+        self.headers: dict[str, str] = {}
+
+    def to_problem(self) -> Problem:
+        return Problem(
+            type=PROBLEM_TYPE_BASE + self.code,
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            code=self.code,
+        )
+
+
+class BadRequest(UploadsvcError):
+    status = 400
+    title = "Bad request"
+    default_code = "bad_request"
+
+
+class Unauthorized(UploadsvcError):
+    status = 401
+    title = "Unauthorized"
+    default_code = "invalid_token"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+
+
+class Forbidden(UploadsvcError):
+    status = 403
+    title = "Forbidden"
+    default_code = "forbidden"
+
+
+class NotFound(UploadsvcError):
+    status = 404
+    title = "Not found"
+    default_code = "not_found"
+
+
+class Conflict(UploadsvcError):
+    """The request is valid but the resource is not in a state that allows it (yet)."""
+
+    status = 409
+    title = "Conflict"
+    default_code = "conflict"
+
+
+class Gone(UploadsvcError):
+    status = 410
+    title = "Gone"
+    default_code = "gone"
+
+
+class LengthRequired(UploadsvcError):
+    status = 411
+    title = "Length required"
+    default_code = "length_required"
+
+
+class PayloadTooLarge(UploadsvcError):
+    status = 413
+    title = "Payload too large"
+    default_code = "too_large"
+
+
+class UnsupportedMediaType(UploadsvcError):
+    status = 415
+    title = "Unsupported media type"
+    default_code = "unsupported_type"
+
+
+class RangeNotSatisfiable(UploadsvcError):
+    status = 416
+    title = "Range not satisfiable"
+    default_code = "range_not_satisfiable"
+
+
+class Unprocessable(UploadsvcError):
+    """The uploaded object failed a check (size, type, checksum)."""
+
+    status = 422
+    title = "Unprocessable content"
+    default_code = "rejected"
+
+
+class ServiceUnavailable(UploadsvcError):
+    status = 503
+    title = "Service unavailable"
+    default_code = "unavailable"
+
+
+class StorageError(ServiceUnavailable):
+    """Object storage failed in a way the client cannot fix; safe to retry later."""
+
+    title = "Storage unavailable"
+    default_code = "storage_unavailable"
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def error_responses(*errors: type[UploadsvcError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route that may raise the given errors."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    all_errors: tuple[type[UploadsvcError], ...] = (Unauthorized, *errors)
+    for error in all_errors:
+        responses[error.status] = {
+            "model": Problem,
+            "description": error.title,
+            "content": {PROBLEM_JSON: {}},
+        }
+    return responses
+
+
+async def _handle_uploadsvc_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UploadsvcError)
+    if exc.status >= 500:
+        logger.error("request failed: %s (%s)", exc.code, exc.detail)
+    return problem_response(exc.to_problem(), exc.headers)
+
+
+async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    names = ", ".join(".".join(str(part) for part in f["loc"]) for f in fields)
+    problem = Problem(
+        type=PROBLEM_TYPE_BASE + "validation_error",
+        title="Validation error",
+        status=422,
+        detail=f"Invalid request fields: {names}",
+        code="validation_error",
+        errors=fields,
+    )
+    return problem_response(problem)
+
+
+async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    problem = Problem(
+        type=PROBLEM_TYPE_BASE + code,
+        title=str(exc.detail) if exc.status_code != 404 else "Not found",
+        status=exc.status_code,
+        detail=str(exc.detail),
+        code=code,
+    )
+    return problem_response(problem, dict(exc.headers or {}))
+
+
+async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Log the traceback for operators; show the client nothing of it.
+    logger.exception("unhandled error", exc_info=exc)
+    return problem_response(UploadsvcError("An unexpected error occurred.").to_problem())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(UploadsvcError, _handle_uploadsvc_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(Exception, _handle_unexpected)
+
+
+class PreconditionFailed(UploadsvcError):
+    status = 412
+    title = "Precondition failed"
+    default_code = "precondition_failed"

@@ -1,0 +1,62 @@
+"""Database models.
+
+One row per upload: it is created *pending* when a URL is handed out and
+becomes the user's *file* once confirmed, so ``upload_id`` and ``file_id``
+are the same UUID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+from sqlalchemy import BigInteger, Enum, Index, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from uploadsvc.db import Base, UTCDateTime, utcnow
+
+
+class UploadStatus(enum.StrEnum):
+    PENDING = "pending"  # URL handed out, bytes not confirmed yet
+    CONFIRMED = "confirmed"  # checked and recorded: a file of its owner
+    REJECTED = "rejected"  # failed a check; its object was deleted
+    EXPIRED = "expired"  # never confirmed; claimed by cleanup
+    DELETED = "deleted"  # deleted by its owner
+
+
+class Upload(Base):
+    __tablename__ = "uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    file_key: Mapped[str] = mapped_column(String(1024), unique=True)
+    # The client's filename, sanitised; shown to users and in Content-Disposition.
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Base64 SHA-256: declared by the client, or reported by storage on confirm.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[UploadStatus] = mapped_column(
+        Enum(
+            UploadStatus,
+            name="upload_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=UploadStatus.PENDING,
+    )
+    rejection_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    url_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # The file list: a user's confirmed files, newest first.
+        Index("ix_uploads_owner_status_created", "owner_id", "status", "created_at", "id"),
+        # Cleanup scans by status and age.
+        Index("ix_uploads_status_url_expires_at", "status", "url_expires_at"),
+    )

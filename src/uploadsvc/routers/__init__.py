@@ -1,0 +1,1 @@
+"""HTTP routes. Each handler takes its dependencies, calls one service function."""

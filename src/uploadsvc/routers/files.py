@@ -1,0 +1,65 @@
+"""Confirmed files: list, read, download, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import RedirectResponse
+
+from uploadsvc.deps import OwnedFile, PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.errors import BadRequest, NotFound, StorageError, error_responses
+from uploadsvc.schemas import DownloadUrl, FileList, FileRead
+from uploadsvc.services import files as service
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+@router.get("", responses=error_responses(BadRequest))
+async def list_files(
+    session: SessionDep,
+    principal: PrincipalDep,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> FileList:
+    """The caller's confirmed files, newest first."""
+    return await service.list_files(session, principal=principal, cursor=cursor, limit=limit)
+
+
+@router.get("/{file_id}", responses=error_responses(NotFound))
+async def get_file(file: OwnedFile) -> FileRead:
+    return service.file_read(file)
+
+
+@router.get(
+    "/{file_id}/download",
+    response_model=DownloadUrl,
+    responses={
+        **error_responses(NotFound, StorageError),
+        307: {"description": "With `redirect=true`: a redirect to the download URL."},
+    },
+)
+async def download_file(
+    file: OwnedFile,
+    storage: StorageDep,
+    settings: SettingsDep,
+    redirect: Annotated[
+        bool, Query(description="Answer 307 to the download URL instead of JSON.")
+    ] = False,
+) -> DownloadUrl | RedirectResponse:
+    """A short-lived URL that downloads the file with its name and type."""
+    download = await service.download_url(storage, settings, file)
+    if redirect:
+        return RedirectResponse(download.download_url, status_code=307)
+    return download
+
+
+@router.delete(
+    "/{file_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(NotFound),
+)
+async def delete_file(file: OwnedFile, session: SessionDep, storage: StorageDep) -> None:
+    """Delete the file and its object."""
+    await service.delete_file(session, storage, upload=file)

@@ -1,0 +1,36 @@
+"""The URLs of the local storage backend, served by the app itself.
+
+Only mounted when ``STORAGE_BACKEND=local``. The signed query string is the
+authorisation (as with S3 presigned URLs); there is no bearer token here.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from uploadsvc.storage.local import ROUTE_PREFIX, LocalStorage
+
+router = APIRouter(prefix=ROUTE_PREFIX, include_in_schema=False)
+
+
+def _local_storage(request: Request) -> LocalStorage:
+    storage = request.app.state.resources.storage
+    assert isinstance(storage, LocalStorage), "route mounted only for the local backend"
+    return storage
+
+
+@router.put("/{key:path}")
+async def put_object(key: str, request: Request) -> Response:
+    etag = await _local_storage(request).receive_put(
+        key, request.query_params, request.headers, request.stream()
+    )
+    return Response(status_code=200, headers={"ETag": etag})
+
+
+@router.get("/{key:path}")
+async def get_object(key: str, request: Request) -> StreamingResponse:
+    download = await _local_storage(request).open_download(
+        key, request.query_params, request.headers.get("range")
+    )
+    return StreamingResponse(download.body, status_code=download.status, headers=download.headers)

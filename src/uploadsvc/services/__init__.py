@@ -1,0 +1,1 @@
+"""Business rules. Services take a session and storage, and raise domain errors."""

@@ -1,0 +1,252 @@
+"""Presigned uploads: hand out a URL, then confirm what storage received.
+
+The flow (SPEC §4): ``request_upload_url`` records a *pending* upload owned
+by the caller and signs a PUT for exactly the declared bytes; the client
+uploads straight to storage; ``confirm_upload`` checks the object (size,
+type, checksum, magic bytes) and makes it the caller's file, or rejects it
+and deletes the object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from uploadsvc import content_types as ct
+from uploadsvc import metrics, repository
+from uploadsvc.config import Settings
+from uploadsvc.db import utcnow
+from uploadsvc.errors import (
+    Conflict,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from uploadsvc.models import Upload, UploadStatus
+from uploadsvc.profiles import profile_for, sanitize_filename
+from uploadsvc.schemas import ConfirmedFile, UploadUrlRequest, UploadUrlResponse
+from uploadsvc.security import Principal
+from uploadsvc.services.files import confirmed_body
+from uploadsvc.storage import ObjectInfo, Storage
+
+logger = logging.getLogger(__name__)
+
+
+async def request_upload_url(
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    *,
+    principal: Principal,
+    request: UploadUrlRequest,
+) -> UploadUrlResponse:
+    profile = profile_for(settings, request.purpose)
+    content_type = ct.canonical_type(request.content_type)
+    if content_type not in profile.allowed_types:
+        raise UnsupportedMediaType(
+            f"{request.content_type!r} is not accepted for purpose {profile.purpose.value!r}.",
+            code="unsupported_type",
+        )
+    if request.size > profile.max_bytes:
+        raise PayloadTooLarge(
+            f"{request.size} bytes is over the {profile.max_bytes}-byte limit "
+            f"for purpose {profile.purpose.value!r}.",
+            code="too_large",
+        )
+    now = utcnow()
+    upload = await repository.add(
+        session,
+        Upload(
+            id=uuid.uuid4(),
+            owner_id=principal.user_id,
+            purpose=profile.purpose.value,
+            file_key=profile.object_key(
+                user_id=principal.user_id, content_type=content_type, now=now
+            ),
+            filename=sanitize_filename(request.filename),
+            content_type=content_type,
+            size_bytes=request.size,
+            sha256=request.sha256,
+            status=UploadStatus.PENDING,
+            created_at=now,
+            url_expires_at=now + dt.timedelta(seconds=settings.upload_url_expires_seconds),
+        ),
+    )
+    metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
+    return await _presigned_put(storage, settings, upload)
+
+
+async def reissue_upload_url(
+    session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload
+) -> UploadUrlResponse:
+    """A fresh URL for an upload that is still pending (slow link, expired URL)."""
+    if upload.status is not UploadStatus.PENDING:
+        raise _not_pending(upload)
+    upload.url_expires_at = utcnow() + dt.timedelta(seconds=settings.upload_url_expires_seconds)
+    await session.flush()
+    return await _presigned_put(storage, settings, upload)
+
+
+async def _presigned_put(storage: Storage, settings: Settings, upload: Upload) -> UploadUrlResponse:
+    expires_in = settings.upload_url_expires_seconds
+    presigned = await storage.presign_put(
+        upload.file_key,
+        content_type=upload.content_type,
+        content_length=upload.size_bytes,
+        sha256=upload.sha256,
+        expires_in=expires_in,
+    )
+    return UploadUrlResponse(
+        upload_id=upload.id,
+        file_key=upload.file_key,
+        upload_url=presigned.url,
+        method="PUT",
+        headers=presigned.headers,
+        expires_in=expires_in,
+        expires_at=upload.url_expires_at,
+    )
+
+
+async def find_upload(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    upload_id: uuid.UUID | None = None,
+    file_key: str | None = None,
+) -> Upload:
+    """The caller's upload by id or key; someone else's answers like a missing one."""
+    upload = None
+    if upload_id is not None:
+        upload = await repository.get_visible(session, principal=principal, upload_id=upload_id)
+    elif file_key is not None:
+        upload = await repository.get_visible_by_key(
+            session, principal=principal, file_key=file_key
+        )
+    if upload is None:
+        raise NotFound("No such upload.", code="upload_not_found")
+    return upload
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    code: str
+    detail: str
+
+
+async def confirm_upload(
+    session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload
+) -> ConfirmedFile:
+    """Check the object behind a pending upload and record it as a file.
+
+    Idempotent: confirming a confirmed upload returns its body again, a
+    rejected one its 422 again. Concurrent confirms all check the object, but
+    only one conditional state change succeeds; the others answer from the
+    state it left.
+    """
+    if upload.status is not UploadStatus.PENDING:
+        return await _answer_for_state(storage, settings, upload)
+
+    info = await storage.head(upload.file_key)
+    if info is None:
+        raise Conflict(
+            "The object has not been uploaded yet; PUT it to the upload URL, then confirm.",
+            code="object_missing",
+        )
+    rejection = _check_metadata(upload, info) or await _check_magic_bytes(storage, upload)
+    if rejection is not None:
+        if await _reject(session, storage, upload, rejection):
+            raise Unprocessable(rejection.detail, code=rejection.code)
+        return await _answer_for_state(storage, settings, upload)
+
+    won = await repository.transition(
+        session,
+        upload,
+        from_status=UploadStatus.PENDING,
+        to_status=UploadStatus.CONFIRMED,
+        sha256=info.sha256 or upload.sha256,
+        confirmed_at=utcnow(),
+    )
+    if not won:
+        return await _answer_for_state(storage, settings, await repository.reload(session, upload))
+    metrics.UPLOADS_CONFIRMED.inc()
+    return await confirmed_body(storage, settings, upload)
+
+
+def _check_metadata(upload: Upload, info: ObjectInfo) -> _Rejection | None:
+    if info.size == 0:
+        return _Rejection("empty_object", "The uploaded object is empty.")
+    if info.size != upload.size_bytes:
+        return _Rejection(
+            "size_mismatch",
+            f"The object has {info.size} bytes; {upload.size_bytes} were declared.",
+        )
+    if info.content_type is None or ct.canonical_type(info.content_type) != upload.content_type:
+        return _Rejection(
+            "type_mismatch",
+            f"The object was stored as {info.content_type!r}, not {upload.content_type!r}.",
+        )
+    if upload.sha256 is not None and info.sha256 != upload.sha256:
+        return _Rejection(
+            "checksum_mismatch", "The object's SHA-256 differs from the declared one."
+        )
+    return None
+
+
+async def _check_magic_bytes(storage: Storage, upload: Upload) -> _Rejection | None:
+    prefix = await storage.read_prefix(upload.file_key, ct.MAGIC_PREFIX_BYTES)
+    detected = await ct.detect_type(prefix)
+    if ct.bytes_match_type(upload.content_type, detected):
+        return None
+    return _Rejection(
+        "type_mismatch",
+        f"The object's bytes are {detected!r}, not the declared {upload.content_type!r}.",
+    )
+
+
+async def _reject(
+    session: AsyncSession, storage: Storage, upload: Upload, rejection: _Rejection
+) -> bool:
+    """Mark the upload rejected and delete its object; False if another request decided first."""
+    won = await repository.transition(
+        session,
+        upload,
+        from_status=UploadStatus.PENDING,
+        to_status=UploadStatus.REJECTED,
+        rejection_code=rejection.code,
+    )
+    if not won:
+        await repository.reload(session, upload)
+        return False
+    # The 422 that follows would roll the request back: the rejection must be
+    # committed first. The object goes after the commit, so a crash in between
+    # leaves a rejected row whose object cleanup removes.
+    await session.commit()
+    metrics.UPLOADS_REJECTED.labels(code=rejection.code).inc()
+    logger.info("rejected upload %s: %s", upload.id, rejection.code)
+    await storage.delete(upload.file_key)
+    return True
+
+
+async def _answer_for_state(storage: Storage, settings: Settings, upload: Upload) -> ConfirmedFile:
+    if upload.status is UploadStatus.CONFIRMED:
+        return await confirmed_body(storage, settings, upload)
+    raise _not_pending(upload)
+
+
+def _not_pending(upload: Upload) -> Exception:
+    if upload.status is UploadStatus.REJECTED:
+        return Unprocessable(
+            "This upload was rejected; request a new upload URL.",
+            code=upload.rejection_code or "rejected",
+        )
+    if upload.status is UploadStatus.CONFIRMED:
+        return Conflict("This upload is already confirmed.", code="already_confirmed")
+    return Gone(
+        f"This upload is {upload.status.value}; request a new upload URL.", code="upload_gone"
+    )

@@ -1,0 +1,27 @@
+"""Object storage: one interface (``Storage``), an S3 and a local backend."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from uploadsvc.config import Settings
+from uploadsvc.storage.base import ObjectInfo, PresignedRequest, Storage
+from uploadsvc.storage.local import LocalStorage
+from uploadsvc.storage.s3 import S3Storage, open_s3_storage
+
+__all__ = ["LocalStorage", "ObjectInfo", "PresignedRequest", "S3Storage", "Storage", "open_storage"]
+
+
+@contextlib.asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    """The configured backend, with its clients open for the life of the context."""
+    if settings.storage_backend == "s3":
+        async with open_s3_storage(settings) as s3:
+            yield s3
+        return
+    yield LocalStorage(
+        root=settings.local_storage_dir,
+        secret=settings.signing_secret.get_secret_value(),
+        public_base_url=settings.public_base_url,
+    )

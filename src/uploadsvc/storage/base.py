@@ -1,0 +1,80 @@
+"""The storage interface: domain verbs that both backends implement.
+
+``storage/`` is the only package that knows S3 or the disk. Callers get
+domain values and domain errors (``errors.StorageError``), never botocore
+exceptions or file-system paths.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedRequest:
+    """An HTTP request a client may make once, without credentials."""
+
+    url: str
+    method: str
+    # Headers the client must send exactly as given (they are signed).
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str | None
+    # Base64 SHA-256 of the whole object, when storage computed one.
+    sha256: str | None
+    last_modified: dt.datetime | None
+
+
+class Storage(abc.ABC):
+    """Object storage for uploads. Every method is a coroutine."""
+
+    @abc.abstractmethod
+    async def presign_put(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        content_length: int,
+        sha256: str | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        """A URL that accepts exactly these bytes at ``key``, once, until it expires.
+
+        Content-Type, Content-Length and (when given) the SHA-256 are signed,
+        so storage itself refuses any other body. The object must not exist
+        yet (``If-None-Match: *``), so a confirmed object can never be
+        overwritten through an old URL.
+        """
+
+    @abc.abstractmethod
+    async def presign_get(
+        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str:
+        """A URL that downloads ``key`` with the given response headers."""
+
+    @abc.abstractmethod
+    async def head(self, key: str) -> ObjectInfo | None:
+        """The object's metadata, or None when there is no such object."""
+
+    @abc.abstractmethod
+    async def read_prefix(self, key: str, length: int) -> bytes:
+        """Up to ``length`` bytes from the start of the object (a ranged read)."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Delete the object; deleting a missing object is not an error."""
+
+    @abc.abstractmethod
+    async def check_ready(self) -> None:
+        """Raise ``StorageError`` unless storage answers."""
+
+    @abc.abstractmethod
+    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
+        """Create the bucket or folder and apply its policies; return what was done."""

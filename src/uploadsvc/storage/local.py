@@ -1,0 +1,324 @@
+"""Local-disk storage with HMAC-signed, expiring URLs served by the app itself.
+
+This is what ``make dev`` uses, so a new user can try the whole flow without
+a cloud account. Its URLs enforce what S3 enforces for the same presigned
+URL: the signature over every query parameter, the expiry, the signed
+Content-Type, Content-Length and SHA-256, ``If-None-Match: *``, and Range on
+GET. Object metadata (type, checksum) lives in a JSON file beside each object.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import anyio
+from anyio import to_thread
+
+from uploadsvc.errors import (
+    BadRequest,
+    Forbidden,
+    LengthRequired,
+    NotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    StorageError,
+)
+from uploadsvc.storage.base import ObjectInfo, PresignedRequest, Storage
+
+# Where the app serves the URLs of this backend (see routers/local_storage.py).
+ROUTE_PREFIX = "/v1/storage"
+CHUNK_SIZE = 1024 * 1024
+
+_SIGNATURE = "X-Signature"
+_EXPIRES = "X-Expires"
+_METHOD = "X-Method"
+_CONTENT_TYPE = "X-Content-Type"
+_CONTENT_LENGTH = "X-Content-Length"
+_SHA256 = "X-Checksum-Sha256"
+_IF_NONE_MATCH = "X-If-None-Match"
+_RESPONSE_TYPE = "response-content-type"
+_RESPONSE_DISPOSITION = "response-content-disposition"
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """What the GET route sends: status, headers and the body as chunks."""
+
+    status: int
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]
+
+
+class LocalStorage(Storage):
+    def __init__(self, *, root: Path, secret: str, public_base_url: str) -> None:
+        self._objects = root / "objects"
+        self._meta = root / "meta"
+        self._tmp = root / "tmp"
+        self._secret = secret.encode()
+        self._base_url = public_base_url.rstrip("/") + ROUTE_PREFIX
+
+    # --- signing -----------------------------------------------------------
+
+    def _signature(self, method: str, key: str, params: Mapping[str, str]) -> str:
+        canonical = "\n".join(
+            [method, key, urlencode(sorted((k, v) for k, v in params.items() if k != _SIGNATURE))]
+        )
+        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+    def _signed_url(self, method: str, key: str, params: dict[str, str], expires_in: int) -> str:
+        params = {**params, _METHOD: method, _EXPIRES: str(int(time.time()) + expires_in)}
+        params[_SIGNATURE] = self._signature(method, key, params)
+        return f"{self._base_url}/{quote(key)}?{urlencode(params)}"
+
+    def verify(self, method: str, key: str, query: Mapping[str, str]) -> None:
+        """Refuse a request whose URL was not signed by us for this method and key."""
+        given = query.get(_SIGNATURE, "")
+        expected = self._signature(method, key, query)
+        if query.get(_METHOD) != method or not hmac.compare_digest(given, expected):
+            raise Forbidden(
+                "The request signature does not match this URL.", code="signature_mismatch"
+            )
+        try:
+            expires = int(query.get(_EXPIRES, ""))
+        except ValueError:
+            raise Forbidden("The URL has no valid expiry.", code="signature_mismatch") from None
+        if time.time() > expires:
+            raise Forbidden("The URL has expired.", code="url_expired")
+
+    # --- Storage interface -------------------------------------------------
+
+    async def presign_put(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        content_length: int,
+        sha256: str | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        params = {
+            _CONTENT_TYPE: content_type,
+            _CONTENT_LENGTH: str(content_length),
+            _IF_NONE_MATCH: "*",
+        }
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        if sha256 is not None:
+            params[_SHA256] = sha256
+            headers["x-amz-checksum-sha256"] = sha256
+        url = self._signed_url("PUT", key, params, expires_in)
+        return PresignedRequest(url=url, method="PUT", headers=headers)
+
+    async def presign_get(
+        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str:
+        params = {_RESPONSE_TYPE: content_type, _RESPONSE_DISPOSITION: content_disposition}
+        return self._signed_url("GET", key, params, expires_in)
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        path = anyio.Path(self._object_path(key))
+        try:
+            stat = await path.stat()
+        except FileNotFoundError:
+            return None
+        meta = await self._read_meta(key)
+        return ObjectInfo(
+            key=key,
+            size=stat.st_size,
+            content_type=meta.get("content_type"),
+            sha256=meta.get("sha256"),
+            last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+        )
+
+    async def read_prefix(self, key: str, length: int) -> bytes:
+        try:
+            async with await anyio.open_file(self._object_path(key), "rb") as f:
+                return await f.read(length)
+        except FileNotFoundError:
+            raise NotFound("No such object.") from None
+
+    async def delete(self, key: str) -> None:
+        for path in (self._object_path(key), self._meta_path(key)):
+            await anyio.Path(path).unlink(missing_ok=True)
+
+    async def check_ready(self) -> None:
+        if not await anyio.Path(self._objects).is_dir():
+            raise StorageError("The local storage folder does not exist.")
+
+    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
+        for folder in (self._objects, self._meta, self._tmp):
+            await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        return [f"created {self._objects.parent}"]
+
+    # --- what the signed URLs do (served by routers/local_storage.py) ------
+
+    async def receive_put(
+        self,
+        key: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: AsyncIterator[bytes],
+    ) -> str:
+        """Store a PUT made to a signed URL; return the object's ETag."""
+        self.verify("PUT", key, query)
+        if headers.get("content-type", "") != query.get(_CONTENT_TYPE):
+            raise Forbidden("Content-Type differs from the signed one.", code="signature_mismatch")
+        declared_length = headers.get("content-length")
+        if declared_length is None:
+            raise LengthRequired("A Content-Length header is required.")
+        if declared_length != query.get(_CONTENT_LENGTH):
+            raise Forbidden(
+                "Content-Length differs from the signed one.", code="signature_mismatch"
+            )
+        signed_sha256 = query.get(_SHA256)
+        if headers.get("x-amz-checksum-sha256") != signed_sha256:
+            raise Forbidden(
+                "x-amz-checksum-sha256 differs from the signed one.", code="signature_mismatch"
+            )
+        if query.get(_IF_NONE_MATCH) == "*" and headers.get("if-none-match") != "*":
+            raise Forbidden("If-None-Match: * is required.", code="signature_mismatch")
+        final = self._object_path(key)
+        if await anyio.Path(final).exists():
+            raise PreconditionFailed("An object already exists at this key.")
+
+        digest, written, tmp = await self._write_temp(body, limit=int(declared_length))
+        try:
+            if written != int(declared_length):
+                raise BadRequest(
+                    "The body is shorter than its Content-Length.", code="incomplete_body"
+                )
+            sha256 = base64.b64encode(digest).decode()
+            if signed_sha256 is not None and sha256 != signed_sha256:
+                raise BadRequest(
+                    "The SHA-256 you specified did not match the body.", code="bad_digest"
+                )
+            await self._write_meta(key, {"content_type": query[_CONTENT_TYPE], "sha256": sha256})
+            await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # A hard link never replaces an existing file: the same
+                # no-overwrite guarantee as S3's If-None-Match, without a race.
+                await to_thread.run_sync(os.link, tmp, final)
+            except FileExistsError:
+                raise PreconditionFailed("An object already exists at this key.") from None
+        finally:
+            await anyio.Path(tmp).unlink(missing_ok=True)
+        return f'"{digest.hex()[:32]}"'
+
+    async def open_download(
+        self, key: str, query: Mapping[str, str], range_header: str | None
+    ) -> Download:
+        self.verify("GET", key, query)
+        path = self._object_path(key)
+        try:
+            size = (await anyio.Path(path).stat()).st_size
+        except FileNotFoundError:
+            raise NotFound("No such object.") from None
+        headers = {
+            "Content-Type": query.get(_RESPONSE_TYPE, "application/octet-stream"),
+            "Content-Disposition": query.get(_RESPONSE_DISPOSITION, "attachment"),
+            "Accept-Ranges": "bytes",
+            "X-Content-Type-Options": "nosniff",
+        }
+        start, end, status = 0, size - 1, 200
+        if range_header:
+            start, end = _parse_range(range_header, size)
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(max(end - start + 1, 0))
+        return Download(status=status, headers=headers, body=_read_range(path, start, end))
+
+    # --- files -------------------------------------------------------------
+
+    def _object_path(self, key: str) -> Path:
+        parts = key.split("/")
+        if (
+            not key
+            or "\\" in key
+            or "\x00" in key
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise NotFound("No such object.")
+        return self._objects.joinpath(*parts)
+
+    def _meta_path(self, key: str) -> Path:
+        relative = self._object_path(key).relative_to(self._objects)
+        return self._meta / relative.parent / (relative.name + ".json")
+
+    async def _read_meta(self, key: str) -> dict[str, str]:
+        try:
+            raw = await anyio.Path(self._meta_path(key)).read_text()
+        except FileNotFoundError:
+            return {}
+        data = json.loads(raw)
+        return {k: str(v) for k, v in data.items() if v is not None}
+
+    async def _write_meta(self, key: str, meta: dict[str, str]) -> None:
+        path = anyio.Path(self._meta_path(key))
+        await path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = anyio.Path(self._tmp / f"{uuid.uuid4()}.json")
+        await tmp.write_text(json.dumps(meta))
+        await tmp.replace(path)
+
+    async def _write_temp(
+        self, body: AsyncIterator[bytes], *, limit: int
+    ) -> tuple[bytes, int, Path]:
+        """Stream the body into a temp file; return its digest, size and path."""
+        tmp = self._tmp / str(uuid.uuid4())
+        await anyio.Path(self._tmp).mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            async with await anyio.open_file(tmp, "wb") as f:
+                async for chunk in body:
+                    written += len(chunk)
+                    if written > limit:
+                        raise BadRequest(
+                            "The body is longer than its Content-Length.", code="incomplete_body"
+                        )
+                    digest.update(chunk)
+                    await f.write(chunk)
+        except BaseException:
+            await anyio.Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest.digest(), written, tmp
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int]:
+    """One ``bytes=`` range, as S3 accepts it; several ranges are not supported."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        raise RangeNotSatisfiable("Only a single bytes range is supported.")
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            start, end = max(size - int(last), 0), size - 1
+        else:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        raise RangeNotSatisfiable("The Range header is malformed.") from None
+    if start > end or start >= size:
+        raise RangeNotSatisfiable(f"The range does not overlap the object's {size} bytes.")
+    return start, end
+
+
+async def _read_range(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
+    remaining = end - start + 1
+    async with await anyio.open_file(path, "rb") as f:
+        await f.seek(start)
+        while remaining > 0:
+            chunk = await f.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk

@@ -1,0 +1,225 @@
+"""S3 (and S3-compatible) storage through aioboto3."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from uploadsvc.config import Settings
+from uploadsvc.errors import StorageError
+from uploadsvc.storage.base import ObjectInfo, PresignedRequest, Storage
+
+logger = logging.getLogger(__name__)
+
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def _client_config(settings: Settings) -> AioConfig:
+    return AioConfig(
+        signature_version="s3v4",
+        s3={"addressing_style": settings.s3_addressing_style},
+        # botocore >= 1.36 adds CRC32 checksums to every request by default,
+        # which some S3-compatible stores refuse; we send checksums ourselves.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Storage(Storage):
+    """Talks to one bucket. Made by :func:`open_s3_storage`, which owns the clients."""
+
+    def __init__(self, *, client: Any, presign_client: Any, bucket: str) -> None:
+        # `client` reaches S3 from the service; `presign_client` signs URLs
+        # for the host that browsers and apps reach (S3_PUBLIC_ENDPOINT_URL).
+        self._client = client
+        self._presign_client = presign_client
+        self._bucket = bucket
+
+    async def presign_put(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        content_length: int,
+        sha256: str | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        params: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "ContentLength": content_length,
+            "IfNoneMatch": "*",
+        }
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
+        if sha256 is not None:
+            params["ChecksumSHA256"] = sha256
+            headers["x-amz-checksum-sha256"] = sha256
+        url = await self._presign_client.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=expires_in
+        )
+        return PresignedRequest(url=url, method="PUT", headers=headers)
+
+    async def presign_get(
+        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str:
+        url: str = await self._presign_client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": key,
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": content_disposition,
+            },
+            ExpiresIn=expires_in,
+        )
+        return url
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        try:
+            response = await self._client.head_object(
+                Bucket=self._bucket, Key=key, ChecksumMode="ENABLED"
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                return None
+            raise _storage_error("head", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("head", exc) from exc
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            content_type=response.get("ContentType"),
+            sha256=response.get("ChecksumSHA256"),
+            last_modified=response.get("LastModified"),
+        )
+
+    async def read_prefix(self, key: str, length: int) -> bytes:
+        try:
+            response = await self._client.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes=0-{length - 1}"
+            )
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        except ClientError as exc:
+            if _error_code(exc) == "InvalidRange":  # an empty object has no byte 0
+                return b""
+            raise _storage_error("read", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("read", exc) from exc
+        return data[:length]
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._client.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("delete", exc) from exc
+
+    async def check_ready(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self._bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("reach the bucket", exc) from exc
+
+    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
+        done: list[str] = []
+        try:
+            try:
+                await self._client.create_bucket(Bucket=self._bucket)
+                done.append(f"created bucket {self._bucket}")
+            except ClientError as exc:
+                if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+                done.append(f"bucket {self._bucket} exists")
+            await self._client.put_public_access_block(
+                Bucket=self._bucket,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            )
+            done.append("blocked public access")
+            await self._client.put_bucket_lifecycle_configuration(
+                Bucket=self._bucket,
+                LifecycleConfiguration={
+                    "Rules": [
+                        {
+                            "ID": "abort-incomplete-multipart-uploads",
+                            "Status": "Enabled",
+                            "Filter": {"Prefix": ""},
+                            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                        }
+                    ]
+                },
+            )
+            done.append("lifecycle: abort incomplete multipart uploads after 1 day")
+            if cors_origins:
+                await self._client.put_bucket_cors(
+                    Bucket=self._bucket,
+                    CORSConfiguration={
+                        "CORSRules": [
+                            {
+                                "AllowedOrigins": cors_origins,
+                                "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+                                "AllowedHeaders": [
+                                    "content-type",
+                                    "if-none-match",
+                                    "x-amz-checksum-sha256",
+                                    "x-amz-*",
+                                ],
+                                "ExposeHeaders": ["ETag"],
+                                "MaxAgeSeconds": 3600,
+                            }
+                        ]
+                    },
+                )
+                done.append(f"CORS for {', '.join(cors_origins)}")
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("initialise the bucket", exc) from exc
+        return done
+
+
+def _storage_error(action: str, exc: Exception) -> StorageError:
+    # Log the storage's own words for operators; clients get a generic sentence,
+    # never an endpoint, a bucket policy or a credential.
+    logger.warning("S3 failed to %s: %s", action, exc)
+    return StorageError(f"Object storage failed to {action}; try again later.")
+
+
+@contextlib.asynccontextmanager
+async def open_s3_storage(settings: Settings) -> AsyncIterator[S3Storage]:
+    """One pair of clients per process, closed when the context exits."""
+    session = aioboto3.Session()
+    secret = settings.s3_secret_access_key
+    client_args: dict[str, Any] = {
+        "region_name": settings.s3_region,
+        "aws_access_key_id": settings.s3_access_key_id,
+        "aws_secret_access_key": secret.get_secret_value() if secret else None,
+        "config": _client_config(settings),
+    }
+    public_endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            session.client("s3", endpoint_url=settings.s3_endpoint_url, **client_args)
+        )
+        presign_client = client
+        if public_endpoint != settings.s3_endpoint_url:
+            presign_client = await stack.enter_async_context(
+                session.client("s3", endpoint_url=public_endpoint, **client_args)
+            )
+        yield S3Storage(client=client, presign_client=presign_client, bucket=settings.s3_bucket)

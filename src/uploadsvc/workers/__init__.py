@@ -1,0 +1,1 @@
+"""Background jobs (arq): event imports and cleanup run here (SPEC §4, §6)."""

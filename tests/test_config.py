@@ -1,0 +1,69 @@
+"""Settings: documented, and strict about secrets outside development."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from uploadsvc.config import DEV_JWT_SECRET, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = set(
+        re.findall(r"^(UPLOADSVC_\w+)=", (REPO_ROOT / ".env.example").read_text(), re.M)
+    )
+    assert documented == {f"UPLOADSVC_{name.upper()}" for name in Settings.model_fields}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"jwt_secret": DEV_JWT_SECRET, "signing_secret": "x" * 40},
+        {"jwt_secret": "y" * 40},
+    ],
+    ids=["nothing-set", "placeholder-jwt-secret", "placeholder-signing-secret"],
+)
+def test_production_refuses_placeholder_secrets(values: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, env="production", **values)
+
+
+def test_production_starts_with_real_secrets() -> None:
+    settings = Settings(
+        _env_file=None,
+        env="production",
+        jwt_secret="y" * 40,
+        signing_secret="x" * 40,
+    )
+    assert settings.effective_jwt_secret == "y" * 40
+
+
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPLOADSVC_JWT_SECRET", "")
+    monkeypatch.setenv("UPLOADSVC_S3_ENDPOINT_URL", "")
+    settings = Settings(_env_file=None)
+    assert settings.jwt_secret is None
+    assert settings.s3_endpoint_url is None
+    assert settings.effective_jwt_secret == DEV_JWT_SECRET
+
+
+def test_cli_refuses_to_start_in_production_with_placeholders(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "uploadsvc", "token", "--sub", "alice"],
+        cwd=tmp_path,
+        env={"UPLOADSVC_ENV": "production", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "UPLOADSVC_JWT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
