@@ -68,14 +68,17 @@ fi
 if ! command -v uv >/dev/null 2>&1; then
     log "installing uv (pip)"
     # Debian's own python3 refuses system-wide pip installs (PEP 668): fall back to --user.
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
-        || "$PYTHON" -m pip install --quiet --disable-pip-version-check --user \
-            --break-system-packages uv
+    PIP_INSTALL=("$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+    "${PIP_INSTALL[@]}" uv 2>/dev/null \
+        || "${PIP_INSTALL[@]}" --user --break-system-packages uv \
+        || die "could not install uv: $PYTHON -m pip install uv failed"
     if ! command -v uv >/dev/null 2>&1; then
-        # The uv wheel knows where it put its binary (e.g. a scripts dir not on PATH).
-        UV_BIN=$("$PYTHON" -c 'import uv; print(uv.find_uv_bin())')
-        mkdir -p "$HOME/.local/bin"
-        ln -sf "$UV_BIN" "$HOME/.local/bin/uv"
+        # The uv wheel knows where it put its binary (e.g. a scripts dir not on PATH):
+        # link it into ~/.local/bin, which the Makefile puts on PATH too.
+        UV_BIN=$("$PYTHON" -c 'import uv; print(uv.find_uv_bin())') \
+            || die "uv was installed but its binary cannot be found"
+        mkdir -p "$HOME/.local/bin" && ln -sf "$UV_BIN" "$HOME/.local/bin/uv" \
+            || die "cannot link $UV_BIN into $HOME/.local/bin"
     fi
     command -v uv >/dev/null 2>&1 || die "uv was installed but is not on PATH"
 fi

@@ -60,14 +60,15 @@ def _configure(port: str, state_dir: str) -> None:
 def _bind_ipv4_to_loopback() -> None:
     # The gateway creates TCP4ServerEndpoint(reactor, port) without an interface,
     # i.e. 0.0.0.0. Default the interface to 127.0.0.1 (an explicit one is kept).
-    from twisted.internet import endpoints
+    from twisted.internet import endpoints as _endpoints
 
+    endpoints: Any = _endpoints  # patched on purpose: no type checking of the swap
     original = endpoints.TCP4ServerEndpoint
 
     def loopback_endpoint(reactor: Any, port: int, backlog: int = 50, interface: str = "") -> Any:
         return original(reactor, port, backlog, interface or "127.0.0.1")
 
-    endpoints.TCP4ServerEndpoint = loopback_endpoint  # type: ignore[assignment,misc]
+    endpoints.TCP4ServerEndpoint = loopback_endpoint
 
 
 def _keep_s3_objects_in(state_dir: str) -> None:

@@ -1,80 +1,167 @@
-"""Start and stop LocalStack's strict S3 server for the test session.
+"""Start and stop LocalStack's strict S3 server (test setup helpers, no fixtures).
 
-Installed by ``scripts/bootstrap.sh --test`` in ``.venv-localstack`` (its own
-pinned boto3 must not meet ours), started through ``scripts/ls_launch.py`` on
-a free loopback port. The state folder is kept between runs: LocalStack's
-first start builds a cache there (9 s), later starts take about 3 s.
+LocalStack 4.13.1 lives in its own venv, ``.venv-localstack`` (its pinned boto3 must
+not meet the project's), installed by ``scripts/bootstrap.sh --test``. It runs
+through ``scripts/ls_launch.py``, which keeps it on a loopback port and inside
+``.localstack-state/``. That folder is kept between runs: the first start builds a
+cache there (about 9 s), later starts take about 3 s.
+
+    server = start_localstack(repo_root)
+    try:
+        ...  # S3 at server.endpoint_url, presigned URLs signed with the secret "test"
+    finally:
+        server.stop()
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
-START_TIMEOUT_SECONDS = 90
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+LOG_TAIL_CHARS = 4000
+# Logs of earlier runs (one per port) older than this are removed at start.
+LOG_MAX_AGE_SECONDS = 24 * 3600
+
+VENV_DIR = ".venv-localstack"
+STATE_DIR = ".localstack-state"
+LAUNCHER = Path("scripts") / "ls_launch.py"
+INSTALL_HINT = "run `make test` (scripts/bootstrap.sh --test) to install LocalStack"
 
 
-@dataclass
 class LocalStackServer:
-    endpoint_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    """A running LocalStack: its S3 endpoint and how to stop it."""
+
+    def __init__(self, endpoint_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.endpoint_url = endpoint_url
+        self.process = process
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL it after 10 s. Idempotent."""
+        atexit.unregister(self.stop)
         if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
+            return  # already exited and reaped: its group id may belong to others now
+        self._signal_group(signal.SIGTERM)
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            self._signal_group(signal.SIGKILL)
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+    def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        # The server is the leader of its own process group (start_new_session).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def __enter__(self) -> LocalStackServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LocalStackServer({self.endpoint_url!r}, pid={self.pid})"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
+def start_localstack(
+    repo_root: Path, *, timeout: float = START_TIMEOUT_SECONDS
+) -> LocalStackServer:
+    """Start LocalStack on a free loopback port and wait until it answers."""
+    python = repo_root / VENV_DIR / "bin" / "python"
+    if not python.is_file():
+        raise RuntimeError(f"{python} is missing: {INSTALL_HINT}")
+    state_dir = repo_root / STATE_DIR
+    state_dir.mkdir(exist_ok=True)
+    _remove_old_logs(state_dir)
+
+    port = free_loopback_port()
+    log_path = state_dir / f"localstack-{port}.log"
+    with log_path.open("wb") as log:
+        # The child keeps its own copy of the log's file descriptor.
+        process = subprocess.Popen(
+            [str(python), str(repo_root / LAUNCHER), str(port)],
+            cwd=repo_root,
+            env={**os.environ, "LS_STATE_DIR": str(state_dir)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group: Ctrl-C in the terminal does not reach it, and
+            # stop() signals exactly the group it started.
+            start_new_session=True,
+        )
+    server = LocalStackServer(f"http://127.0.0.1:{port}", process, log_path)
+    # A session that dies without calling stop() does not leave the server behind.
+    atexit.register(server.stop)
+    try:
+        _wait_until_healthy(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def start_localstack(repo_root: Path) -> LocalStackServer:
-    python = repo_root / ".venv-localstack" / "bin" / "python"
-    if not python.exists():
-        raise RuntimeError(
-            "LocalStack is not installed: run `make test` (scripts/bootstrap.sh --test)"
-        )
-    state = repo_root / ".localstack-state"
-    state.mkdir(exist_ok=True)
-    port = _free_port()
-    log_path = state / f"localstack-{port}.log"
-    env = {**os.environ, "LS_STATE_DIR": str(state)}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(python), str(repo_root / "scripts" / "ls_launch.py"), str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = LocalStackServer(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
+def _wait_until_healthy(server: LocalStackServer, timeout: float) -> None:
+    health_url = f"{server.endpoint_url}/_localstack/health"
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            returncode = server.process.poll()
+            if returncode is not None:
+                raise RuntimeError(
+                    f"LocalStack exited with status {returncode} while starting "
+                    f"(log {server.log_path}; if it cannot import localstack, "
+                    f"{INSTALL_HINT}):\n{server.log_tail()}"
+                )
+            try:
+                if client.get(health_url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass  # not listening yet
+            time.sleep(0.2)
+    raise RuntimeError(
+        f"LocalStack did not answer {health_url} within {timeout:.0f} s "
+        f"(log {server.log_path}):\n{server.log_tail()}"
+    )
+
+
+def _remove_old_logs(state_dir: Path) -> None:
+    cutoff = time.time() - LOG_MAX_AGE_SECONDS
+    for old in state_dir.glob("localstack-*.log"):
         try:
-            if httpx.get(f"{server.endpoint_url}/_localstack/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    server.stop()
-    tail = log_path.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"LocalStack did not start on port {port}:\n{tail}")
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # another session removed it first

@@ -102,6 +102,8 @@ class TokenVerifier:
                 f"Tokens signed with {algorithm!r} are not accepted.", code="unsupported_algorithm"
             )
         claims = self._decode(token, key, str(algorithm))
+        if not isinstance(claims.get("exp"), int | float):
+            raise Unauthorized("The token has no 'exp' claim.", code="invalid_claims")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthorized("The token has no 'sub' claim.", code="invalid_claims")
@@ -110,8 +112,8 @@ class TokenVerifier:
     def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
         settings = self._settings
         options = {
-            "require_exp": True,
-            "require_sub": True,
+            # `exp` and `sub` are required, but checked below rather than by jose,
+            # so that their absence is reported as a claims problem.
             "verify_aud": settings.jwt_audience is not None,
             "verify_iss": settings.jwt_issuer is not None,
             "leeway": settings.jwt_leeway_seconds,
