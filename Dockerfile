@@ -1,33 +1,78 @@
 # syntax=docker/dockerfile:1
-# Build: docker build -t uploadsvc .   Run: docker run -p 8000:8000 --env-file .env uploadsvc
+#
+#   docker build -t uploadsvc .
+#   docker run -p 8000:8000 --env-file .env uploadsvc                 # the API
+#   docker run --env-file .env uploadsvc uploadsvc migrate            # once per release
+#   docker run --env-file .env uploadsvc uploadsvc storage init       # bucket, CORS, lifecycle
+#
+# The image defaults to UPLOADSVC_ENV=production: it refuses to start until real
+# secrets are configured (see .env.example).
 
-FROM python:3.11-slim-bookworm AS builder
-RUN pip install --no-cache-dir uv
-WORKDIR /app
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
-# Dependencies first, so code changes do not reinstall them.
-COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: the locked, non-editable virtual environment -------------------------
+FROM ${PYTHON_IMAGE} AS builder
+
+# uv.lock is written by a recent uv (lock revision 5): pin the same release.
+ARG UV_VERSION=0.13.9
+RUN pip install --no-cache-dir --root-user-action=ignore "uv==${UV_VERSION}"
+
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+
+# Dependencies first: code changes do not reinstall them.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-install-project --no-editable
+
+# Then the project itself, installed into the venv as a regular (non-editable)
+# package, so the runtime image needs no source tree. README.md: the package's readme.
+COPY README.md ./
 COPY src ./src
-RUN uv sync --frozen --no-dev --no-editable
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable
 
-FROM python:3.11-slim-bookworm
-# libmagic: the magic-byte check (python-magic).
+# --- runtime --------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+
+# libmagic: the magic-byte check of uploaded objects (python-magic).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libmagic1 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libmagic1 \
     && rm -rf /var/lib/apt/lists/*
-RUN useradd --create-home --uid 10001 uploadsvc
-WORKDIR /app
+
+RUN groupadd --system --gid 10001 uploadsvc \
+    && useradd --system --uid 10001 --gid uploadsvc --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin uploadsvc
+
+# The venv lives at the same path as in the builder (its scripts' shebangs point there)
+# and stays owned by root: the service cannot modify its own code.
 COPY --from=builder /app/.venv /app/.venv
-COPY alembic.ini ./
-COPY alembic ./alembic
-ENV PATH="/app/.venv/bin:$PATH" \
+# `uploadsvc migrate` finds the migrations in the working directory.
+COPY alembic.ini /app/
+COPY alembic /app/alembic/
+
+# /app is group-writable with the sticky bit: the service may create its own files
+# there (the zero-config SQLite database, ./data/storage of the local backend) but
+# cannot replace the root-owned ones.
+RUN chown root:uploadsvc /app && chmod 1775 /app
+
+WORKDIR /app
+ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     UPLOADSVC_ENV=production \
     UPLOADSVC_HOST=0.0.0.0 \
     UPLOADSVC_PORT=8000
-USER uploadsvc
+
+# Numeric, so that runAsNonRoot-style checks can verify it.
+USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
-CMD ["uploadsvc", "serve"]
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('UPLOADSVC_PORT') or '8000'; urllib.request.urlopen('http://127.0.0.1:' + port + '/healthz', timeout=3)"]
+
+# --host here, not only in ENV: an empty UPLOADSVC_HOST= in an env file would reset it.
+CMD ["uploadsvc", "serve", "--host", "0.0.0.0"]

@@ -1,42 +1,71 @@
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# uv installed with `pip install --user` lands in ~/.local/bin.
 export PATH := $(HOME)/.local/bin:$(PATH)
+# `uv run` must never rewrite the committed uv.lock; scripts/bootstrap.sh syncs
+# the environment from it (`uv sync --frozen`).
+export UV_FROZEN := 1
 
-# `make dev HOST=0.0.0.0 PORT=9000`
-ifdef HOST
-export UPLOADSVC_HOST := $(HOST)
+BOOTSTRAP := bash scripts/bootstrap.sh
+
+# `make dev HOST=0.0.0.0 PORT=9000` (or `HOST=0.0.0.0 PORT=9000 make dev`).
+HOST ?=
+PORT ?=
+ifneq ($(strip $(HOST)),)
+dev: export UPLOADSVC_HOST := $(HOST)
 endif
-ifdef PORT
-export UPLOADSVC_PORT := $(PORT)
+ifneq ($(strip $(PORT)),)
+dev: export UPLOADSVC_PORT := $(PORT)
 endif
 
-.PHONY: install dev test lint format typecheck bench migrate clean
+# `make test PYTEST_ARGS="-x -k confirm"`
+PYTEST_ARGS ?=
 
-install:
-	@scripts/bootstrap.sh
+.PHONY: help install dev test lint format typecheck bench migrate clean distclean
 
-dev: install
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## libmagic, uv and the locked Python environment (.venv)
+	@$(BOOTSTRAP)
+
+dev: install ## run the service with zero configuration (SQLite, local storage)
 	uv run uploadsvc dev
 
-test:
-	@scripts/bootstrap.sh --test
+test: ## the whole suite: installs LocalStack, checks PostgreSQL and Redis, runs pytest
+	@$(BOOTSTRAP) --test
 	uv run pytest $(PYTEST_ARGS)
 
-lint: install
-	uv run ruff check .
-	uv run ruff format --check .
+lint: install ## ruff check + ruff format --check
+	@status=0; \
+	uv run ruff check . || status=1; \
+	uv run ruff format --check . || status=1; \
+	exit $$status
 
-format: install
+format: install ## sort imports and format the code
+	uv run ruff check --select I --fix .
 	uv run ruff format .
-	uv run ruff check --fix .
 
-typecheck: install
+typecheck: install ## mypy --strict (files and options in pyproject.toml)
 	uv run mypy
 
-bench: install
-	@if [ -f bench/run.py ]; then uv run python bench/run.py; else echo "no benchmarks yet"; fi
+bench: install ## benchmarks (bench/run.py)
+	@if [ -f bench/run.py ]; then \
+		uv run python bench/run.py; \
+	else \
+		echo "no benchmarks exist yet (bench/run.py is missing)"; \
+	fi
 
-migrate: install
+migrate: install ## apply the database migrations (UPLOADSVC_DATABASE_URL)
 	uv run uploadsvc migrate
 
-clean:
-	rm -rf .venv .venv-localstack .localstack-state .pytest_cache .mypy_cache .ruff_cache data uploadsvc.db*
+clean: ## remove caches and build output (keeps environments and dev data)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -path ./.venv -prune -o -path ./.venv-localstack -prune -o \
+		-type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean ## also remove .venv, .venv-localstack and LocalStack's state
+	rm -rf .venv .venv-localstack .localstack-state

@@ -94,7 +94,9 @@ uv sync --frozen --quiet
 LS_MARKER="$LS_VENV/.bootstrap-constraints.sha256"
 LS_HASH=$( { cat "$LS_CONSTRAINTS"; echo "localstack-core==$LOCALSTACK_VERSION"; } \
     | sha256sum | cut -d' ' -f1)
-ls_importable() { "$LS_VENV/bin/python" -c 'import localstack.runtime.main' >/dev/null 2>&1; }
+ls_importable() {
+    "$LS_VENV/bin/python" -c 'import localstack.runtime.main, service_identity' >/dev/null 2>&1
+}
 
 ls_reinstall=0
 if [ -f "$LS_MARKER" ]; then
@@ -104,7 +106,7 @@ if [ "$ls_reinstall" = 0 ] && ! ls_importable; then
     ls_reinstall=1
 fi
 if [ "$ls_reinstall" = 1 ]; then
-    log "installing LocalStack $LOCALSTACK_VERSION into $LS_VENV (about a minute)"
+    log "installing LocalStack $LOCALSTACK_VERSION into $LS_VENV (30-60 s)"
     # Debian splits ensurepip (needed by `python3 -m venv`) into python3-venv.
     if ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then
         apt_install "python3-venv"

@@ -70,8 +70,9 @@ def localstack() -> Iterator[LocalStackServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def s3_bucket() -> str:
+    # A bucket per test: listings (cleanup) see only that test's objects.
     return f"uploadsvc-test-{uuid.uuid4().hex[:12]}"
 
 
@@ -188,7 +189,11 @@ async def api(
         yield running
         if backend.startswith("pg"):
             async with running.resources.engine.begin() as connection:
-                await connection.execute(text("TRUNCATE uploads"))
+                await connection.execute(text("TRUNCATE uploads, cleanup_runs"))
+                # A test that stopped mid-run must not leave the cleanup lease held.
+                await connection.execute(
+                    text("UPDATE leases SET holder = NULL, expires_at = '2000-01-01T00:00:00Z'")
+                )
 
 
 class running_api:

@@ -152,7 +152,7 @@ def _wait_until_healthy(server: LocalStackServer, timeout: float) -> None:
                 pass  # not listening yet
             time.sleep(0.2)
     raise RuntimeError(
-        f"LocalStack did not answer {health_url} within {timeout:.0f} s "
+        f"LocalStack did not answer {health_url} within {timeout:g} s "
         f"(log {server.log_path}):\n{server.log_tail()}"
     )
 

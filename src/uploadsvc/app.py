@@ -8,6 +8,7 @@ them on shutdown; nothing touches the network at import time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
 from uploadsvc.resources import open_resources
 from uploadsvc.routers import files, health, local_storage, uploads
+from uploadsvc.workers import run_in_process_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +40,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            scheduler = None
+            if resources.redis is None:
+                # No Redis, no arq worker: this process runs the periodic jobs.
+                scheduler = asyncio.create_task(run_in_process_schedule(resources))
             logger.info(
-                "uploadsvc ready: storage=%s database=%s",
+                "uploadsvc ready: storage=%s database=%s jobs=%s",
                 settings.storage_backend,
                 "sqlite" if settings.uses_sqlite else "postgresql",
+                "in-process" if scheduler else "arq",
             )
-            yield
+            try:
+                yield
+            finally:
+                if scheduler is not None:
+                    scheduler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await scheduler
 
     app = FastAPI(
         title="uploadsvc",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -59,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds")
     token.set_defaults(handler=_token)
 
+    worker = commands.add_parser("worker", help="run an arq worker (needs REDIS_URL)")
+    worker.set_defaults(handler=_worker)
+
+    cleanup = commands.add_parser("cleanup", help="remove orphaned objects and expired uploads")
+    cleanup.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    cleanup.add_argument(
+        "--older-than",
+        type=parse_duration,
+        default=None,
+        help="e.g. 90m, 24h, 7d (default: UPLOADSVC_CLEANUP_OLDER_THAN_SECONDS)",
+    )
+    cleanup.set_defaults(handler=_cleanup)
+
     storage = commands.add_parser("storage", help="object storage commands")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
     init = storage_commands.add_parser(
@@ -92,6 +106,52 @@ def _alembic_dir() -> Path:
 
 def _sqlite_path(database_url: str) -> Path:
     return Path(database_url.split(":///", 1)[1])
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90m``, ``24h``, ``7d``, ``3600s`` or plain seconds."""
+    text = text.strip().lower()
+    unit = text[-1] if text and text[-1] in _DURATION_UNITS else "s"
+    number = text[:-1] if text and text[-1] in _DURATION_UNITS else text
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 24h)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return dt.timedelta(seconds=value * _DURATION_UNITS[unit])
+
+
+async def _run_cleanup(settings: Settings, older_than: dt.timedelta, dry_run: bool) -> str:
+    from uploadsvc.resources import open_resources
+    from uploadsvc.services.cleanup import run_cleanup
+
+    async with open_resources(settings) as resources:
+        report = await run_cleanup(
+            resources.session_factory, resources.storage, older_than=older_than, dry_run=dry_run
+        )
+    return report.summary()
+
+
+def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    older_than = args.older_than
+    if older_than is None:  # not `or`: 0s is a valid cutoff
+        older_than = dt.timedelta(seconds=settings.cleanup_older_than_seconds)
+    print(asyncio.run(_run_cleanup(settings, older_than, args.dry_run)))
+    return 0
+
+
+def _worker(settings: Settings, _: argparse.Namespace) -> int:
+    from uploadsvc.workers import create_worker
+
+    if not settings.redis_url:
+        print("uploadsvc: the worker needs UPLOADSVC_REDIS_URL", file=sys.stderr)
+        return 2
+    create_worker(settings).run()
+    return 0
 
 
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # --- jobs -----------------------------------------------------------
     redis_url: str | None = None
 
+    # --- cleanup (SPEC §6) ------------------------------------------------
+    # How old an unconfirmed object must be before cleanup removes it.
+    cleanup_older_than_seconds: int = Field(default=86400, ge=0)
+    # How often the cleanup job runs: a divisor of 60, or a multiple of 60 dividing 1440.
+    cleanup_every_minutes: int = Field(default=60, ge=1, le=1440)
+
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None
@@ -86,6 +92,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("cleanup_every_minutes")
+    @classmethod
+    def _fits_a_cron_schedule(cls, value: int) -> int:
+        if (value < 60 and 60 % value == 0) or (value % 60 == 0 and 1440 % value == 0):
+            return value
+        raise ValueError("must divide 60, or be a multiple of 60 that divides 1440")
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

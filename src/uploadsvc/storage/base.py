@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 
@@ -30,6 +31,27 @@ class ObjectInfo:
     # Base64 SHA-256 of the whole object, when storage computed one.
     sha256: str | None
     last_modified: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    size: int
+    last_modified: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IncompleteUpload:
+    """A multipart upload that was started and never completed or aborted."""
+
+    key: str
+    upload_id: str
+    initiated: dt.datetime
+
+
+# S3's limits: a listing page and a DeleteObjects call hold at most 1000 keys.
+LIST_PAGE_SIZE = 1000
+DELETE_BATCH_SIZE = 1000
 
 
 class Storage(abc.ABC):
@@ -78,3 +100,21 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def initialize(self, *, cors_origins: list[str]) -> list[str]:
         """Create the bucket or folder and apply its policies; return what was done."""
+
+    # --- listing and bulk deletion (cleanup) ---------------------------------
+
+    @abc.abstractmethod
+    def list_pages(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
+        """Every object under ``prefix``, a page of at most 1000 at a time."""
+
+    @abc.abstractmethod
+    async def delete_many(self, keys: list[str]) -> None:
+        """Delete up to 1000 objects in one request; missing ones are not an error."""
+
+    @abc.abstractmethod
+    async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        """Multipart uploads under ``prefix`` that are neither completed nor aborted."""
+
+    @abc.abstractmethod
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        """Abort a multipart upload and free its parts."""

@@ -17,7 +17,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -34,7 +34,15 @@ from uploadsvc.errors import (
     RangeNotSatisfiable,
     StorageError,
 )
-from uploadsvc.storage.base import ObjectInfo, PresignedRequest, Storage
+from uploadsvc.storage.base import (
+    DELETE_BATCH_SIZE,
+    LIST_PAGE_SIZE,
+    IncompleteUpload,
+    ListedObject,
+    ObjectInfo,
+    PresignedRequest,
+    Storage,
+)
 
 # Where the app serves the URLs of this backend (see routers/local_storage.py).
 ROUTE_PREFIX = "/v1/storage"
@@ -159,6 +167,63 @@ class LocalStorage(Storage):
         for folder in (self._objects, self._meta, self._tmp):
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
         return [f"created {self._objects.parent}"]
+
+    # --- listing and bulk deletion (cleanup) --------------------------------
+
+    async def list_pages(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
+        # The walk is a blocking generator; each page is pulled in a worker
+        # thread, so the event loop never waits on the disk.
+        walk = self._walk(prefix)
+        while True:
+            page = await to_thread.run_sync(_take, walk, LIST_PAGE_SIZE)
+            if page:
+                yield page
+            if len(page) < LIST_PAGE_SIZE:
+                return
+
+    def _walk(self, prefix: str) -> Iterator[ListedObject]:
+        """Objects under ``prefix`` in key order (a blocking generator)."""
+        folder, _, _name_prefix = prefix.rpartition("/")
+        start = self._objects.joinpath(*folder.split("/")) if folder else self._objects
+
+        def visit(directory: Path, key_prefix: str) -> Iterator[ListedObject]:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            except FileNotFoundError:
+                return
+            for entry in entries:
+                key = key_prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    yield from visit(Path(entry.path), key + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
+                    yield ListedObject(
+                        key=key,
+                        size=stat.st_size,
+                        last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+                    )
+
+        base = folder + "/" if folder else ""
+        for listed in visit(start, base):
+            if listed.key.startswith(prefix):
+                yield listed
+
+    async def delete_many(self, keys: list[str]) -> None:
+        if len(keys) > DELETE_BATCH_SIZE:
+            raise ValueError(f"at most {DELETE_BATCH_SIZE} keys per call")
+        await to_thread.run_sync(self._delete_all, keys)
+
+    def _delete_all(self, keys: list[str]) -> None:
+        for key in keys:
+            for path in (self._object_path(key), self._meta_path(key)):
+                path.unlink(missing_ok=True)
+
+    async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        # The local backend has no multipart uploads (yet): nothing is ever incomplete.
+        return []
+
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        return None
 
     # --- what the signed URLs do (served by routers/local_storage.py) ------
 
@@ -322,3 +387,12 @@ async def _read_range(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
                 break
             remaining -= len(chunk)
             yield chunk
+
+
+def _take(items: Iterator[ListedObject], count: int) -> list[ListedObject]:
+    page: list[ListedObject] = []
+    for item in items:
+        page.append(item)
+        if len(page) == count:
+            break
+    return page

@@ -13,7 +13,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import StorageError
-from uploadsvc.storage.base import ObjectInfo, PresignedRequest, Storage
+from uploadsvc.storage.base import (
+    DELETE_BATCH_SIZE,
+    LIST_PAGE_SIZE,
+    IncompleteUpload,
+    ListedObject,
+    ObjectInfo,
+    PresignedRequest,
+    Storage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +135,64 @@ class S3Storage(Storage):
             await self._client.delete_object(Bucket=self._bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("delete", exc) from exc
+
+    async def list_pages(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(
+                Bucket=self._bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+            ):
+                yield [
+                    ListedObject(
+                        key=item["Key"], size=int(item["Size"]), last_modified=item["LastModified"]
+                    )
+                    for item in page.get("Contents", [])
+                ]
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("list objects", exc) from exc
+
+    async def delete_many(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        if len(keys) > DELETE_BATCH_SIZE:
+            raise ValueError(f"at most {DELETE_BATCH_SIZE} keys per DeleteObjects call")
+        try:
+            response = await self._client.delete_objects(
+                Bucket=self._bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("delete objects", exc) from exc
+        errors = response.get("Errors", [])
+        if errors:
+            logger.warning("S3 refused to delete %d objects: %s", len(errors), errors[:3])
+            raise StorageError("Object storage failed to delete some objects; try again later.")
+
+    async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        found: list[IncompleteUpload] = []
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        try:
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                found.extend(
+                    IncompleteUpload(
+                        key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"]
+                    )
+                    for item in page.get("Uploads", [])
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("list multipart uploads", exc) from exc
+        return found
+
+    async def abort_upload(self, upload: IncompleteUpload) -> None:
+        try:
+            await self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=upload.key, UploadId=upload.upload_id
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "NoSuchUpload":  # aborted meanwhile: the goal is met
+                raise _storage_error("abort a multipart upload", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("abort a multipart upload", exc) from exc
 
     async def check_ready(self) -> None:
         try:

@@ -1,1 +1,85 @@
-"""Background jobs (arq): event imports and cleanup run here (SPEC §4, §6)."""
+"""Background jobs on arq (SPEC §1, §6): the worker process and its schedule.
+
+``create_worker(settings)`` builds the arq ``Worker`` that ``uploadsvc
+worker`` runs; its startup opens the same resources as the API (database,
+storage) through ``open_resources``. Without Redis (``make dev``) the API
+process runs the same job functions itself (``run_in_process_schedule``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.cron import cron
+from arq.worker import Worker
+
+from uploadsvc.config import Settings
+from uploadsvc.resources import Resources, open_resources
+from uploadsvc.services.cleanup import CleanupReport, run_cleanup
+
+logger = logging.getLogger(__name__)
+
+
+async def cleanup_job(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The scheduled cleanup; returns its counts (kept in arq's result)."""
+    resources: Resources = ctx["resources"]
+    report = await _cleanup(resources)
+    return {"outcome": report.outcome, "deleted": report.deleted, "expired": report.expired}
+
+
+async def _cleanup(resources: Resources) -> CleanupReport:
+    return await run_cleanup(
+        resources.session_factory,
+        resources.storage,
+        older_than=dt.timedelta(seconds=resources.settings.cleanup_older_than_seconds),
+    )
+
+
+def cleanup_schedule(settings: Settings) -> tuple[set[int], set[int] | None]:
+    """arq cron (minute, hour) fields for "every N minutes" (validated in Settings)."""
+    every = settings.cleanup_every_minutes
+    if every < 60:
+        return set(range(0, 60, every)), None
+    return {0}, set(range(0, 24, every // 60))
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    if not settings.redis_url:
+        raise ValueError("the worker needs UPLOADSVC_REDIS_URL")
+    stack = contextlib.AsyncExitStack()
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["resources"] = await stack.enter_async_context(open_resources(settings))
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await stack.aclose()
+
+    minute, hour = cleanup_schedule(settings)
+    options: dict[str, Any] = {
+        "functions": [],
+        # unique=True (arq's default) gives each scheduled run a fixed job id,
+        # so several workers enqueue it once; the lease in run_cleanup keeps a
+        # manual `uploadsvc cleanup` from overlapping it too.
+        "cron_jobs": [cron(cleanup_job, minute=minute, hour=hour, unique=True, timeout=3600)],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+    }
+    options.update(overrides)
+    return Worker(**options)
+
+
+async def run_in_process_schedule(resources: Resources) -> None:
+    """The dev-mode scheduler: the cleanup job on the same schedule, in this process."""
+    interval = resources.settings.cleanup_every_minutes * 60
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await _cleanup(resources)
+        except Exception:
+            logger.exception("in-process cleanup failed; retrying at the next interval")

@@ -1,0 +1,193 @@
+"""Cleanup removes orphans and never a confirmed file's object (SPEC §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from tests.conftest import Api
+from uploadsvc.db import utcnow
+from uploadsvc.models import CleanupRun, Upload, UploadStatus
+from uploadsvc.services.cleanup import CleanupReport, run_cleanup
+from uploadsvc.storage import S3Storage
+
+both_backends = pytest.mark.parametrize("backend", ["pg-s3", "pg-local"])
+
+DAY = dt.timedelta(days=1)
+LATER = dt.timedelta(days=3)  # "now" for runs that should see every object as old
+
+
+async def _cleanup(api: Api, *, dry_run: bool = False, later: bool = True) -> CleanupReport:
+    return await run_cleanup(
+        api.resources.session_factory,
+        api.resources.storage,
+        older_than=DAY,
+        dry_run=dry_run,
+        now=utcnow() + LATER if later else None,
+    )
+
+
+async def _pending_with_object(api: Api, body: bytes = b"pending bytes\n") -> dict[str, Any]:
+    grant: dict[str, Any] = (await api.request_url(body)).json()
+    assert (await api.put(grant, body)).status_code == 200
+    return grant
+
+
+async def _set_url_expiry(api: Api, upload_id: str, expires_at: dt.datetime) -> None:
+    async with api.resources.session_factory() as session, session.begin():
+        await session.execute(
+            update(Upload)
+            .where(Upload.id == uuid.UUID(upload_id))
+            .values(url_expires_at=expires_at)
+        )
+
+
+async def _age_url(api: Api, upload_id: str) -> None:
+    """Make a pending upload's URL look expired long ago."""
+    await _set_url_expiry(api, upload_id, utcnow() - LATER)
+
+
+async def _set_status(api: Api, upload_id: str, status: UploadStatus) -> None:
+    async with api.resources.session_factory() as session, session.begin():
+        await session.execute(
+            update(Upload).where(Upload.id == uuid.UUID(upload_id)).values(status=status)
+        )
+
+
+async def _world(api: Api) -> dict[str, str]:
+    """One object of every kind; returns their keys by kind."""
+    confirmed = await api.upload(b"a confirmed file\n")
+    young_pending = await _pending_with_object(api)
+    # Still valid even at the "later" time the runs pretend it is.
+    await _set_url_expiry(api, young_pending["upload_id"], utcnow() + LATER + DAY)
+    expired_pending = await _pending_with_object(api)
+    await _age_url(api, expired_pending["upload_id"])
+    rejected = await _pending_with_object(api)
+    await _set_status(api, rejected["upload_id"], UploadStatus.REJECTED)
+    deleted = await api.upload(b"deleted, object left behind\n")
+    await _set_status(api, deleted["file_id"], UploadStatus.DELETED)
+    no_row = f"uploads/mallory/2026/01/01/{uuid.uuid4()}.txt"
+    await api.plant(no_row, b"nobody asked for this\n", "text/plain")
+    event_media = f"events/{uuid.uuid4()}/logo"
+    await api.plant(event_media, b"an event logo\n", "text/plain")
+    return {
+        "confirmed": confirmed["file_key"],
+        "young_pending": young_pending["file_key"],
+        "expired_pending": expired_pending["file_key"],
+        "rejected": rejected["file_key"],
+        "deleted": deleted["file_key"],
+        "no_row": no_row,
+        "event_media": event_media,
+    }
+
+
+async def _existing(api: Api, keys: dict[str, str]) -> set[str]:
+    return {kind for kind, key in keys.items() if await api.object_exists(key)}
+
+
+@both_backends
+async def test_each_kind_of_orphan_is_removed_and_the_rest_kept(api: Api) -> None:
+    keys = await _world(api)
+    report = await _cleanup(api)
+    assert report.outcome == "done"
+    assert await _existing(api, keys) == {"confirmed", "young_pending", "event_media"}
+    assert report.deleted == 4
+    assert report.expired == 1
+    assert report.freed_bytes > 0
+    # The claimed upload can no longer be confirmed.
+    gone = await api.confirm(keys["expired_pending"])
+    assert gone.status_code == 410
+    assert gone.json()["code"] == "upload_gone"
+    # The run is recorded.
+    async with api.resources.session_factory() as session:
+        run = await session.get(CleanupRun, report.run_id)
+    assert run is not None
+    assert (run.deleted, run.expired, run.outcome) == (4, 1, "done")
+
+
+@both_backends
+async def test_young_objects_without_a_row_are_kept(api: Api) -> None:
+    keys = await _world(api)
+    report = await _cleanup(api, later=False)
+    # Finished (and long-expired) uploads go at once; an object with no row
+    # waits until it is older than the cutoff.
+    assert await _existing(api, keys) == {"confirmed", "young_pending", "no_row", "event_media"}
+    assert report.deleted == 3
+
+
+@both_backends
+async def test_dry_run_reports_and_deletes_nothing(api: Api) -> None:
+    keys = await _world(api)
+    report = await _cleanup(api, dry_run=True)
+    assert (report.deleted, report.expired) == (4, 1)
+    assert await _existing(api, keys) == set(keys)
+    async with api.resources.session_factory() as session:
+        pending = await session.scalar(
+            select(func.count()).where(Upload.status == UploadStatus.PENDING)
+        )
+    assert pending == 2
+
+
+@pytest.mark.parametrize("backend", ["pg-s3"])  # the local backend has no multipart yet
+async def test_incomplete_multipart_uploads_are_aborted(api: Api) -> None:
+    storage = api.resources.storage
+    assert isinstance(storage, S3Storage)
+    key = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
+    client = storage._client
+    await client.create_multipart_upload(Bucket=api.settings.s3_bucket, Key=key)
+    young = await _cleanup(api, later=False)
+    assert young.aborted == 0
+    report = await _cleanup(api)
+    assert report.aborted >= 1
+    left = await storage.list_incomplete_uploads("uploads/")
+    assert key not in {upload.key for upload in left}
+
+
+@both_backends
+async def test_two_runs_at_once_delete_each_orphan_once(api: Api) -> None:
+    keys = await _world(api)
+    first, second = await asyncio.gather(_cleanup(api), _cleanup(api))
+    assert sorted([first.outcome, second.outcome]) == ["done", "skipped"]
+    assert first.deleted + second.deleted == 4
+    assert await _existing(api, keys) == {"confirmed", "young_pending", "event_media"}
+    # The lease is free again afterwards.
+    assert (await _cleanup(api)).outcome == "done"
+
+
+@both_backends
+async def test_confirm_racing_cleanup_never_loses_a_confirmed_object(api: Api) -> None:
+    rng = random.Random(20261123)
+    for _round in range(3):
+        grants = [await _pending_with_object(api, f"race {n}\n".encode()) for n in range(8)]
+        for grant in grants:
+            await _age_url(api, grant["upload_id"])
+
+        async def confirm_later(grant: dict[str, Any]) -> int:
+            await asyncio.sleep(rng.random() * 0.05)
+            return (await api.confirm(grant["file_key"])).status_code
+
+        async def cleanup_later() -> CleanupReport:
+            await asyncio.sleep(rng.random() * 0.05)
+            return await _cleanup(api)
+
+        results = await asyncio.gather(cleanup_later(), *(confirm_later(g) for g in grants))
+        statuses = results[1:]
+        assert set(statuses) <= {200, 410}, statuses
+        for grant, status in zip(grants, statuses, strict=True):
+            exists = await api.object_exists(grant["file_key"])
+            row = await api.status_of(grant["upload_id"])
+            if status == 200:
+                assert row == "confirmed"
+                assert exists, "a confirmed file lost its object"
+            else:
+                assert row == "expired"
+        # A second run finds no orphan left behind by the race.
+        await _cleanup(api)
+        for grant, status in zip(grants, statuses, strict=True):
+            assert await api.object_exists(grant["file_key"]) == (status == 200)
