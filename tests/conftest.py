@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.localstack import LocalStackServer, start_localstack
@@ -27,6 +27,7 @@ from uploadsvc.app import create_app
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
 from uploadsvc.models import Upload
+from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token
 
@@ -143,6 +144,27 @@ class Api:
         response = await self.app_client.put(grant.url, content=body, headers=grant.headers)
         assert response.status_code == 200, response.text
 
+    async def stored_keys(self) -> list[str]:
+        """Every object under the upload prefixes."""
+        keys: list[str] = []
+        for prefix in UPLOAD_PREFIXES:
+            async for page in self.resources.storage.list_pages(prefix):
+                keys.extend(listed.key for listed in page)
+        return keys
+
+    async def row_count(self) -> int:
+        async with self.resources.session_factory() as session:
+            return int(await session.scalar(select(func.count()).select_from(Upload)) or 0)
+
+    async def assert_nothing_left(self) -> None:
+        """No row, no object, no incomplete multipart upload, no temporary file."""
+        assert await self.row_count() == 0
+        assert await self.stored_keys() == []
+        assert await self.resources.storage.list_incomplete_uploads("") == []
+        tmp = self.settings.local_storage_dir / "tmp"
+        if self.settings.storage_backend == "local" and tmp.exists():
+            assert list(tmp.iterdir()) == []
+
     async def object_exists(self, key: str) -> bool:
         return await self.resources.storage.head(key) is not None
 
@@ -179,10 +201,21 @@ def backend_overrides(backend: str, request: pytest.FixtureRequest) -> dict[str,
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings (limits, expiry...)."""
+    return {}
+
+
+@pytest.fixture
 async def api(
-    backend: str, backend_overrides: dict[str, Any], tmp_path: Path
+    backend: str,
+    backend_overrides: dict[str, Any],
+    settings_overrides: dict[str, Any],
+    tmp_path: Path,
 ) -> AsyncIterator[Api]:
-    settings = make_settings(backend, tmp_path=tmp_path, **backend_overrides)
+    settings = make_settings(
+        backend, tmp_path=tmp_path, **{**backend_overrides, **settings_overrides}
+    )
     if settings.uses_sqlite:
         await asyncio.to_thread(run_migrations, settings)
     async with running_api(settings, backend) as running:

@@ -112,3 +112,37 @@ async def detect_type(prefix: bytes) -> str:
     runs in a worker thread rather than on the event loop.
     """
     return await to_thread.run_sync(_detect_sync, prefix[:MAGIC_PREFIX_BYTES])
+
+
+class TypeRefused(Exception):
+    """Bytes that may not be stored under the declared type or the profile."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+_UNDECLARED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
+def decide_type(declared: str | None, detected: str, allowed: frozenset[str]) -> str:
+    """The type to store bytes as, or ``TypeRefused`` (code ``unsupported_type``/``type_mismatch``).
+
+    With a declared type the bytes must match it; without one (or with
+    ``application/octet-stream``) the magic bytes decide. Either way the type
+    must be one the profile allows, so active content never gets in.
+    """
+    if declared is not None and canonical_type(declared) not in _UNDECLARED:
+        wanted = canonical_type(declared)
+        if wanted not in allowed:
+            raise TypeRefused("unsupported_type", f"{declared!r} is not accepted here.")
+        if not bytes_match_type(wanted, detected):
+            raise TypeRefused(
+                "type_mismatch", f"The bytes are {detected!r}, not the declared {declared!r}."
+            )
+        return wanted
+    found = canonical_type(detected)
+    if found not in allowed or not bytes_match_type(found, detected):
+        raise TypeRefused("unsupported_type", f"Files of type {detected!r} are not accepted here.")
+    return found

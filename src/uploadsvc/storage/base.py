@@ -82,6 +82,17 @@ class Storage(abc.ABC):
         """A URL that downloads ``key`` with the given response headers."""
 
     @abc.abstractmethod
+    async def put_stream(
+        self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """Store bytes as they arrive, in bounded memory (S3: multipart above one part).
+
+        On any error, including one raised by ``chunks`` itself (a size limit,
+        a type check, a client that went away), nothing is left in storage:
+        the multipart upload is aborted, the temporary file removed.
+        """
+
+    @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:
         """The object's metadata, or None when there is no such object."""
 

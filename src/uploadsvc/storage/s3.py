@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -25,6 +26,8 @@ from uploadsvc.storage.base import (
 
 logger = logging.getLogger(__name__)
 
+# Parts of a streamed upload (S3's minimum is 5 MiB, except for the last part).
+STREAM_PART_SIZE = 8 * 1024 * 1024
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
@@ -95,6 +98,80 @@ class S3Storage(Storage):
             ExpiresIn=expires_in,
         )
         return url
+
+    async def put_stream(
+        self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]
+    ) -> None:
+        # One part is filled while the previous one uploads: memory stays at
+        # about two parts, and reading the client overlaps writing to S3.
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        in_flight: asyncio.Task[dict[str, Any]] | None = None
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                if len(buffer) < STREAM_PART_SIZE:
+                    continue
+                if upload_id is None:
+                    upload_id = await self._start_multipart(key, content_type)
+                if in_flight is not None:
+                    parts.append(await in_flight)
+                in_flight = asyncio.create_task(
+                    self._upload_part(key, upload_id, len(parts) + 1, buffer)
+                )
+                buffer = bytearray()
+            if upload_id is None:
+                await self._client.put_object(
+                    Bucket=self._bucket, Key=key, Body=bytes(buffer), ContentType=content_type
+                )
+                return
+            if in_flight is not None:
+                parts.append(await in_flight)
+                in_flight = None
+            if buffer:
+                parts.append(await self._upload_part(key, upload_id, len(parts) + 1, buffer))
+            await self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException as exc:
+            if in_flight is not None:
+                in_flight.cancel()
+                with contextlib.suppress(BaseException):
+                    await in_flight
+            if upload_id is not None:
+                await self._abort_quietly(key, upload_id)
+            if isinstance(exc, ClientError | BotoCoreError):
+                raise _storage_error("store an object", exc) from exc
+            raise
+
+    async def _start_multipart(self, key: str, content_type: str) -> str:
+        response = await self._client.create_multipart_upload(
+            Bucket=self._bucket, Key=key, ContentType=content_type
+        )
+        return str(response["UploadId"])
+
+    async def _upload_part(
+        self, key: str, upload_id: str, number: int, data: bytearray
+    ) -> dict[str, Any]:
+        response = await self._client.upload_part(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(data)
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    async def _abort_quietly(self, key: str, upload_id: str) -> None:
+        # Shielded: a cancelled request must still not leave parts behind.
+        try:
+            await asyncio.shield(
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=key, UploadId=upload_id
+                )
+            )
+        except Exception:
+            logger.warning("could not abort multipart upload of %s; cleanup will", key)
 
     async def head(self, key: str) -> ObjectInfo | None:
         try:
