@@ -222,7 +222,9 @@ async def api(
         yield running
         if backend.startswith("pg"):
             async with running.resources.engine.begin() as connection:
-                await connection.execute(text("TRUNCATE uploads, cleanup_runs"))
+                await connection.execute(
+                    text("TRUNCATE uploads, cleanup_runs, import_jobs CASCADE")
+                )
                 # A test that stopped mid-run must not leave the cleanup lease held.
                 await connection.execute(
                     text("UPDATE leases SET holder = NULL, expires_at = '2000-01-01T00:00:00Z'")

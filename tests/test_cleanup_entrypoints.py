@@ -76,7 +76,7 @@ async def test_worker_job_runs_a_recorded_cleanup(tmp_path: Path) -> None:
     worker = create_worker(
         settings, burst=True, handle_signals=False, queue_name=f"test:{uuid.uuid4()}"
     )
-    assert [job.name for job in worker.cron_jobs] == ["cron:cleanup_job"]
+    assert [job.name for job in worker.cron_jobs] == ["cron:cleanup_job", "cron:reconcile_job"]
     async with running_api(settings) as api:
         result = await cleanup_job({"resources": api.resources})
         assert result["outcome"] == "done"

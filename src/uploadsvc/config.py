@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # How often the cleanup job runs: a divisor of 60, or a multiple of 60 dividing 1440.
     cleanup_every_minutes: int = Field(default=60, ge=1, le=1440)
 
+    # --- event imports (SPEC §4, §5) --------------------------------------
+    # A job running longer than this is stopped by arq and retried.
+    import_job_timeout_seconds: int = Field(default=600, ge=1)
+    # PENDING/STARTED imports untouched for this long are re-enqueued (Redis lost them).
+    import_stale_after_seconds: int = Field(default=900, ge=1)
+
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None

@@ -11,11 +11,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from uploadsvc.config import Settings
 from uploadsvc.db import create_engine, create_session_factory
+from uploadsvc.jobs import ArqQueue, InProcessQueue, JobQueue
 from uploadsvc.security import TokenVerifier
 from uploadsvc.storage import Storage, open_storage
 
@@ -28,7 +29,8 @@ class Resources:
     storage: Storage
     token_verifier: TokenVerifier
     # None in the zero-config setup: jobs then run in-process.
-    redis: Redis | None
+    redis: ArqRedis | None
+    jobs: JobQueue
 
 
 @contextlib.asynccontextmanager
@@ -39,15 +41,29 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         storage = await stack.enter_async_context(open_storage(settings))
         verifier = TokenVerifier(settings)
         stack.push_async_callback(verifier.aclose)
-        redis: Redis | None = None
+        redis: ArqRedis | None = None
+        jobs: JobQueue
         if settings.redis_url:
-            redis = Redis.from_url(settings.redis_url)
+            # Connects lazily (unlike arq.create_pool): the API starts, and
+            # /readyz reports Redis as down, while Redis is unreachable.
+            redis = ArqRedis.from_url(settings.redis_url)
             stack.push_async_callback(redis.aclose)
-        yield Resources(
+            jobs = ArqQueue(redis)
+        else:
+            jobs = InProcessQueue()
+        stack.push_async_callback(jobs.aclose)
+        resources = Resources(
             settings=settings,
             engine=engine,
             session_factory=create_session_factory(engine),
             storage=storage,
             token_verifier=verifier,
             redis=redis,
+            jobs=jobs,
         )
+        if isinstance(jobs, InProcessQueue):
+            # Imported here: the import service needs Resources itself.
+            from uploadsvc.services.imports import run_import
+
+            jobs.bind(lambda job_id: run_import(resources, job_id))
+        yield resources

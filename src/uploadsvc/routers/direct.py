@@ -33,7 +33,7 @@ _ERRORS = error_responses(
 )
 
 
-def _multipart_body(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
+def multipart_body(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
@@ -57,7 +57,7 @@ PurposeQuery = Annotated[
     "/v1/uploads/direct",
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
-    openapi_extra=_multipart_body(
+    openapi_extra=multipart_body(
         {"purpose": {"type": "string", "enum": [p.value for p in Purpose]}, "file": _BINARY},
         ["file"],
     ),
@@ -145,7 +145,7 @@ def _check_force_local(force_local: bool, backend: str) -> None:
     tags=["open event"],
     responses=_ERRORS,
     response_model=FileUrl | FileUrls,
-    openapi_extra=_multipart_body(
+    openapi_extra=multipart_body(
         {"file": _BINARY, "files[]": {"type": "array", "items": _BINARY}}, []
     ),
 )

@@ -11,6 +11,7 @@ import abc
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,10 @@ class Storage(abc.ABC):
         a type check, a client that went away), nothing is left in storage:
         the multipart upload is aborted, the temporary file removed.
         """
+
+    @abc.abstractmethod
+    async def download_to(self, key: str, destination: Path) -> None:
+        """Copy the object into a local file, in chunks (``NotFound`` if missing)."""
 
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:

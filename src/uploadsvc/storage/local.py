@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -151,6 +152,13 @@ class LocalStorage(Storage):
                 raise PreconditionFailed("An object already exists at this key.") from None
         finally:
             await anyio.Path(tmp).unlink(missing_ok=True)
+
+    async def download_to(self, key: str, destination: Path) -> None:
+        source = self._object_path(key)
+        try:
+            await to_thread.run_sync(shutil.copyfile, source, destination)
+        except FileNotFoundError:
+            raise NotFound("No such object.") from None
 
     async def head(self, key: str) -> ObjectInfo | None:
         path = anyio.Path(self._object_path(key))

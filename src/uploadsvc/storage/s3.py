@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aioboto3
+import anyio
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from uploadsvc.config import Settings
-from uploadsvc.errors import StorageError
+from uploadsvc.errors import NotFound, StorageError
 from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
@@ -172,6 +174,23 @@ class S3Storage(Storage):
             )
         except Exception:
             logger.warning("could not abort multipart upload of %s; cleanup will", key)
+
+    async def download_to(self, key: str, destination: Path) -> None:
+        try:
+            response = await self._client.get_object(Bucket=self._bucket, Key=key)
+            body = response["Body"]
+            try:
+                async with await anyio.open_file(destination, "wb") as out:
+                    while chunk := await body.read(1024 * 1024):
+                        await out.write(chunk)
+            finally:
+                body.close()
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                raise NotFound("No such object.") from None
+            raise _storage_error("read an object", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("read an object", exc) from exc
 
     async def head(self, key: str) -> ObjectInfo | None:
         try:

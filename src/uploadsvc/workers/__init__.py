@@ -12,17 +12,35 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import cron
-from arq.worker import Worker
+from arq.worker import Worker, func
 
 from uploadsvc.config import Settings
 from uploadsvc.resources import Resources, open_resources
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
+from uploadsvc.services.imports import reconcile_imports, run_import
 
 logger = logging.getLogger(__name__)
+
+
+async def import_event(ctx: dict[str, Any], job_id: str) -> None:
+    """An Open Event import (enqueued by the API after its commit, id ``import:<job id>``)."""
+    await run_import(ctx["resources"], uuid.UUID(job_id))
+
+
+async def reconcile_job(ctx: dict[str, Any]) -> int:
+    """Re-enqueue imports that Redis lost; runs every minute."""
+    resources: Resources = ctx["resources"]
+    return await reconcile_imports(resources, stale_after=_stale_after(resources.settings))
+
+
+def _stale_after(settings: Settings) -> dt.timedelta:
+    # Longer than a job may run without touching its heartbeat.
+    return dt.timedelta(seconds=settings.import_stale_after_seconds)
 
 
 async def cleanup_job(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -61,11 +79,16 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 
     minute, hour = cleanup_schedule(settings)
     options: dict[str, Any] = {
-        "functions": [],
+        "functions": [
+            func(import_event, name="import_event", timeout=settings.import_job_timeout_seconds)
+        ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
         # so several workers enqueue it once; the lease in run_cleanup keeps a
         # manual `uploadsvc cleanup` from overlapping it too.
-        "cron_jobs": [cron(cleanup_job, minute=minute, hour=hour, unique=True, timeout=3600)],
+        "cron_jobs": [
+            cron(cleanup_job, minute=minute, hour=hour, unique=True, timeout=3600),
+            cron(reconcile_job, second={0}, unique=True, run_at_startup=True),
+        ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -75,11 +98,18 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 
 
 async def run_in_process_schedule(resources: Resources) -> None:
-    """The dev-mode scheduler: the cleanup job on the same schedule, in this process."""
-    interval = resources.settings.cleanup_every_minutes * 60
+    """The dev-mode scheduler: cleanup and the import reconciler, in this process."""
+    cleanup_every = resources.settings.cleanup_every_minutes * 60
+    elapsed = 0
     while True:
-        await asyncio.sleep(interval)
         try:
-            await _cleanup(resources)
+            await reconcile_imports(resources, stale_after=_stale_after(resources.settings))
         except Exception:
-            logger.exception("in-process cleanup failed; retrying at the next interval")
+            logger.exception("in-process import reconciler failed")
+        await asyncio.sleep(60)
+        elapsed += 60
+        if elapsed % cleanup_every == 0:
+            try:
+                await _cleanup(resources)
+            except Exception:
+                logger.exception("in-process cleanup failed; retrying at the next interval")

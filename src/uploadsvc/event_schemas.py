@@ -1,0 +1,158 @@
+"""Response bodies of the event import and event read routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from uploadsvc.event_models import ImportState
+
+
+class ImportByKey(BaseModel):
+    file_key: str = Field(
+        min_length=1, max_length=1024, description="A confirmed `event-import` upload."
+    )
+
+
+class TaskAccepted(BaseModel):
+    task_id: uuid.UUID
+    task_url: str
+
+
+class Progress(BaseModel):
+    stage: str
+    done: int
+    total: int
+    message: str
+
+
+class TaskError(BaseModel):
+    file: str | None
+    record_id: str | None
+    message: str
+
+
+class ImportResult(BaseModel):
+    id: uuid.UUID
+    event_name: str
+    url: str
+    counts: dict[str, int]
+    warnings: list[str]
+
+
+class TaskRead(BaseModel):
+    task_id: uuid.UUID
+    state: ImportState
+    progress: Progress | None = None
+    result: ImportResult | None = None
+    error: TaskError | None = None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = None
+
+
+class ImportJobList(BaseModel):
+    items: list[TaskRead]
+
+
+class Ref(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class EventRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    timezone: str | None
+    location_name: str | None
+    logo_url: str | None = Field(description="An external link, as the archive gave it.")
+    logo_key: str | None = Field(description="Our copy of the archive's logo, in storage.")
+    counts: dict[str, int]
+    social_links: list[dict[str, str]]
+
+
+class TrackRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    color: str | None
+    description: str | None
+
+
+class MicrolocationRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    floor: str | None
+    room: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+class SessionTypeRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    length: str | None
+
+
+class SpeakerRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str | None
+    organisation: str | None
+    position: str | None
+    country: str | None
+    short_biography: str | None
+    long_biography: str | None
+    website: str | None
+    twitter: str | None
+    photo_url: str | None
+    photo_key: str | None
+    session_ids: list[uuid.UUID]
+
+
+class SessionRead(BaseModel):
+    id: uuid.UUID
+    title: str
+    subtitle: str | None
+    short_abstract: str | None
+    long_abstract: str | None
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    state: str | None
+    language: str | None
+    track: Ref | None
+    microlocation: Ref | None
+    session_type: Ref | None
+    speaker_ids: list[uuid.UUID]
+    audio_url: str | None
+    audio_key: str | None
+    video_url: str | None
+    video_key: str | None
+    slides_url: str | None
+    slides_key: str | None
+
+
+class SponsorRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    url: str | None
+    level: str | None
+    sponsor_type: str | None
+    description: str | None
+    logo_url: str | None
+    logo_key: str | None
+
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+
+
+def as_dict(row: Any, fields: type[BaseModel]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in fields.model_fields if hasattr(row, name)}

@@ -1,0 +1,115 @@
+"""Imports on a real arq worker and Redis: enqueued after commit, recovered when Redis forgets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from tests.conftest import Api, make_settings, running_api
+from tests.openevent_archives import build_zip
+from uploadsvc.event_models import Event
+from uploadsvc.jobs import ArqQueue
+from uploadsvc.services.imports import reconcile_imports
+from uploadsvc.workers import create_worker
+
+REDIS_BASE = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A database of its own, flushed by these tests.
+REDIS_URL = REDIS_BASE.rsplit("/", 1)[0] + "/13"
+
+ARCHIVE = build_zip(
+    {
+        "event": {"name": "On a worker"},
+        "sessions": [{"id": i, "title": f"Talk {i}", "speakers": [i]} for i in range(1, 51)],
+        "speakers": [{"id": i, "name": f"Speaker {i}"} for i in range(1, 51)],
+    }
+)
+
+
+async def _run_worker_until_idle(settings: Any) -> None:
+    worker = create_worker(settings, burst=True, handle_signals=False, poll_delay=0.05)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def _post(api: Api) -> str:
+    response = await api.app_client.post(
+        "/v1/events/import/json",
+        files={"file": ("event.zip", ARCHIVE, "application/zip")},
+        headers=api.headers(),
+    )
+    assert response.status_code == 202, response.text
+    task_url: str = response.json()["task_url"]
+    return task_url
+
+
+async def _events(api: Api) -> int:
+    async with api.resources.session_factory() as session:
+        return int(await session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+@pytest.fixture
+async def redis_api(tmp_path: Path, postgres_url: str) -> Any:
+    redis = Redis.from_url(REDIS_URL)
+    await redis.flushdb()
+    settings = make_settings(
+        "pg-local", tmp_path=tmp_path, database_url=postgres_url, redis_url=REDIS_URL
+    )
+    async with running_api(settings, "pg-local") as api:
+        yield api
+        async with api.resources.engine.begin() as connection:
+            from sqlalchemy import text
+
+            await connection.execute(text("TRUNCATE uploads, import_jobs CASCADE"))
+    await redis.flushdb()
+    await redis.aclose()
+
+
+async def test_import_runs_on_an_arq_worker(redis_api: Api) -> None:
+    api = redis_api
+    assert isinstance(api.resources.jobs, ArqQueue)
+    task_url = await _post(api)
+    pending = (await api.app_client.get(task_url, headers=api.headers())).json()
+    assert pending["state"] == "PENDING"
+    await _run_worker_until_idle(api.settings)
+    done = (await api.app_client.get(task_url, headers=api.headers())).json()
+    assert done["state"] == "SUCCESS", done
+    assert done["result"]["counts"]["sessions"] == 50
+    assert done["progress"]["stage"] == "done"
+    assert await _events(api) == 1
+
+
+async def test_a_job_lost_with_redis_is_reenqueued_and_done_once(redis_api: Api) -> None:
+    api = redis_api
+    task_url = await _post(api)
+    # Redis forgets everything before any worker saw the job.
+    await Redis.from_url(REDIS_URL).flushdb()
+    await _run_worker_until_idle(api.settings)
+    lost = (await api.app_client.get(task_url, headers=api.headers())).json()
+    assert lost["state"] == "PENDING"
+    # The reconciler finds it in PostgreSQL and enqueues it again.
+    assert await reconcile_imports(api.resources, stale_after=dt.timedelta(0)) == 1
+    # Asking twice does not enqueue twice.
+    assert await reconcile_imports(api.resources, stale_after=dt.timedelta(0)) == 0
+    await _run_worker_until_idle(api.settings)
+    done = (await api.app_client.get(task_url, headers=api.headers())).json()
+    assert done["state"] == "SUCCESS", done
+    assert await _events(api) == 1
+
+
+async def test_enqueueing_the_same_job_twice_runs_it_once(redis_api: Api) -> None:
+    api = redis_api
+    task_url = await _post(api)
+    job_id = uuid.UUID(task_url.rsplit("/", 1)[1])
+    await api.resources.jobs.enqueue_import(job_id)
+    await asyncio.gather(_run_worker_until_idle(api.settings), _run_worker_until_idle(api.settings))
+    assert await _events(api) == 1

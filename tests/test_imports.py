@@ -1,0 +1,288 @@
+"""Open Event imports through the API: real archives, messy data, hostile zips."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests import samples
+from tests.conftest import Api
+from tests.openevent_archives import SAMPLES, build_zip, expected
+from uploadsvc.event_models import Event
+from uploadsvc.jobs import InProcessQueue
+
+pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local", "sqlite-local"])
+
+SAMPLE_NAMES = ["FOSSASIASummit2014", "OpenTechSummit2018", "EhealthAfrica"]
+
+
+async def import_zip(api: Api, data: bytes, *, user: str = "alice") -> dict[str, Any]:
+    """Post an archive, let the in-process queue run it, return the task."""
+    response = await api.app_client.post(
+        "/v1/events/import/json",
+        files={"file": ("event.zip", data, "application/zip")},
+        headers=api.headers(user),
+    )
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["task_url"] == f"/v1/tasks/{accepted['task_id']}"
+    queue = api.resources.jobs
+    assert isinstance(queue, InProcessQueue)
+    await queue.wait_idle()
+    task = await api.app_client.get(accepted["task_url"], headers=api.headers(user))
+    assert task.status_code == 200, task.text
+    result: dict[str, Any] = task.json()
+    return result
+
+
+async def get_items(api: Api, url: str) -> list[dict[str, Any]]:
+    response = await api.app_client.get(url, headers=api.headers())
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def assert_matches(api: Api, event_id: str, want: dict[str, Any]) -> None:
+    event = (await api.app_client.get(f"/v1/events/{event_id}", headers=api.headers())).json()
+    assert event["name"] == want["event_name"]
+    for kind, count in want["counts"].items():
+        assert event["counts"][kind] == count, kind
+    speakers = await get_items(api, f"/v1/events/{event_id}/speakers")
+    sessions = await get_items(api, f"/v1/events/{event_id}/sessions")
+    assert sorted(s["name"] for s in speakers) == want["speaker_names"]
+    got_links = {
+        s["title"]: tuple(
+            (s[kind] or {}).get("name") for kind in ("track", "microlocation", "session_type")
+        )
+        for s in sessions
+    }
+    assert got_links == want["session_links"]
+    speaker_names = {s["id"]: s["name"] for s in speakers}
+    pairs = {(s["title"], speaker_names[i]) for s in sessions for i in s["speaker_ids"]}
+    assert pairs == want["speaker_session_links"]
+    # Both sides of the many-to-many agree.
+    titles = {s["id"]: s["title"] for s in sessions}
+    reverse = {(titles[i], s["name"]) for s in speakers for i in s["session_ids"]}
+    assert reverse == pairs
+
+
+async def _event_objects(api: Api) -> list[str]:
+    keys: list[str] = []
+    async for page in api.resources.storage.list_pages("events/"):
+        keys.extend(listed.key for listed in page)
+    return keys
+
+
+async def _event_rows(api: Api) -> int:
+    async with api.resources.session_factory() as session:
+        return int(await session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples is not beside the repo")
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+async def test_real_archives_import_as_their_json_says(api: Api, name: str) -> None:
+    data = (SAMPLES / f"{name}.zip").read_bytes()
+    task = await import_zip(api, data)
+    assert task["state"] == "SUCCESS", task
+    result = task["result"]
+    await assert_matches(api, result["id"], expected(data))
+    assert result["url"] == f"/v1/events/{result['id']}"
+    if name == "FOSSASIASummit2014":
+        speakers = await get_items(api, f"/v1/events/{result['id']}/speakers")
+        photos = [s["photo_key"] for s in speakers if s["photo_key"]]
+        assert photos, "the archive's speaker photos are stored"
+        for key in photos:
+            assert key.startswith(f"events/{result['id']}/speakers/")
+            assert key.endswith("/photo")
+            assert await api.object_exists(key)
+        event = (
+            await api.app_client.get(f"/v1/events/{result['id']}", headers=api.headers())
+        ).json()
+        assert event["logo_key"] == f"events/{result['id']}/logo"
+    if name == "OpenTechSummit2018":
+        speakers = await get_items(api, f"/v1/events/{result['id']}/speakers")
+        # Absolute URLs stay links; nothing is fetched or stored.
+        assert all(s["photo_key"] is None for s in speakers)
+        assert any((s["photo_url"] or "").startswith("https://") for s in speakers)
+
+
+def _messy(dialect: str) -> bytes:
+    def k(kebab: str, snake: str) -> str:
+        return kebab if dialect == "kebab" else snake
+
+    png = samples.png()
+    event = {
+        "id": 7,
+        "name": f"Messy {dialect}",
+        k("starts-at", "start_time"): "2026-05-01T09:00:00+02:00",
+        k("logo-url", "logo"): "/images/logo.png",
+        "owner_id": "mallory",  # must not set ownership
+        "unknown-key": {"ignored": True},
+    }
+    speakers = [
+        {
+            "id": "1",
+            "name": "Ada",
+            k("photo-url", "photo"): "/images/ada.png",
+            "sessions": [{"id": 2}],
+        },
+        {"id": 1, "name": "Ada again (duplicate id)"},
+        {"id": None, "name": "No id"},
+        {"id": 3, "name": "Grace", k("photo-url", "photo"): "/images/missing.png"},
+        {"id": 4, "name": "Linus", k("photo-url", "photo"): "https://example.com/linus.png"},
+    ]
+    sessions = [
+        {
+            "id": 1,
+            "title": "Keynote",
+            "track": {"id": 1, "name": "Main"},
+            "microlocation": 10,
+            k("session-type", "session_type"): {"id": 5, "name": "Talk"},
+            "speakers": [{"id": 1, "name": "Ada"}, {"id": 9, "name": "Embedded Edsger"}],
+        },
+        {"id": "2", "title": "Workshop", "track": 99, "microlocation": {"id": 10}, "speakers": [3]},
+        {"id": 2, "title": "Duplicate workshop"},
+        {"id": 3, "title": "Unscheduled", "track": None, "speakers": [77]},
+    ]
+    files = {
+        "event": event,
+        "speakers": speakers,
+        "sessions": sessions,
+        "tracks": [{"id": 1, "name": "Main", k("font-color", "font_color"): "#fff"}],
+        "microlocations": [{"id": "10", "name": "Room A", "floor": 2}],
+        "session_types": [],
+    }
+    return build_zip(files, {"images/logo.png": png, "images/ada.png": png})
+
+
+@pytest.mark.parametrize("dialect", ["kebab", "snake"])
+async def test_messy_archives_import_with_warnings(api: Api, dialect: str) -> None:
+    data = _messy(dialect)
+    task = await import_zip(api, data)
+    assert task["state"] == "SUCCESS", task
+    result = task["result"]
+    await assert_matches(api, result["id"], expected(data))
+    warnings = "\n".join(result["warnings"])
+    assert "speakers id 1 appears twice" in warnings
+    assert "speakers record 2 has no id" in warnings
+    assert "sessions id 2 appears twice" in warnings
+    assert "track 99 not found" in warnings
+    assert "speaker 77 not found" in warnings
+    assert "/images/missing.png is not in the archive" in warnings
+    speakers = {s["name"]: s for s in await get_items(api, f"/v1/events/{result['id']}/speakers")}
+    assert speakers["Ada"]["photo_key"].endswith("/photo")
+    assert speakers["Grace"]["photo_key"] is None
+    assert speakers["Linus"]["photo_url"] == "https://example.com/linus.png"
+    assert "Embedded Edsger" in speakers
+    async with api.resources.session_factory() as session:
+        owners = set(await session.scalars(select(Event.owner_id)))
+    assert owners == {"alice"}
+
+
+@pytest.mark.parametrize(
+    ("files", "media", "file", "message"),
+    [
+        ({"event": {"name": "x"}, "../evil": "{}"}, {}, "../evil", ""),
+        ({"sessions": []}, {}, "event", "no 'event'"),
+        ({"event": "[1, 2"}, {}, "event", ""),
+        ({"event": {"name": "x"}, "sessions": {"not": "a list"}}, {}, "sessions", "array"),
+        (
+            {
+                "event": {"name": "x"},
+                "speakers": [
+                    {"id": 1, "name": "A", "photo": "/images/a.png"},
+                    {"id": 2, "name": "B", "photo": "../../secret"},
+                ],
+            },
+            {"images/a.png": samples.png()},
+            None,
+            "",
+        ),
+    ],
+    ids=["traversal", "no-event", "broken-json", "sessions-not-a-list", "media-outside"],
+)
+async def test_failed_imports_leave_nothing(
+    api: Api, files: dict[str, Any], media: dict[str, bytes], file: str | None, message: str
+) -> None:
+    task = await import_zip(api, build_zip(files, media))
+    assert task["state"] == "FAILURE", task
+    error = task["error"]
+    assert error["message"]
+    if file is not None:
+        assert error["file"] == file or file in error["message"], error
+    assert message in error["message"]
+    assert await _event_rows(api) == 0
+    assert await _event_objects(api) == []
+
+
+async def test_not_a_zip_fails_cleanly(api: Api) -> None:
+    response = await api.app_client.post(
+        "/v1/events/import/json",
+        files={
+            "file": ("event.zip", b"PK\x03\x04 this is not really a zip" * 10, "application/zip")
+        },
+        headers=api.headers(),
+    )
+    # The magic bytes of a broken zip are not a zip: refused before anything is stored.
+    assert response.status_code in (202, 415), response.text
+    if response.status_code == 202:
+        await api.resources.jobs.wait_idle()  # type: ignore[attr-defined]
+        task = await api.app_client.get(response.json()["task_url"], headers=api.headers())
+        assert task.json()["state"] == "FAILURE"
+    assert await _event_rows(api) == 0
+
+
+async def test_import_by_key_of_a_confirmed_upload(api: Api) -> None:
+    data = _messy("snake")
+    grant = await api.request_url(
+        data, filename="e.zip", content_type="application/zip", purpose="event-import"
+    )
+    assert grant.status_code == 201, grant.text
+    assert (await api.put(grant.json(), data)).status_code == 200
+    assert (await api.confirm(grant.json()["file_key"])).status_code == 200
+    response = await api.app_client.post(
+        "/v1/events/import", json={"file_key": grant.json()["file_key"]}, headers=api.headers()
+    )
+    assert response.status_code == 202, response.text
+    await api.resources.jobs.wait_idle()  # type: ignore[attr-defined]
+    task = await api.app_client.get(response.json()["task_url"], headers=api.headers())
+    assert task.json()["state"] == "SUCCESS"
+    jobs = await api.app_client.get("/v1/import-jobs", headers=api.headers())
+    assert [j["task_id"] for j in jobs.json()["items"]] == [response.json()["task_id"]]
+
+
+async def test_other_users_tasks_and_events_are_404(api: Api) -> None:
+    task = await import_zip(api, _messy("kebab"))
+    event_id = task["result"]["id"]
+    bob = api.headers("bob")
+    for url in (
+        f"/v1/tasks/{task['task_id']}",
+        f"/v1/events/{event_id}",
+        f"/v1/events/{event_id}/sessions",
+        f"/v1/events/{event_id}/speakers",
+        f"/v1/events/{uuid.uuid4()}",
+    ):
+        response = await api.app_client.get(url, headers=bob)
+        assert response.status_code == 404, url
+    foreign = await api.app_client.post(
+        "/v1/events/import", json={"file_key": "imports/alice/x.zip"}, headers=bob
+    )
+    assert foreign.status_code == 404
+
+
+async def test_rerunning_a_job_never_makes_a_second_event(api: Api) -> None:
+    from uploadsvc.event_models import ImportJob, ImportState
+    from uploadsvc.services.imports import run_import
+
+    task = await import_zip(api, _messy("kebab"))
+    job_id = uuid.UUID(task["task_id"])
+    # Pretend the worker died after committing but before anyone saw it, and run it again.
+    async with api.resources.session_factory() as session, session.begin():
+        job = await session.get(ImportJob, job_id)
+        assert job is not None
+        job.state = ImportState.STARTED
+    await run_import(api.resources, job_id)
+    assert await _event_rows(api) == 1
