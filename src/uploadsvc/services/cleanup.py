@@ -20,9 +20,12 @@ Every run leaves a ``cleanup_runs`` row and a log line.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import select, update
@@ -40,6 +43,9 @@ LEASE_NAME = "cleanup"
 # Longer than any run should take; if the holder dies, the next run after this takes over.
 LEASE_DURATION = dt.timedelta(hours=1)
 # Uploads in these states can never become files again: their objects go at once.
+# Just before the first upload prefix, and past the last one ("/" + 1 == "0").
+_LISTING_START = min(UPLOAD_PREFIXES)[:-1] + "."
+_LISTING_END = max(UPLOAD_PREFIXES)[:-1] + "0"
 _FINISHED = frozenset({UploadStatus.EXPIRED, UploadStatus.REJECTED, UploadStatus.DELETED})
 
 
@@ -150,15 +156,46 @@ async def _sweep(
     dry_run: bool,
 ) -> None:
     doomed: list[ListedObject] = []
-    for prefix in UPLOAD_PREFIXES:
-        async for page in storage.list_pages(prefix):
-            report.scanned += len(page)
-            doomed.extend(await _orphans_in(session_factory, page, cutoff, dry_run=dry_run))
-            while len(doomed) >= DELETE_BATCH_SIZE:
-                batch, doomed = doomed[:DELETE_BATCH_SIZE], doomed[DELETE_BATCH_SIZE:]
-                await _delete(storage, report, batch, dry_run=dry_run)
+    # One listing for all upload prefixes: it starts just before the first
+    # (skipping events/, which sorts earlier) and stops after the last, so
+    # a bucket of N upload objects costs ceil(N/1000) listing requests.
+    async for page in _one_page_ahead(storage.list_pages(start_after=_LISTING_START)):
+        ours = [listed for listed in page if listed.key.startswith(UPLOAD_PREFIXES)]
+        report.scanned += len(ours)
+        if ours:
+            doomed.extend(await _orphans_in(session_factory, ours, cutoff, dry_run=dry_run))
+        while len(doomed) >= DELETE_BATCH_SIZE:
+            batch, doomed = doomed[:DELETE_BATCH_SIZE], doomed[DELETE_BATCH_SIZE:]
+            await _delete(storage, report, batch, dry_run=dry_run)
+        if page and page[-1].key >= _LISTING_END:
+            break
     if doomed:
         await _delete(storage, report, doomed, dry_run=dry_run)
+
+
+async def _one_page_ahead(
+    pages: AsyncIterator[list[ListedObject]],
+) -> AsyncIterator[list[ListedObject]]:
+    """The pages, with the next one already being fetched while the caller works on this one.
+
+    Listing and the row lookup then overlap, so a run takes about as long as
+    the listing alone; memory holds two pages at most.
+    """
+    iterator = aiter(pages)
+    upcoming: asyncio.Future[list[ListedObject] | None] = asyncio.ensure_future(
+        anext(iterator, None)
+    )
+    try:
+        while (page := await upcoming) is not None:
+            upcoming = asyncio.ensure_future(anext(iterator, None))
+            yield page
+    finally:
+        upcoming.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await upcoming
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 async def _orphans_in(
@@ -205,12 +242,11 @@ async def _delete(
 
 async def _abort_incomplete(storage: Storage, cutoff: dt.datetime, *, dry_run: bool) -> int:
     aborted = 0
-    for prefix in UPLOAD_PREFIXES:
-        for upload in await storage.list_incomplete_uploads(prefix):
-            if upload.initiated < cutoff:
-                if not dry_run:
-                    await storage.abort_upload(upload)
-                aborted += 1
+    for upload in await storage.list_incomplete_uploads(""):
+        if upload.key.startswith(UPLOAD_PREFIXES) and upload.initiated < cutoff:
+            if not dry_run:
+                await storage.abort_upload(upload)
+            aborted += 1
     return aborted
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import shutil
 import tempfile
@@ -293,7 +294,7 @@ async def _write(
     )
     event_id = plan.event["id"]
     async with resources.session_factory() as session, session.begin():
-        await session.execute(insert(Event), [plan.event | {"import_job_id": job.id}])
+        await session.execute(insert(Event).values(plan.event | {"import_job_id": job.id}))
         for table, rows in (
             (Track.__table__, plan.tracks),
             (Microlocation.__table__, plan.microlocations),
@@ -326,8 +327,26 @@ async def _write(
 
 
 async def _bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        # COPY is PostgreSQL's bulk path: an order of magnitude faster than
+        # multi-row INSERTs, and inside the same transaction.
+        raw = await connection.get_raw_connection()
+        columns = [column.name for column in table.columns]
+        records = [tuple(_copy_value(row.get(name)) for name in columns) for row in rows]
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=records, columns=columns
+        )
+        return
     for start in range(0, len(rows), INSERT_BATCH):
         await session.execute(insert(table), rows[start : start + INSERT_BATCH])
+
+
+def _copy_value(value: Any) -> Any:
+    # COPY bypasses SQLAlchemy's type processing: JSON goes in as text.
+    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 async def _delete(resources: Resources, keys: list[str]) -> None:

@@ -120,8 +120,10 @@ class Storage(abc.ABC):
     # --- listing and bulk deletion (cleanup) ---------------------------------
 
     @abc.abstractmethod
-    def list_pages(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
-        """Every object under ``prefix``, a page of at most 1000 at a time."""
+    def list_pages(
+        self, prefix: str = "", *, start_after: str | None = None
+    ) -> AsyncIterator[list[ListedObject]]:
+        """Objects under ``prefix`` in key order, after ``start_after``; up to 1000 a page."""
 
     @abc.abstractmethod
     async def delete_many(self, keys: list[str]) -> None:

@@ -197,10 +197,12 @@ class LocalStorage(Storage):
 
     # --- listing and bulk deletion (cleanup) --------------------------------
 
-    async def list_pages(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
+    async def list_pages(
+        self, prefix: str = "", *, start_after: str | None = None
+    ) -> AsyncIterator[list[ListedObject]]:
         # The walk is a blocking generator; each page is pulled in a worker
         # thread, so the event loop never waits on the disk.
-        walk = self._walk(prefix)
+        walk = self._walk(prefix, start_after or "")
         while True:
             page = await to_thread.run_sync(_take, walk, LIST_PAGE_SIZE)
             if page:
@@ -208,9 +210,9 @@ class LocalStorage(Storage):
             if len(page) < LIST_PAGE_SIZE:
                 return
 
-    def _walk(self, prefix: str) -> Iterator[ListedObject]:
-        """Objects under ``prefix`` in key order (a blocking generator)."""
-        folder, _, _name_prefix = prefix.rpartition("/")
+    def _walk(self, prefix: str, start_after: str) -> Iterator[ListedObject]:
+        """Objects under ``prefix`` after ``start_after``, in key order (blocking)."""
+        folder = prefix.rpartition("/")[0]
         start = self._objects.joinpath(*folder.split("/")) if folder else self._objects
 
         def visit(directory: Path, key_prefix: str) -> Iterator[ListedObject]:
@@ -221,8 +223,10 @@ class LocalStorage(Storage):
             for entry in entries:
                 key = key_prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    yield from visit(Path(entry.path), key + "/")
-                elif entry.is_file(follow_symlinks=False):
+                    # Skip whole folders that sort before start_after (S3's StartAfter).
+                    if key + "/\U0010ffff" > start_after:
+                        yield from visit(Path(entry.path), key + "/")
+                elif entry.is_file(follow_symlinks=False) and key > start_after:
                     stat = entry.stat(follow_symlinks=False)
                     yield ListedObject(
                         key=key,
@@ -230,8 +234,7 @@ class LocalStorage(Storage):
                         last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
                     )
 
-        base = folder + "/" if folder else ""
-        for listed in visit(start, base):
+        for listed in visit(start, folder + "/" if folder else ""):
             if listed.key.startswith(prefix):
                 yield listed
 

@@ -232,11 +232,16 @@ class S3Storage(Storage):
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("delete", exc) from exc
 
-    async def list_pages(self, prefix: str) -> AsyncIterator[list[ListedObject]]:
+    async def list_pages(
+        self, prefix: str = "", *, start_after: str | None = None
+    ) -> AsyncIterator[list[ListedObject]]:
         paginator = self._client.get_paginator("list_objects_v2")
+        options: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+        if start_after is not None:
+            options["StartAfter"] = start_after
         try:
             async for page in paginator.paginate(
-                Bucket=self._bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+                **options, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
             ):
                 yield [
                     ListedObject(

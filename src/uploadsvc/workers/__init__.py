@@ -90,6 +90,9 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
             cron(reconcile_job, second={0}, unique=True, run_at_startup=True),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        # arq polls the queue; its default 0.5 s would dominate the time from
+        # "202 Accepted" to "STARTED". 50 ms costs Redis ~20 cheap reads a second.
+        "poll_delay": 0.05,
         "on_startup": startup,
         "on_shutdown": shutdown,
     }
