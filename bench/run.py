@@ -1,7 +1,7 @@
 """Run every benchmark; each rewrites its own section of BENCHMARKS.md.
 
-    uv run python bench/run.py            # all, full size (about 10 minutes)
-    uv run python bench/run.py --quick    # small sizes, nothing written
+uv run python bench/run.py            # all, full size (about 10 minutes)
+uv run python bench/run.py --quick    # small sizes, nothing written
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -113,3 +116,97 @@ async def test_enqueueing_the_same_job_twice_runs_it_once(redis_api: Api) -> Non
     await api.resources.jobs.enqueue_import(job_id)
     await asyncio.gather(_run_worker_until_idle(api.settings), _run_worker_until_idle(api.settings))
     assert await _events(api) == 1
+
+
+def _big_archive(sessions: int) -> bytes:
+    return build_zip(
+        {
+            "event": {"name": "Killed midway"},
+            "tracks": [{"id": t, "name": f"Track {t}"} for t in range(1, 51)],
+            "speakers": [
+                {"id": s, "name": f"Speaker {s}", "short-biography": "x" * 200}
+                for s in range(1, sessions // 2 + 1)
+            ],
+            "sessions": [
+                {
+                    "id": n,
+                    "title": f"Talk {n}",
+                    "long-abstract": "y" * 500,
+                    "track": n % 50 + 1,
+                    "speakers": [n % (sessions // 2) + 1],
+                }
+                for n in range(1, sessions + 1)
+            ],
+        }
+    )
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("uploadsvc")), "worker"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        process.wait(timeout=20)
+
+
+async def test_killing_the_worker_midway_ends_with_one_event(
+    redis_api: Api, tmp_path: Path
+) -> None:
+    api = redis_api
+    settings = api.settings
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")},
+        "UPLOADSVC_DATABASE_URL": settings.database_url,
+        "UPLOADSVC_REDIS_URL": REDIS_URL,
+        "UPLOADSVC_LOCAL_STORAGE_DIR": str(settings.local_storage_dir),
+        "UPLOADSVC_JWT_SECRET": settings.jwt_secret.get_secret_value()
+        if settings.jwt_secret
+        else "",
+        "UPLOADSVC_SIGNING_SECRET": settings.signing_secret.get_secret_value(),
+        # The killed job's arq lease ends 10 + 10 s after it started.
+        "UPLOADSVC_JOB_TIMEOUT_SECONDS": "10",
+    }
+    log = tmp_path / "worker.log"
+    response = await api.app_client.post(
+        "/v1/events/import/json",
+        files={"file": ("event.zip", _big_archive(20_000), "application/zip")},
+        headers=api.headers(),
+    )
+    assert response.status_code == 202, response.text
+    task_url = response.json()["task_url"]
+
+    first = _start_worker(env, log)
+    try:
+        state = "PENDING"
+        for _ in range(600):
+            state = (await api.app_client.get(task_url, headers=api.headers())).json()["state"]
+            if state != "PENDING":
+                break
+            await asyncio.sleep(0.02)
+        assert state == "STARTED", (state, log.read_text())
+    finally:
+        _stop(first, signal.SIGKILL)
+
+    second = _start_worker(env, log)
+    try:
+        task: dict[str, Any] = {}
+        for _ in range(300):
+            task = (await api.app_client.get(task_url, headers=api.headers())).json()
+            if task["state"] in ("SUCCESS", "FAILURE"):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        _stop(second)
+    events = await _events(api)
+    assert (task["state"], events) in (("SUCCESS", 1), ("FAILURE", 0)), (task, log.read_text())
+    if task["state"] == "SUCCESS":
+        assert task["result"]["counts"]["sessions"] == 20_000

@@ -80,19 +80,41 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     minute, hour = cleanup_schedule(settings)
     options: dict[str, Any] = {
         "functions": [
-            func(import_event, name="import_event", timeout=settings.import_job_timeout_seconds)
+            # keep_result=0: the outcome lives in PostgreSQL, and a kept arq
+            # result would stop the reconciler from enqueueing the id again.
+            func(
+                import_event,
+                name="import_event",
+                timeout=settings.job_timeout_seconds,
+                keep_result=0,
+            )
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
         # so several workers enqueue it once; the lease in run_cleanup keeps a
         # manual `uploadsvc cleanup` from overlapping it too.
         "cron_jobs": [
-            cron(cleanup_job, minute=minute, hour=hour, unique=True, timeout=3600),
-            cron(reconcile_job, second={0}, unique=True, run_at_startup=True),
+            cron(
+                cleanup_job,
+                minute=minute,
+                hour=hour,
+                unique=True,
+                timeout=settings.job_timeout_seconds,
+            ),
+            cron(
+                reconcile_job,
+                second={0},
+                unique=True,
+                run_at_startup=True,
+                timeout=settings.job_timeout_seconds,
+            ),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         # arq polls the queue; its default 0.5 s would dominate the time from
         # "202 Accepted" to "STARTED". 50 ms costs Redis ~20 cheap reads a second.
         "poll_delay": 0.05,
+        # Also bounds arq's in-progress lease (the longest timeout + 10 s): how
+        # soon another worker takes over the job of a worker that died.
+        "job_timeout": settings.job_timeout_seconds,
         "on_startup": startup,
         "on_shutdown": shutdown,
     }
