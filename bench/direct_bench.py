@@ -211,8 +211,8 @@ async def main(quick: bool) -> None:
         token = mint_token(settings(), sub="bench")
         auth = {"Authorization": f"Bearer {token}"}
         plan = [
-            ("a: drain + hash", "drain", "/upload", {}, False),
-            ("b: tutorial UploadFile", "tutorial", "/upload", {}, False),
+            ("a: drain + hash", "drain", "/upload", {}, True),
+            ("b: tutorial UploadFile", "tutorial", "/upload", {}, True),
             ("c: uploadsvc → null sink", "null", "/v1/uploads/direct", auth, True),
             ("d: uploadsvc → S3", "s3", "/v1/uploads/direct", auth, True),
         ]
@@ -221,6 +221,8 @@ async def main(quick: bool) -> None:
             data_dir.mkdir()
             server = Server(mode, data_dir, ls.endpoint_url if mode in ("tutorial", "s3") else None)
             try:
+                # Warm up (imports, first connections) before measuring memory.
+                await upload(server, path, 4 * MiB, headers, probe=False)
                 for size in sizes:
                     runs = [
                         await upload(server, path, size, headers, probe) for _ in range(repeats)

@@ -93,7 +93,9 @@ async def read_events(
         )
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        events.append(PartData(bytes(data[start:end])))
+        # Most calls cover a whole received chunk: pass it on without a copy.
+        whole = start == 0 and end == len(data)
+        events.append(PartData(data if whole else bytes(data[start:end])))
 
     def on_part_end() -> None:
         events.append(PartEnd())

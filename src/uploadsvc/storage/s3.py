@@ -104,35 +104,44 @@ class S3Storage(Storage):
     async def put_stream(
         self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]
     ) -> None:
-        # One part is filled while the previous one uploads: memory stays at
-        # about two parts, and reading the client overlaps writing to S3.
-        buffer = bytearray()
+        # Two part-sized buffers, allocated once: one fills while the other
+        # uploads, so memory stays at two parts and reading the client
+        # overlaps writing to S3.
+        buffers = [bytearray(STREAM_PART_SIZE)]
+        current, filled = 0, 0
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         in_flight: asyncio.Task[dict[str, Any]] | None = None
         try:
             async for chunk in chunks:
-                buffer += chunk
-                if len(buffer) < STREAM_PART_SIZE:
-                    continue
-                if upload_id is None:
-                    upload_id = await self._start_multipart(key, content_type)
-                if in_flight is not None:
-                    parts.append(await in_flight)
-                in_flight = asyncio.create_task(
-                    self._upload_part(key, upload_id, len(parts) + 1, buffer)
-                )
-                buffer = bytearray()
+                offset = 0
+                while offset < len(chunk):
+                    take = min(STREAM_PART_SIZE - filled, len(chunk) - offset)
+                    buffers[current][filled : filled + take] = chunk[offset : offset + take]
+                    filled += take
+                    offset += take
+                    if filled < STREAM_PART_SIZE:
+                        continue
+                    if upload_id is None:
+                        upload_id = await self._start_multipart(key, content_type)
+                        buffers.append(bytearray(STREAM_PART_SIZE))
+                    if in_flight is not None:
+                        parts.append(await in_flight)  # frees the other buffer
+                    in_flight = asyncio.create_task(
+                        self._upload_part(key, upload_id, len(parts) + 1, buffers[current])
+                    )
+                    current, filled = 1 - current, 0
+            last = bytes(memoryview(buffers[current])[:filled])
             if upload_id is None:
                 await self._client.put_object(
-                    Bucket=self._bucket, Key=key, Body=bytes(buffer), ContentType=content_type
+                    Bucket=self._bucket, Key=key, Body=last, ContentType=content_type
                 )
                 return
             if in_flight is not None:
                 parts.append(await in_flight)
                 in_flight = None
-            if buffer:
-                parts.append(await self._upload_part(key, upload_id, len(parts) + 1, buffer))
+            if last:
+                parts.append(await self._upload_part(key, upload_id, len(parts) + 1, last))
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=key,
@@ -157,10 +166,11 @@ class S3Storage(Storage):
         return str(response["UploadId"])
 
     async def _upload_part(
-        self, key: str, upload_id: str, number: int, data: bytearray
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> dict[str, Any]:
+        # The bytearray itself, not a bytes() copy: one part less in memory.
         response = await self._client.upload_part(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(data)
+            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
