@@ -26,7 +26,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from bench.common import scratch_database, settings, table, write_section
 from uploadsvc.archive import OpenEventArchive
@@ -140,7 +140,6 @@ async def clear(resources: Resources) -> None:
 
 async def enqueue_to_start(database_url: str, storage_dir: Path, key: str) -> list[float]:
     """Milliseconds from enqueue to the job starting, on a real arq worker."""
-    from arq.jobs import Job
     from redis.asyncio import Redis
 
     from uploadsvc.workers import create_worker
@@ -155,16 +154,28 @@ async def enqueue_to_start(database_url: str, storage_dir: Path, key: str) -> li
         await asyncio.sleep(1)  # the worker is up and polling
         for _ in range(10):
             job_id = await new_job(resources, key)
+            enqueued = utcnow()
             await resources.jobs.enqueue_import(job_id)
-            job = Job(f"import:{job_id}", resources.redis)  # type: ignore[arg-type]
-            info = None
-            for _ in range(200):
-                info = await job.result_info()
-                if info is not None:
+            started = None
+            for _ in range(400):
+                async with resources.session_factory() as session:
+                    started = await session.scalar(
+                        select(ImportJob.started_at).where(ImportJob.id == job_id)
+                    )
+                if started is not None:
                     break
-                await asyncio.sleep(0.05)
-            assert info is not None
-            latencies.append((info.start_time - info.enqueue_time).total_seconds() * 1000)
+                await asyncio.sleep(0.005)
+            assert started is not None
+            latencies.append((started - enqueued).total_seconds() * 1000)
+            # An idle worker for the next one: wait until this job has finished.
+            for _ in range(600):
+                async with resources.session_factory() as session:
+                    state = await session.scalar(
+                        select(ImportJob.state).where(ImportJob.id == job_id)
+                    )
+                if state in (ImportState.SUCCESS, ImportState.FAILURE):
+                    break
+                await asyncio.sleep(0.02)
         running.cancel()
         await worker.close()
         await clear(resources)

@@ -5,17 +5,34 @@ Tokens are JWTs whose ``sub`` is the user id. Two ways to trust them:
 - HS256 with a shared secret (``JWT_SECRET``; a default in development, so
   ``uploadsvc token`` and ``make dev`` work with no configuration);
 - RS256/ES256 with the public keys of an identity provider (``JWT_JWKS_URL``),
-  fetched asynchronously, cached, and refreshed at most once a minute.
+  fetched with an async client (never blocking the event loop), cached, and
+  refreshed at most once a minute.
 
-Each key type verifies exactly one algorithm (an RSA key only RS256, a P-256
-key only ES256, the secret only HS256), so ``alg: none`` and the classic
-"HS256 signed with the RSA public key" confusion are refused before any
-signature is checked. Every failure is a 401 with a stable ``code``.
+Each key verifies exactly one algorithm: an RSA JWK only RS256, a P-256 JWK
+only ES256, the shared secret only HS256. The algorithm named in the token
+header therefore only selects *which* key may be tried, never *how* a key is
+used, so ``alg: none`` and the classic "HS256 signed with the RSA public key"
+confusion are refused. Header fields that point at keys (``jku``, ``x5u``,
+``jwk``) are ignored: keys come only from configuration.
+
+Every failure is an :class:`Unauthorized` (401) with a stable ``code``:
+
+``missing_token``         no Authorization header
+``invalid_token``         malformed header or token, bad signature, unknown key
+``unsupported_algorithm`` ``alg`` is not one this configuration accepts
+``token_expired``         ``exp`` is in the past (beyond the leeway)
+``invalid_claims``        ``exp``/``sub`` missing, wrong ``aud``/``iss``, ``nbf`` ahead…
+``jwks_unavailable``      the identity provider's keys could not be fetched yet
+
+An unreachable identity provider is reported as 401, not 503: the client
+cannot be authenticated, and nothing about the request is retryable by it
+except after the keys are back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +44,23 @@ from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 from uploadsvc.config import Settings
 from uploadsvc.errors import Unauthorized
 
-# JWKS key type → the one algorithm it may verify.
-_ALGORITHM_FOR_KEY_TYPE = {"RSA": "RS256", "EC": "ES256"}
-_JWKS_ALGORITHMS = frozenset(_ALGORITHM_FOR_KEY_TYPE.values())
+logger = logging.getLogger(__name__)
+
+_HS256 = "HS256"
+_JWKS_ALGORITHMS = frozenset({"RS256", "ES256"})
+# Unknown kids refetch the JWKS at most this often, failed fetches included:
+# a flood of forged kids, or a down IdP, must not become a flood of fetches.
 _JWKS_REFRESH_SECONDS = 60.0
+# Known keys are refetched after this long, so that a key the IdP withdrew
+# stops being trusted even when no token names an unknown kid.
+_JWKS_MAX_AGE_SECONDS = 600.0
 _JWKS_TIMEOUT_SECONDS = 5.0
 _ADMIN_ROLE = "admin"
+
+
+def _monotonic() -> float:
+    # A seam for tests, which cannot patch time.monotonic (the event loop uses it).
+    return time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,77 +71,148 @@ class Principal:
     is_admin: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _JwksKey:
+    kid: str | None
+    algorithm: str
+    key: Any  # a jose Key, built once per fetch rather than once per request
+
+
 def extract_bearer_token(authorization: str | None) -> str:
     """The token of ``Authorization: Bearer <t>`` (or ``JWT <t>``, as Open Event clients send)."""
-    if not authorization:
+    header = (authorization or "").strip()
+    if not header:
         raise Unauthorized(
             "An Authorization: Bearer <token> header is required.", code="missing_token"
         )
-    scheme, _, token = authorization.strip().partition(" ")
+    scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() not in ("bearer", "jwt") or not token or " " in token:
+    if scheme.lower() not in ("bearer", "jwt") or not token or any(c.isspace() for c in token):
         raise Unauthorized(
             "The Authorization header must be 'Bearer <token>'.", code="invalid_token"
         )
     return token
 
 
+def _words(value: object) -> list[str]:
+    # `roles` is usually a list, `scope` a space-separated string (OAuth 2);
+    # IdPs mix both up, and anything else (numbers, objects) grants nothing.
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
 def _is_admin(claims: dict[str, Any]) -> bool:
-    # `roles` is a list (or a string); `scope` is space-separated (OAuth 2).
-    roles = claims.get("roles", [])
-    if isinstance(roles, str):
-        roles = roles.split()
-    scope = claims.get("scope", "")
-    scopes = scope.split() if isinstance(scope, str) else list(scope or [])
-    return _ADMIN_ROLE in (roles if isinstance(roles, list) else []) or _ADMIN_ROLE in scopes
+    """SPEC §2: the ``admin`` role, in the ``roles`` or the ``scope`` claim."""
+    return _ADMIN_ROLE in _words(claims.get("roles")) or _ADMIN_ROLE in _words(claims.get("scope"))
+
+
+def _jwks_algorithm(data: dict[str, Any]) -> str | None:
+    """The one algorithm a JWK may verify, or None when it may verify none."""
+    if data.get("use", "sig") != "sig":
+        return None
+    kty = data.get("kty")
+    if kty == "RSA":
+        algorithm = "RS256"
+    elif kty == "EC" and data.get("crv") == "P-256":
+        algorithm = "ES256"
+    else:
+        return None
+    # A key that names its algorithm is held to it.
+    return algorithm if data.get("alg", algorithm) == algorithm else None
+
+
+def _parse_jwks(document: object) -> list[_JwksKey]:
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWK set")
+    keys: list[_JwksKey] = []
+    for data in document["keys"]:
+        if not isinstance(data, dict):
+            continue
+        algorithm = _jwks_algorithm(data)
+        if algorithm is None:
+            continue
+        kid = data.get("kid")
+        try:
+            key = jwk.construct(data, algorithm)
+        except Exception:  # one unusable key must not hide the others
+            logger.warning("JWKS key %r is not usable; skipped", kid)
+            continue
+        keys.append(
+            _JwksKey(kid=kid if isinstance(kid, str) else None, algorithm=algorithm, key=key)
+        )
+    return keys
 
 
 class TokenVerifier:
-    """Verifies tokens; one per process (made in the lifespan)."""
+    """Verifies tokens; one per process (made in the lifespan), safe for concurrent use."""
 
     def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None = None) -> None:
         self._settings = settings
-        self._secret = settings.effective_jwt_secret
         self._jwks_url = settings.jwt_jwks_url
+        self._hmac_key: Any = None
+        secret = settings.effective_jwt_secret
+        if secret is not None:
+            try:
+                self._hmac_key = jwk.construct(secret, _HS256)
+            except JOSEError as exc:
+                # jose refuses PEM/SSH keys as HMAC secrets: that is the key
+                # confusion this module exists to prevent, so fail at startup.
+                raise ValueError(f"UPLOADSVC_JWT_SECRET is not usable: {exc}") from None
         self._owns_client = http_client is None
         self._client = http_client
-        self._keys: dict[str, dict[str, Any]] = {}
+        self._keys: list[_JwksKey] = []
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._refresh_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
+        """Close the HTTP client, if this verifier created it."""
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
 
     async def verify(self, token: str) -> Principal:
+        """The caller a token names; raises :class:`Unauthorized` (only) when it is not valid."""
+        try:
+            return await self._verify(token)
+        except Unauthorized:
+            raise
+        except Exception:  # untrusted input must answer 401, never 500
+            logger.warning("token verification failed unexpectedly", exc_info=True)
+            raise Unauthorized("The token is malformed.", code="invalid_token") from None
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except (JOSEError, ValueError, TypeError, KeyError):
             raise Unauthorized("The token is malformed.", code="invalid_token") from None
         algorithm = header.get("alg")
-        if algorithm == "HS256" and self._secret is not None:
-            key: Any = self._secret
+        if not isinstance(algorithm, str):
+            raise Unauthorized("The token names no algorithm.", code="unsupported_algorithm")
+        if "crit" in header:
+            # RFC 7515 §4.1.11: critical extensions must be understood; none are.
+            raise Unauthorized("The token has critical extensions.", code="invalid_token")
+        if algorithm == _HS256 and self._hmac_key is not None:
+            key = self._hmac_key
         elif algorithm in _JWKS_ALGORITHMS and self._jwks_url is not None:
-            key = await self._jwks_key(header.get("kid"), str(algorithm))
+            key = await self._jwks_key(header.get("kid"), algorithm)
         else:
             raise Unauthorized(
-                f"Tokens signed with {algorithm!r} are not accepted.", code="unsupported_algorithm"
+                f"Tokens signed with {algorithm[:20]!r} are not accepted.",
+                code="unsupported_algorithm",
             )
-        claims = self._decode(token, key, str(algorithm))
-        if not isinstance(claims.get("exp"), int | float):
-            raise Unauthorized("The token has no 'exp' claim.", code="invalid_claims")
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
-            raise Unauthorized("The token has no 'sub' claim.", code="invalid_claims")
-        return Principal(user_id=subject, is_admin=_is_admin(claims))
+        claims = self._decode(token, key, algorithm)
+        return Principal(user_id=claims["sub"], is_admin=_is_admin(claims))
 
     def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        """Checks the signature, then the claims; returns claims with a string ``sub``."""
         settings = self._settings
         options = {
-            # `exp` and `sub` are required, but checked below rather than by jose,
-            # so that their absence is reported as a claims problem.
+            # jose treats missing `exp`/`sub`/`aud` as fine; they are checked
+            # below so that their absence is reported as `invalid_claims`.
             "verify_aud": settings.jwt_audience is not None,
             "verify_iss": settings.jwt_issuer is not None,
             "leeway": settings.jwt_leeway_seconds,
@@ -137,12 +236,19 @@ class TokenVerifier:
             raise Unauthorized(
                 "The token's signature is not valid.", code="invalid_token"
             ) from None
+        if not isinstance(claims.get("exp"), int | float):
+            raise Unauthorized("The token has no 'exp' claim.", code="invalid_claims")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized("The token has no 'sub' claim.", code="invalid_claims")
+        if settings.jwt_audience is not None and "aud" not in claims:
+            raise Unauthorized("The token has no 'aud' claim.", code="invalid_claims")
         return claims
 
     async def _jwks_key(self, kid: object, algorithm: str) -> Any:
-        """The JWKS key for ``kid`` that may verify ``algorithm``; refreshes on an unknown kid."""
+        """The JWKS key for ``kid`` that may verify ``algorithm``; refetches when due."""
         key = self._find_key(kid, algorithm)
-        if key is None and self._may_refresh():
+        if key is None or self._is_stale():
             await self._refresh()
             key = self._find_key(kid, algorithm)
         if key is None:
@@ -151,55 +257,56 @@ class TokenVerifier:
                     "The identity provider's keys could not be fetched.", code="jwks_unavailable"
                 )
             raise Unauthorized("The token's key is not known.", code="invalid_token")
-        try:
-            return jwk.construct(key, algorithm)
-        except (JOSEError, ValueError, TypeError, KeyError):
-            raise Unauthorized("The token's key is not usable.", code="invalid_token") from None
+        return key
 
-    def _find_key(self, kid: object, algorithm: str) -> dict[str, Any] | None:
-        fitting = [
-            key
-            for key in self._keys.values()
-            if _ALGORITHM_FOR_KEY_TYPE.get(str(key.get("kty"))) == algorithm
-            and key.get("alg", algorithm) == algorithm
-        ]
+    def _find_key(self, kid: object, algorithm: str) -> Any:
+        # Only keys of the token's algorithm are candidates: an RS256 token
+        # naming an EC key's kid finds nothing.
+        fitting = [key for key in self._keys if key.algorithm == algorithm]
         if kid is None:
-            return fitting[0] if len(fitting) == 1 else None
-        return next((key for key in fitting if key.get("kid") == kid), None)
+            # Single-key IdPs often omit kid; with several keys, guessing is not safe.
+            return fitting[0].key if len(fitting) == 1 else None
+        return next((key.key for key in fitting if key.kid == kid), None)
+
+    def _is_stale(self) -> bool:
+        fetched = self._fetched_at
+        return fetched is not None and _monotonic() - fetched >= _JWKS_MAX_AGE_SECONDS
 
     def _may_refresh(self) -> bool:
-        # Failed fetches count too: an unknown kid or a down IdP must not
-        # turn every request into a request to the IdP.
         last = self._attempted_at
-        return last is None or time.monotonic() - last >= _JWKS_REFRESH_SECONDS
+        return last is None or _monotonic() - last >= _JWKS_REFRESH_SECONDS
 
     async def _refresh(self) -> None:
+        # Every caller takes the lock, so requests arriving while a fetch is
+        # in flight wait for its keys instead of failing; the check inside
+        # makes them reuse that fetch rather than start their own.
         async with self._refresh_lock:
-            # Another request may have refreshed while this one waited.
             if not self._may_refresh():
                 return
+            assert self._jwks_url is not None
             if self._client is None:
                 self._client = httpx.AsyncClient(timeout=_JWKS_TIMEOUT_SECONDS)
-            assert self._jwks_url is not None
-            self._attempted_at = time.monotonic()
+            self._attempted_at = _monotonic()
             try:
-                response = await self._client.get(self._jwks_url)
+                response = await self._client.get(self._jwks_url, timeout=_JWKS_TIMEOUT_SECONDS)
                 response.raise_for_status()
-                keys = response.json()["keys"]
-                self._keys = {
-                    str(key.get("kid", index)): key
-                    for index, key in enumerate(keys)
-                    if isinstance(key, dict)
-                }
-                self._fetched_at = time.monotonic()
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                pass  # keep the keys we had; retry after the refresh interval
+                keys = _parse_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                # Keep the keys we had; try again after the refresh interval.
+                logger.warning("fetching the JWKS from %s failed: %r", self._jwks_url, exc)
+                return
+            self._keys = keys
+            self._fetched_at = _monotonic()
 
 
 def mint_token(
     settings: Settings, *, sub: str, admin: bool = False, ttl_seconds: int = 86400
 ) -> str:
-    """An HS256 token the configured secret accepts (development and tests)."""
+    """An HS256 token the configured secret accepts (``uploadsvc token``, development, tests).
+
+    ``admin=True`` adds ``roles: ["admin"]``, the role SPEC §2 grants access to
+    every user's objects.
+    """
     secret = settings.effective_jwt_secret
     if secret is None:
         raise RuntimeError("no JWT secret is configured; tokens come from the identity provider")
@@ -211,5 +318,5 @@ def mint_token(
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer is not None:
         claims["iss"] = settings.jwt_issuer
-    token: str = jwt.encode(claims, secret, algorithm="HS256")
+    token: str = jwt.encode(claims, secret, algorithm=_HS256)
     return token
