@@ -24,8 +24,11 @@ from uploadsvc.services.imports import reconcile_imports
 from uploadsvc.workers import create_worker
 
 REDIS_BASE = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-# A database of its own, flushed by these tests.
-REDIS_URL = REDIS_BASE.rsplit("/", 1)[0] + "/13"
+# A database of its own, flushed by these tests (another one for a second
+# checkout running its suite at the same time).
+REDIS_URL = os.environ.get(
+    "UPLOADSVC_TEST_REDIS_FLUSHABLE_URL", REDIS_BASE.rsplit("/", 1)[0] + "/13"
+)
 
 ARCHIVE = build_zip(
     {
