@@ -21,7 +21,7 @@ from uploadsvc import __version__
 from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
 from uploadsvc.resources import open_resources
-from uploadsvc.routers import direct, events, files, health, local_storage, uploads
+from uploadsvc.routers import direct, events, files, health, local_storage, uploads, uppy
 from uploadsvc.workers import run_in_process_schedule
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.include_router(uploads.router)
+    app.include_router(uppy.router)
     app.include_router(direct.router)
     app.include_router(events.router)
     app.include_router(files.router)

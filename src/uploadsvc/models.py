@@ -23,6 +23,7 @@ class UploadStatus(enum.StrEnum):
     REJECTED = "rejected"  # failed a check; its object was deleted
     EXPIRED = "expired"  # never confirmed; claimed by cleanup
     DELETED = "deleted"  # deleted by its owner
+    ABORTED = "aborted"  # cancelled by its owner before it was confirmed
 
 
 class Upload(Base):
@@ -35,7 +36,9 @@ class Upload(Base):
     # The client's filename, sanitised; shown to users and in Content-Disposition.
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(255))
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # The declared size; None when the client could not declare one (Uppy's
+    # S3 protocol does not send it): confirm then records the stored size.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     # Base64 SHA-256: declared by the client, or reported by storage on confirm.
     sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[UploadStatus] = mapped_column(
@@ -53,6 +56,10 @@ class Upload(Base):
     url_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set for uploads made of parts (S3 multipart): storage's upload id, and
+    # the size of every part but the last when the total size was declared.
+    multipart_upload_id: Mapped[str | None] = mapped_column(String(1024))
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         # The file list: a user's confirmed files, newest first.

@@ -109,3 +109,16 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         return parsed, uuid.UUID(last_id)
     except ValueError:
         raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
+
+
+async def get_visible_multipart(
+    session: AsyncSession, *, principal: Principal, file_key: str, multipart_upload_id: str
+) -> Upload | None:
+    """The caller's upload with this key and storage upload id (Uppy names both)."""
+    return await session.scalar(
+        select(Upload).where(
+            Upload.file_key == file_key,
+            Upload.multipart_upload_id == multipart_upload_id,
+            _visible_to(principal),
+        )
+    )

@@ -6,12 +6,17 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from uploadsvc.models import UploadStatus
 from uploadsvc.profiles import Purpose
+from uploadsvc.storage.base import MAX_PART_NUMBER
+
+# At most this many parts: one response can then carry the URL of every part
+# (S3 itself allows 10,000).
+MAX_PARTS = 1000
 
 
 class UploadUrlRequest(BaseModel):
@@ -51,6 +56,71 @@ class UploadUrlResponse(BaseModel):
     )
     expires_in: int = Field(description="Seconds until upload_url expires.")
     expires_at: dt.datetime
+
+
+class MultipartUploadRequest(UploadUrlRequest):
+    """A large file, uploaded in parts straight to storage."""
+
+
+class PartUrl(BaseModel):
+    part_number: int
+    url: str
+    size: int | None = Field(
+        description="The part's exact size in bytes (signed into the URL); null when the "
+        "upload's total size was not declared."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Send exactly these headers with the PUT."
+    )
+
+
+class MultipartUploadResponse(BaseModel):
+    upload_id: uuid.UUID
+    file_key: str
+    part_size: int = Field(description="Every part but the last has this size.")
+    parts: list[PartUrl]
+    expires_in: int = Field(description="Seconds until the part URLs expire.")
+    expires_at: dt.datetime
+
+
+class UploadedPartRead(BaseModel):
+    part_number: int
+    size: int
+    etag: str
+
+
+class UploadedParts(BaseModel):
+    """What storage has received so far: resume by uploading the missing parts."""
+
+    upload_id: uuid.UUID
+    file_key: str
+    part_size: int | None
+    parts: list[UploadedPartRead]
+
+
+class PartUrlsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_numbers: list[Annotated[int, Field(ge=1, le=MAX_PART_NUMBER)]] = Field(
+        min_length=1, max_length=MAX_PARTS
+    )
+
+
+class PartUrls(BaseModel):
+    parts: list[PartUrl]
+    expires_in: int
+    expires_at: dt.datetime
+
+
+class CompletedPart(BaseModel):
+    part_number: int = Field(ge=1, le=MAX_PART_NUMBER)
+    etag: str = Field(min_length=1, max_length=128, description="The ETag storage answered.")
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[CompletedPart] = Field(min_length=1, max_length=MAX_PART_NUMBER)
 
 
 class ConfirmRequest(BaseModel):
@@ -98,3 +168,58 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+
+
+# --- Uppy's S3 protocol (@uppy/aws-s3 with an `endpoint`; its field spellings) ---
+
+
+class UppyUploadParameters(BaseModel):
+    """How to upload one small file: a POST of ``fields`` + the file (S3), or a PUT."""
+
+    method: Literal["POST", "PUT"]
+    url: str
+    fields: dict[str, str]
+    headers: dict[str, str]
+    expires: int = Field(description="Seconds until the request can no longer be made.")
+    key: str
+
+
+class UppyCreateMultipart(BaseModel):
+    filename: str = Field(min_length=1, max_length=1024)
+    type: str = Field(min_length=1, max_length=255)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="The file's Uppy metadata; `purpose` is honoured."
+    )
+
+
+class UppyMultipartUpload(BaseModel):
+    key: str
+    uploadId: str
+
+
+class UppySignedPart(BaseModel):
+    url: str
+    expires: int
+
+
+class UppySignedParts(BaseModel):
+    presignedUrls: dict[str, str]
+
+
+class UppyPart(BaseModel):
+    PartNumber: int = Field(ge=1, le=MAX_PART_NUMBER)
+    ETag: str = Field(min_length=1, max_length=128)
+    Size: int | None = None
+
+
+class UppyCompleteRequest(BaseModel):
+    parts: list[UppyPart] = Field(min_length=1, max_length=MAX_PART_NUMBER)
+
+
+class UppyCompleted(BaseModel):
+    location: str = Field(description="A download URL of the confirmed file.")
+    key: str
+
+
+class UppyAborted(BaseModel):
+    pass

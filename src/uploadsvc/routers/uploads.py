@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from uploadsvc.deps import OwnedUpload, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.errors import (
@@ -16,7 +16,19 @@ from uploadsvc.errors import (
     UnsupportedMediaType,
     error_responses,
 )
-from uploadsvc.schemas import ConfirmedFile, ConfirmRequest, UploadUrlRequest, UploadUrlResponse
+from uploadsvc.schemas import (
+    CompleteRequest,
+    ConfirmedFile,
+    ConfirmRequest,
+    MultipartUploadRequest,
+    MultipartUploadResponse,
+    PartUrls,
+    PartUrlsRequest,
+    UploadedParts,
+    UploadUrlRequest,
+    UploadUrlResponse,
+)
+from uploadsvc.services import multipart_uploads
 from uploadsvc.services import uploads as service
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -79,3 +91,79 @@ async def confirm_upload(
 ) -> ConfirmedFile:
     """Confirm by upload id; same checks and answers as `POST /v1/uploads/confirm`."""
     return await service.confirm_upload(session, storage, settings, upload=upload)
+
+
+@router.post(
+    "/multipart",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(
+        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
+    ),
+)
+async def start_multipart_upload(
+    body: MultipartUploadRequest,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+) -> MultipartUploadResponse:
+    """Start a large upload in parts: one presigned PUT per part, each for its exact size."""
+    return await multipart_uploads.start_multipart_upload(
+        session, storage, settings, principal=principal, request=body
+    )
+
+
+@router.get(
+    "/{upload_id}/parts",
+    responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
+)
+async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> UploadedParts:
+    """The parts storage has received, so a client can resume after a crash."""
+    return await multipart_uploads.list_uploaded_parts(storage, upload=upload)
+
+
+@router.post(
+    "/{upload_id}/parts/urls",
+    responses=error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError),
+)
+async def sign_upload_parts(
+    body: PartUrlsRequest,
+    upload: OwnedUpload,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> PartUrls:
+    """Fresh URLs for some parts of a multipart upload (resuming, or URLs expired)."""
+    return await multipart_uploads.sign_parts(
+        session, storage, settings, upload=upload, part_numbers=body.part_numbers
+    )
+
+
+@router.post("/{upload_id}/complete", responses=_CONFIRM_ERRORS)
+async def complete_multipart_upload(
+    body: CompleteRequest,
+    upload: OwnedUpload,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> ConfirmedFile:
+    """Join the uploaded parts, then check and record the file as confirm does.
+
+    422 `invalid_parts`: a listed part is missing, has another ETag or is too
+    small (the upload stays open: fix the list and complete again); other 422s
+    mean the object was rejected and deleted.
+    """
+    return await multipart_uploads.complete_multipart_upload(
+        session, storage, settings, upload=upload, parts=body.parts
+    )
+
+
+@router.delete(
+    "/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(NotFound, Conflict, StorageError),
+)
+async def abort_upload(upload: OwnedUpload, session: SessionDep, storage: StorageDep) -> None:
+    """Cancel a pending upload: its parts or object are removed from storage."""
+    await service.abort_upload(session, storage, upload=upload)

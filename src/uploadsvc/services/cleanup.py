@@ -46,7 +46,9 @@ LEASE_DURATION = dt.timedelta(hours=1)
 # Just before the first upload prefix, and past the last one ("/" + 1 == "0").
 _LISTING_START = min(UPLOAD_PREFIXES)[:-1] + "."
 _LISTING_END = max(UPLOAD_PREFIXES)[:-1] + "0"
-_FINISHED = frozenset({UploadStatus.EXPIRED, UploadStatus.REJECTED, UploadStatus.DELETED})
+_FINISHED = frozenset(
+    {UploadStatus.EXPIRED, UploadStatus.REJECTED, UploadStatus.DELETED, UploadStatus.ABORTED}
+)
 
 
 @dataclass

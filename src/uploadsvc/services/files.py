@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def file_read(upload: Upload) -> FileRead:
+    assert upload.size_bytes is not None, "confirm records the size of every file"
     return FileRead(
         file_id=upload.id,
         file_key=upload.file_key,

@@ -25,17 +25,69 @@ from uploadsvc.errors import (
     Gone,
     NotFound,
     PayloadTooLarge,
+    StorageError,
     Unprocessable,
     UnsupportedMediaType,
 )
 from uploadsvc.models import Upload, UploadStatus
-from uploadsvc.profiles import profile_for, sanitize_filename
+from uploadsvc.profiles import Profile, Purpose, profile_for, sanitize_filename
 from uploadsvc.schemas import ConfirmedFile, UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
 
 logger = logging.getLogger(__name__)
+
+
+def check_declared(
+    settings: Settings, *, purpose: Purpose, content_type: str, size: int | None
+) -> tuple[Profile, str]:
+    """The profile and canonical type of a declared upload, or 415/413 before anything is stored.
+
+    ``size`` is None when the client cannot declare one (Uppy's S3 protocol);
+    storage and confirm then hold the upload to the profile's maximum.
+    """
+    profile = profile_for(settings, purpose)
+    canonical = ct.canonical_type(content_type)
+    if canonical not in profile.allowed_types:
+        raise UnsupportedMediaType(
+            f"{content_type!r} is not accepted for purpose {profile.purpose.value!r}.",
+            code="unsupported_type",
+        )
+    if size is not None and size > profile.max_bytes:
+        raise PayloadTooLarge(
+            f"{size} bytes is over the {profile.max_bytes}-byte limit "
+            f"for purpose {profile.purpose.value!r}.",
+            code="too_large",
+        )
+    return profile, canonical
+
+
+def new_pending_upload(
+    settings: Settings,
+    *,
+    principal: Principal,
+    profile: Profile,
+    filename: str,
+    content_type: str,
+    size: int | None,
+    sha256: str | None = None,
+) -> Upload:
+    """A pending upload owned by the caller, at a fresh key of its profile (not added yet)."""
+    now = utcnow()
+    return Upload(
+        id=uuid.uuid4(),
+        owner_id=principal.user_id,
+        purpose=profile.purpose.value,
+        file_key=profile.object_key(user_id=principal.user_id, content_type=content_type, now=now),
+        filename=sanitize_filename(filename),
+        content_type=content_type,
+        size_bytes=size,
+        sha256=sha256,
+        status=UploadStatus.PENDING,
+        created_at=now,
+        url_expires_at=now + dt.timedelta(seconds=settings.upload_url_expires_seconds),
+    )
 
 
 async def request_upload_url(
@@ -46,36 +98,19 @@ async def request_upload_url(
     principal: Principal,
     request: UploadUrlRequest,
 ) -> UploadUrlResponse:
-    profile = profile_for(settings, request.purpose)
-    content_type = ct.canonical_type(request.content_type)
-    if content_type not in profile.allowed_types:
-        raise UnsupportedMediaType(
-            f"{request.content_type!r} is not accepted for purpose {profile.purpose.value!r}.",
-            code="unsupported_type",
-        )
-    if request.size > profile.max_bytes:
-        raise PayloadTooLarge(
-            f"{request.size} bytes is over the {profile.max_bytes}-byte limit "
-            f"for purpose {profile.purpose.value!r}.",
-            code="too_large",
-        )
-    now = utcnow()
+    profile, content_type = check_declared(
+        settings, purpose=request.purpose, content_type=request.content_type, size=request.size
+    )
     upload = await repository.add(
         session,
-        Upload(
-            id=uuid.uuid4(),
-            owner_id=principal.user_id,
-            purpose=profile.purpose.value,
-            file_key=profile.object_key(
-                user_id=principal.user_id, content_type=content_type, now=now
-            ),
-            filename=sanitize_filename(request.filename),
+        new_pending_upload(
+            settings,
+            principal=principal,
+            profile=profile,
+            filename=request.filename,
             content_type=content_type,
-            size_bytes=request.size,
+            size=request.size,
             sha256=request.sha256,
-            status=UploadStatus.PENDING,
-            created_at=now,
-            url_expires_at=now + dt.timedelta(seconds=settings.upload_url_expires_seconds),
         ),
     )
     metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
@@ -87,7 +122,13 @@ async def reissue_upload_url(
 ) -> UploadUrlResponse:
     """A fresh URL for an upload that is still pending (slow link, expired URL)."""
     if upload.status is not UploadStatus.PENDING:
-        raise _not_pending(upload)
+        raise not_pending(upload)
+    if upload.multipart_upload_id is not None or upload.size_bytes is None:
+        raise Conflict(
+            "This upload is made of parts; ask for part URLs instead "
+            "(POST /v1/uploads/{upload_id}/parts/urls).",
+            code="multipart_upload",
+        )
     upload.url_expires_at = utcnow() + dt.timedelta(seconds=settings.upload_url_expires_seconds)
     await session.flush()
     return await _presigned_put(storage, settings, upload)
@@ -95,6 +136,7 @@ async def reissue_upload_url(
 
 async def _presigned_put(storage: Storage, settings: Settings, upload: Upload) -> UploadUrlResponse:
     expires_in = settings.upload_url_expires_seconds
+    assert upload.size_bytes is not None, "a single PUT is only signed for a declared size"
     presigned = await storage.presign_put(
         upload.file_key,
         content_type=upload.content_type,
@@ -155,10 +197,16 @@ async def confirm_upload(
     info = await storage.head(upload.file_key)
     if info is None:
         raise Conflict(
-            "The object has not been uploaded yet; PUT it to the upload URL, then confirm.",
+            "The object has not been uploaded yet; PUT it to the upload URL "
+            "(or complete the multipart upload), then confirm.",
             code="object_missing",
         )
-    rejection = _check_metadata(upload, info) or await _check_magic_bytes(storage, upload)
+    max_bytes = profile_for(settings, Purpose(upload.purpose)).max_bytes
+    rejection = (
+        _check_metadata(upload, info, max_bytes=max_bytes)
+        or await _check_checksum(storage, upload, info)
+        or await _check_magic_bytes(storage, upload)
+    )
     if rejection is not None:
         if await _reject(session, storage, upload, rejection):
             raise Unprocessable(rejection.detail, code=rejection.code)
@@ -169,6 +217,7 @@ async def confirm_upload(
         upload,
         from_status=UploadStatus.PENDING,
         to_status=UploadStatus.CONFIRMED,
+        size_bytes=info.size,
         sha256=info.sha256 or upload.sha256,
         confirmed_at=utcnow(),
     )
@@ -178,10 +227,14 @@ async def confirm_upload(
     return await confirmed_body(storage, settings, upload)
 
 
-def _check_metadata(upload: Upload, info: ObjectInfo) -> _Rejection | None:
+def _check_metadata(upload: Upload, info: ObjectInfo, *, max_bytes: int) -> _Rejection | None:
     if info.size == 0:
         return _Rejection("empty_object", "The uploaded object is empty.")
-    if info.size != upload.size_bytes:
+    if upload.size_bytes is None and info.size > max_bytes:
+        return _Rejection(
+            "too_large", f"The object has {info.size} bytes; the limit is {max_bytes}."
+        )
+    if upload.size_bytes is not None and info.size != upload.size_bytes:
         return _Rejection(
             "size_mismatch",
             f"The object has {info.size} bytes; {upload.size_bytes} were declared.",
@@ -191,7 +244,17 @@ def _check_metadata(upload: Upload, info: ObjectInfo) -> _Rejection | None:
             "type_mismatch",
             f"The object was stored as {info.content_type!r}, not {upload.content_type!r}.",
         )
-    if upload.sha256 is not None and info.sha256 != upload.sha256:
+    return None
+
+
+async def _check_checksum(storage: Storage, upload: Upload, info: ObjectInfo) -> _Rejection | None:
+    if upload.sha256 is None:
+        return None
+    stored = info.sha256
+    if stored is None and upload.multipart_upload_id is not None:
+        # S3 keeps no whole-object SHA-256 for an object made of parts: hash it.
+        stored = await storage.sha256_of(upload.file_key)
+    if stored != upload.sha256:
         return _Rejection(
             "checksum_mismatch", "The object's SHA-256 differs from the declared one."
         )
@@ -236,10 +299,11 @@ async def _reject(
 async def _answer_for_state(storage: Storage, settings: Settings, upload: Upload) -> ConfirmedFile:
     if upload.status is UploadStatus.CONFIRMED:
         return await confirmed_body(storage, settings, upload)
-    raise _not_pending(upload)
+    raise not_pending(upload)
 
 
-def _not_pending(upload: Upload) -> Exception:
+def not_pending(upload: Upload) -> Exception:
+    """The error for acting on an upload that is no longer pending."""
     if upload.status is UploadStatus.REJECTED:
         return Unprocessable(
             "This upload was rejected; request a new upload URL.",
@@ -250,3 +314,32 @@ def _not_pending(upload: Upload) -> Exception:
     return Gone(
         f"This upload is {upload.status.value}; request a new upload URL.", code="upload_gone"
     )
+
+
+async def abort_upload(session: AsyncSession, storage: Storage, *, upload: Upload) -> None:
+    """Cancel a pending upload (``DELETE /v1/uploads/{id}``); nothing of it stays in storage.
+
+    Idempotent: an upload that is already finished without becoming a file
+    (aborted, rejected, expired) answers the same. A confirmed one is a file:
+    it is deleted through ``DELETE /v1/files/{id}``.
+    """
+    won = await repository.transition(
+        session, upload, from_status=UploadStatus.PENDING, to_status=UploadStatus.ABORTED
+    )
+    if not won:
+        await repository.reload(session, upload)
+        if upload.status is UploadStatus.CONFIRMED:
+            raise Conflict(
+                "This upload is already confirmed; delete the file instead.",
+                code="already_confirmed",
+            )
+        return
+    # The state first, as for rejections: a confirm can no longer win, and
+    # whatever the calls below leave behind, cleanup removes.
+    await session.commit()
+    try:
+        if upload.multipart_upload_id is not None:
+            await storage.abort_multipart(upload.file_key, upload_id=upload.multipart_upload_id)
+        await storage.delete(upload.file_key)
+    except StorageError:
+        logger.warning("objects of aborted upload %s left for cleanup", upload.id)

@@ -22,6 +22,8 @@ class PresignedRequest:
     method: str
     # Headers the client must send exactly as given (they are signed).
     headers: dict[str, str] = field(default_factory=dict)
+    # Form fields of a browser POST upload, sent before the file (S3 POST policy).
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,15 @@ class ListedObject:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A part of a multipart upload that storage has received."""
+
+    part_number: int
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
 class IncompleteUpload:
     """A multipart upload that was started and never completed or aborted."""
 
@@ -53,6 +64,10 @@ class IncompleteUpload:
 # S3's limits: a listing page and a DeleteObjects call hold at most 1000 keys.
 LIST_PAGE_SIZE = 1000
 DELETE_BATCH_SIZE = 1000
+# S3's limits on multipart uploads: every part but the last has at least
+# 5 MiB, part numbers run from 1 to 10,000.
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_NUMBER = 10_000
 
 
 class Storage(abc.ABC):
@@ -74,6 +89,18 @@ class Storage(abc.ABC):
         so storage itself refuses any other body. The object must not exist
         yet (``If-None-Match: *``), so a confirmed object can never be
         overwritten through an old URL.
+        """
+
+    @abc.abstractmethod
+    async def presign_browser_upload(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedRequest:
+        """One request a browser can make without knowing the exact size up front.
+
+        S3: a presigned POST whose policy fixes the key and the Content-Type
+        and limits the size to 1..``max_size`` bytes (``content-length-range``).
+        The local backend answers a signed PUT that accepts up to ``max_size``.
+        Either way the object must not exist yet.
         """
 
     @abc.abstractmethod
@@ -136,3 +163,45 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def abort_upload(self, upload: IncompleteUpload) -> None:
         """Abort a multipart upload and free its parts."""
+
+    # --- multipart uploads straight from clients (large files) ---------------
+
+    @abc.abstractmethod
+    async def start_multipart(self, key: str, *, content_type: str) -> str:
+        """Start a multipart upload at ``key``; return storage's upload id."""
+
+    @abc.abstractmethod
+    async def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        content_length: int | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        """A PUT URL for one part. With ``content_length`` the size is signed:
+        storage refuses a part of any other size."""
+
+    @abc.abstractmethod
+    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+        """The parts received so far, by part number (``NotFound`` if no such upload)."""
+
+    @abc.abstractmethod
+    async def complete_multipart(
+        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        """Join the listed ``(part_number, etag)`` parts into the object.
+
+        ``NotFound`` if the upload does not exist (any more); ``Unprocessable``
+        (code ``invalid_parts``) if a part is missing, has another ETag, is out
+        of order, or is under 5 MiB without being the last.
+        """
+
+    @abc.abstractmethod
+    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+        """Abort a multipart upload; an unknown or finished one is not an error."""
+
+    @abc.abstractmethod
+    async def sha256_of(self, key: str) -> str:
+        """Base64 SHA-256 of the whole object, hashed off the event loop if storage has none."""

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -32,18 +33,22 @@ from uploadsvc.errors import (
     Forbidden,
     LengthRequired,
     NotFound,
+    PayloadTooLarge,
     PreconditionFailed,
     RangeNotSatisfiable,
     StorageError,
+    Unprocessable,
 )
 from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
+    MIN_PART_SIZE,
     IncompleteUpload,
     ListedObject,
     ObjectInfo,
     PresignedRequest,
     Storage,
+    UploadedPart,
 )
 
 # Where the app serves the URLs of this backend (see routers/local_storage.py).
@@ -55,10 +60,19 @@ _EXPIRES = "X-Expires"
 _METHOD = "X-Method"
 _CONTENT_TYPE = "X-Content-Type"
 _CONTENT_LENGTH = "X-Content-Length"
+_MAX_LENGTH = "X-Max-Length"
+_UPLOAD_ID = "X-Upload-Id"
+_PART_NUMBER = "X-Part-Number"
 _SHA256 = "X-Checksum-Sha256"
 _IF_NONE_MATCH = "X-If-None-Match"
 _RESPONSE_TYPE = "response-content-type"
 _RESPONSE_DISPOSITION = "response-content-disposition"
+# A multipart upload is a folder multipart/<upload id>/ holding upload.json and
+# one file per part, named <part number>-<md5 hex> (the part's ETag).
+_UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+_PART_FILE = re.compile(r"(?P<number>[0-9]{5})-(?P<etag>[0-9a-f]{32})")
+_UPLOAD_FILE = "upload.json"
+_COMPLETING = "completing-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,7 @@ class LocalStorage(Storage):
         self._objects = root / "objects"
         self._meta = root / "meta"
         self._tmp = root / "tmp"
+        self._multipart = root / "multipart"
         self._secret = secret.encode()
         self._base_url = public_base_url.rstrip("/") + ROUTE_PREFIX
 
@@ -127,6 +142,15 @@ class LocalStorage(Storage):
             params[_SHA256] = sha256
             headers["x-amz-checksum-sha256"] = sha256
         url = self._signed_url("PUT", key, params, expires_in)
+        return PresignedRequest(url=url, method="PUT", headers=headers)
+
+    async def presign_browser_upload(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedRequest:
+        # S3 answers a POST policy here; a signed PUT with a size cap does the same job.
+        params = {_CONTENT_TYPE: content_type, _MAX_LENGTH: str(max_size), _IF_NONE_MATCH: "*"}
+        url = self._signed_url("PUT", key, params, expires_in)
+        headers = {"Content-Type": content_type, "If-None-Match": "*"}
         return PresignedRequest(url=url, method="PUT", headers=headers)
 
     async def presign_get(
@@ -191,7 +215,7 @@ class LocalStorage(Storage):
             raise StorageError("The local storage folder does not exist.")
 
     async def initialize(self, *, cors_origins: list[str]) -> list[str]:
-        for folder in (self._objects, self._meta, self._tmp):
+        for folder in (self._objects, self._meta, self._tmp, self._multipart):
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
         return [f"created {self._objects.parent}"]
 
@@ -249,11 +273,123 @@ class LocalStorage(Storage):
                 path.unlink(missing_ok=True)
 
     async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
-        # The local backend has no multipart uploads (yet): nothing is ever incomplete.
-        return []
+        return await to_thread.run_sync(self._incomplete_uploads, prefix)
+
+    def _incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        found = []
+        try:
+            entries = list(os.scandir(self._multipart))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if not _UPLOAD_ID_PATTERN.fullmatch(entry.name):
+                continue  # being completed, or not ours
+            try:
+                upload = json.loads((Path(entry.path) / _UPLOAD_FILE).read_text())
+            except (FileNotFoundError, NotADirectoryError, ValueError):
+                continue  # aborted or completed meanwhile
+            if upload["key"].startswith(prefix):
+                found.append(
+                    IncompleteUpload(
+                        key=upload["key"],
+                        upload_id=entry.name,
+                        initiated=dt.datetime.fromisoformat(upload["initiated"]),
+                    )
+                )
+        return found
 
     async def abort_upload(self, upload: IncompleteUpload) -> None:
-        return None
+        await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+
+    # --- multipart uploads straight from clients ------------------------------
+
+    async def start_multipart(self, key: str, *, content_type: str) -> str:
+        self._object_path(key)  # refuses keys that could leave the folder
+        upload_id = uuid.uuid4().hex
+        folder = anyio.Path(self._multipart / upload_id)
+        await folder.mkdir(parents=True)
+        initiated = dt.datetime.now(dt.UTC).isoformat()
+        await (folder / _UPLOAD_FILE).write_text(
+            json.dumps({"key": key, "content_type": content_type, "initiated": initiated})
+        )
+        return upload_id
+
+    async def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        content_length: int | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        params = {_UPLOAD_ID: upload_id, _PART_NUMBER: str(part_number)}
+        if content_length is not None:
+            params[_CONTENT_LENGTH] = str(content_length)
+        return PresignedRequest(url=self._signed_url("PUT", key, params, expires_in), method="PUT")
+
+    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+        folder = await self._upload_folder(key, upload_id)
+        return await to_thread.run_sync(_parts_in, folder)
+
+    async def complete_multipart(
+        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        folder = await self._upload_folder(key, upload_id)
+        meta = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
+        # Renaming the folder claims the upload: a second complete finds none.
+        claimed = folder.with_name(_COMPLETING + upload_id)
+        try:
+            await anyio.Path(folder).rename(claimed)
+        except FileNotFoundError:
+            raise NotFound("No such multipart upload.", code="upload_not_found") from None
+        tmp = self._tmp / str(uuid.uuid4())
+        try:
+            await anyio.Path(self._tmp).mkdir(parents=True, exist_ok=True)
+            digest = await to_thread.run_sync(_join_parts, claimed, parts, tmp)
+            await self._write_meta(
+                key,
+                {"content_type": meta["content_type"], "sha256": base64.b64encode(digest).decode()},
+            )
+            final = self._object_path(key)
+            await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                await to_thread.run_sync(os.link, tmp, final)
+            except FileExistsError:
+                raise PreconditionFailed("An object already exists at this key.") from None
+        except BaseException:
+            # As on S3, a refused part list leaves the upload open for another try.
+            await anyio.Path(claimed).rename(folder)
+            raise
+        finally:
+            await anyio.Path(tmp).unlink(missing_ok=True)
+        await to_thread.run_sync(shutil.rmtree, claimed, True)
+
+    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+        try:
+            folder = await self._upload_folder(key, upload_id)
+        except NotFound:
+            return
+        await to_thread.run_sync(shutil.rmtree, folder, True)
+
+    async def sha256_of(self, key: str) -> str:
+        recorded = (await self._read_meta(key)).get("sha256")
+        if recorded is not None:
+            return recorded
+        return await to_thread.run_sync(_file_sha256, self._object_path(key))
+
+    async def _upload_folder(self, key: str, upload_id: str) -> Path:
+        """The folder of a multipart upload of ``key``; ``NotFound`` otherwise."""
+        if not _UPLOAD_ID_PATTERN.fullmatch(upload_id):
+            raise NotFound("No such multipart upload.", code="upload_not_found")
+        folder = self._multipart / upload_id
+        try:
+            meta = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
+        except FileNotFoundError:
+            raise NotFound("No such multipart upload.", code="upload_not_found") from None
+        if meta.get("key") != key:
+            raise NotFound("No such multipart upload.", code="upload_not_found")
+        return folder
 
     # --- what the signed URLs do (served by routers/local_storage.py) ------
 
@@ -264,17 +400,13 @@ class LocalStorage(Storage):
         headers: Mapping[str, str],
         body: AsyncIterator[bytes],
     ) -> str:
-        """Store a PUT made to a signed URL; return the object's ETag."""
+        """Store a PUT made to a signed URL (an object or a part); return its ETag."""
         self.verify("PUT", key, query)
+        if _UPLOAD_ID in query:
+            return await self._receive_part(key, query, headers, body)
         if headers.get("content-type", "") != query.get(_CONTENT_TYPE):
             raise Forbidden("Content-Type differs from the signed one.", code="signature_mismatch")
-        declared_length = headers.get("content-length")
-        if declared_length is None:
-            raise LengthRequired("A Content-Length header is required.")
-        if declared_length != query.get(_CONTENT_LENGTH):
-            raise Forbidden(
-                "Content-Length differs from the signed one.", code="signature_mismatch"
-            )
+        declared_length = _signed_length(query, headers)
         signed_sha256 = query.get(_SHA256)
         if headers.get("x-amz-checksum-sha256") != signed_sha256:
             raise Forbidden(
@@ -308,6 +440,28 @@ class LocalStorage(Storage):
         finally:
             await anyio.Path(tmp).unlink(missing_ok=True)
         return f'"{digest.hex()[:32]}"'
+
+    async def _receive_part(
+        self,
+        key: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: AsyncIterator[bytes],
+    ) -> str:
+        folder = await self._upload_folder(key, query[_UPLOAD_ID])
+        number = int(query[_PART_NUMBER])
+        declared_length = _signed_length(query, headers)
+        digest, written, tmp = await self._write_temp(body, limit=int(declared_length), etag=True)
+        try:
+            if written != int(declared_length):
+                raise BadRequest(
+                    "The body is shorter than its Content-Length.", code="incomplete_body"
+                )
+            etag = digest.hex()
+            await to_thread.run_sync(_store_part, folder, number, etag, tmp)
+        finally:
+            await anyio.Path(tmp).unlink(missing_ok=True)
+        return f'"{etag}"'
 
     async def open_download(
         self, key: str, query: Mapping[str, str], range_header: str | None
@@ -365,12 +519,15 @@ class LocalStorage(Storage):
         await tmp.replace(path)
 
     async def _write_temp(
-        self, body: AsyncIterator[bytes], *, limit: int
+        self, body: AsyncIterator[bytes], *, limit: int, etag: bool = False
     ) -> tuple[bytes, int, Path]:
-        """Stream the body into a temp file; return its digest, size and path."""
+        """Stream the body into a temp file; return its digest, size and path.
+
+        The digest is SHA-256, or with ``etag`` the MD5 that S3 uses as a part's ETag.
+        """
         tmp = self._tmp / str(uuid.uuid4())
         await anyio.Path(self._tmp).mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
+        digest = hashlib.md5(usedforsecurity=False) if etag else hashlib.sha256()
         written = 0
         try:
             async with await anyio.open_file(tmp, "wb") as f:
@@ -417,6 +574,99 @@ async def _read_range(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
                 break
             remaining -= len(chunk)
             yield chunk
+
+
+def _signed_length(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    """The request's Content-Length, checked against the signed length or size cap."""
+    declared_length = headers.get("content-length")
+    if declared_length is None or not declared_length.isdigit():
+        raise LengthRequired("A Content-Length header is required.")
+    if _MAX_LENGTH in query:
+        if int(declared_length) > int(query[_MAX_LENGTH]):
+            raise PayloadTooLarge(
+                "The body is over the size this URL accepts.", code="entity_too_large"
+            )
+        if int(declared_length) == 0:
+            raise BadRequest("The body is empty.", code="entity_too_small")
+    elif _CONTENT_LENGTH in query and declared_length != query[_CONTENT_LENGTH]:
+        raise Forbidden("Content-Length differs from the signed one.", code="signature_mismatch")
+    elif _CONTENT_LENGTH not in query and _UPLOAD_ID not in query:
+        raise Forbidden("This URL signs no Content-Length.", code="signature_mismatch")
+    return declared_length
+
+
+def _parts_in(folder: Path) -> list[UploadedPart]:
+    """The newest file of each part number in an upload folder (blocking)."""
+    newest: dict[int, tuple[int, UploadedPart]] = {}
+    for entry in os.scandir(folder):
+        match = _PART_FILE.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            stat = entry.stat()
+        except FileNotFoundError:
+            continue  # replaced meanwhile
+        number = int(match["number"])
+        part = UploadedPart(part_number=number, size=stat.st_size, etag=f'"{match["etag"]}"')
+        if number not in newest or stat.st_mtime_ns >= newest[number][0]:
+            newest[number] = (stat.st_mtime_ns, part)
+    return [newest[number][1] for number in sorted(newest)]
+
+
+def _store_part(folder: Path, number: int, etag: str, tmp: Path) -> None:
+    """Keep ``tmp`` as part ``number``, replacing an earlier upload of it (blocking)."""
+    name = f"{number:05d}-{etag}"
+    try:
+        os.replace(tmp, folder / name)
+    except FileNotFoundError:
+        raise NotFound("No such multipart upload.", code="upload_not_found") from None
+    for entry in os.scandir(folder):
+        if entry.name.startswith(f"{number:05d}-") and entry.name != name:
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _join_parts(folder: Path, parts: list[tuple[int, str]], destination: Path) -> bytes:
+    """Check the client's part list as S3 does and write the parts, in order, into one file.
+
+    Returns the SHA-256 of the result (blocking).
+    """
+    have = {part.part_number: part for part in _parts_in(folder)}
+    numbers = [number for number, _ in parts]
+    if not parts or numbers != sorted(set(numbers)):
+        raise Unprocessable(
+            "The parts must be listed once each, in ascending order.", code="invalid_parts"
+        )
+    for index, (number, etag) in enumerate(parts):
+        part = have.get(number)
+        if part is None or part.etag.strip('"') != etag.strip('"'):
+            raise Unprocessable(
+                f"Part {number} was not uploaded, or has another ETag.", code="invalid_parts"
+            )
+        if index < len(parts) - 1 and part.size < MIN_PART_SIZE:
+            raise Unprocessable(
+                f"Part {number} is smaller than {MIN_PART_SIZE} bytes and not the last.",
+                code="invalid_parts",
+            )
+    digest = hashlib.sha256()
+    with destination.open("wb") as out:
+        for number, etag in parts:
+            bare_etag = etag.strip('"')
+            with (folder / f"{number:05d}-{bare_etag}").open("rb") as part_file:
+                while chunk := part_file.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    out.write(chunk)
+    return digest.digest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise NotFound("No such object.") from None
+    return base64.b64encode(digest.digest()).decode()
 
 
 def _take(items: Iterator[ListedObject], count: int) -> list[ListedObject]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from uploadsvc.config import Settings
-from uploadsvc.errors import NotFound, StorageError
+from uploadsvc.errors import NotFound, StorageError, Unprocessable
 from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
@@ -24,6 +26,7 @@ from uploadsvc.storage.base import (
     ObjectInfo,
     PresignedRequest,
     Storage,
+    UploadedPart,
 )
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ logger = logging.getLogger(__name__)
 # Parts of a streamed upload (S3's minimum is 5 MiB, except for the last part).
 STREAM_PART_SIZE = 8 * 1024 * 1024
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# What S3 answers to a CompleteMultipartUpload whose part list is wrong.
+_BAD_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
+_HASH_CHUNK_SIZE = 1024 * 1024
 
 
 def _client_config(settings: Settings) -> AioConfig:
@@ -85,6 +91,20 @@ class S3Storage(Storage):
             "put_object", Params=params, ExpiresIn=expires_in
         )
         return PresignedRequest(url=url, method="PUT", headers=headers)
+
+    async def presign_browser_upload(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedRequest:
+        # botocore adds the bucket and key conditions itself. S3 has no
+        # If-None-Match for POST: the policy's short life is what bounds a replay.
+        post = await self._presign_client.generate_presigned_post(
+            Bucket=self._bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_size]],
+            ExpiresIn=expires_in,
+        )
+        return PresignedRequest(url=post["url"], method="POST", fields=dict(post["fields"]))
 
     async def presign_get(
         self, key: str, *, expires_in: int, content_type: str, content_disposition: str
@@ -295,15 +315,112 @@ class S3Storage(Storage):
         return found
 
     async def abort_upload(self, upload: IncompleteUpload) -> None:
+        await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+
+    # --- multipart uploads straight from clients ------------------------------
+
+    async def start_multipart(self, key: str, *, content_type: str) -> str:
+        try:
+            return await self._start_multipart(key, content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("start a multipart upload", exc) from exc
+
+    async def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        content_length: int | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        params: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+        }
+        if content_length is not None:
+            # Signed into the URL: S3 refuses a part of any other size.
+            params["ContentLength"] = content_length
+        url = await self._presign_client.generate_presigned_url(
+            "upload_part", Params=params, ExpiresIn=expires_in
+        )
+        return PresignedRequest(url=url, method="PUT")
+
+    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+        parts: list[UploadedPart] = []
+        paginator = self._client.get_paginator("list_parts")
+        try:
+            async for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=upload_id):
+                parts.extend(
+                    UploadedPart(
+                        part_number=int(item["PartNumber"]),
+                        size=int(item["Size"]),
+                        etag=str(item["ETag"]),
+                    )
+                    for item in page.get("Parts", [])
+                )
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchUpload":
+                raise NotFound("No such multipart upload.", code="upload_not_found") from None
+            raise _storage_error("list the parts of an upload", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("list the parts of an upload", exc) from exc
+        return parts
+
+    async def complete_multipart(
+        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        try:
+            await self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]
+                },
+            )
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code == "NoSuchUpload":
+                raise NotFound("No such multipart upload.", code="upload_not_found") from None
+            if code in _BAD_PARTS_CODES:
+                message = str(exc.response.get("Error", {}).get("Message", code))
+                raise Unprocessable(message, code="invalid_parts") from None
+            raise _storage_error("complete a multipart upload", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("complete a multipart upload", exc) from exc
+
+    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
         try:
             await self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=upload.key, UploadId=upload.upload_id
+                Bucket=self._bucket, Key=key, UploadId=upload_id
             )
         except ClientError as exc:
             if _error_code(exc) != "NoSuchUpload":  # aborted meanwhile: the goal is met
                 raise _storage_error("abort a multipart upload", exc) from exc
         except BotoCoreError as exc:
             raise _storage_error("abort a multipart upload", exc) from exc
+
+    async def sha256_of(self, key: str) -> str:
+        digest = hashlib.sha256()
+        try:
+            response = await self._client.get_object(Bucket=self._bucket, Key=key)
+            body = response["Body"]
+            try:
+                while chunk := await body.read(_HASH_CHUNK_SIZE):
+                    # hashlib lets go of the GIL on big buffers: hash in a thread.
+                    await anyio.to_thread.run_sync(digest.update, chunk)
+            finally:
+                body.close()
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                raise NotFound("No such object.") from None
+            raise _storage_error("read an object", exc) from exc
+        except BotoCoreError as exc:
+            raise _storage_error("read an object", exc) from exc
+        return base64.b64encode(digest.digest()).decode()
 
     async def check_ready(self) -> None:
         try:
@@ -359,7 +476,8 @@ class S3Storage(Storage):
                                     "x-amz-checksum-sha256",
                                     "x-amz-*",
                                 ],
-                                "ExposeHeaders": ["ETag"],
+                                # Multipart clients read each part's ETag; POST uploads, Location.
+                                "ExposeHeaders": ["ETag", "Location"],
                                 "MaxAgeSeconds": 3600,
                             }
                         ]
