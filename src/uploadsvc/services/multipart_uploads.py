@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from uploadsvc import metrics, repository
+from uploadsvc import repository
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
 from uploadsvc.errors import BadRequest, Conflict, NotFound
@@ -35,12 +35,7 @@ from uploadsvc.schemas import (
     UploadedParts,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services.uploads import (
-    check_declared,
-    confirm_upload,
-    new_pending_upload,
-    not_pending,
-)
+from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MAX_PART_NUMBER, MIN_PART_SIZE
 
@@ -80,21 +75,9 @@ async def start_multipart_upload(
     principal: Principal,
     request: MultipartUploadRequest,
 ) -> MultipartUploadResponse:
-    profile, content_type = check_declared(
-        settings, purpose=request.purpose, content_type=request.content_type, size=request.size
-    )
-    upload = new_pending_upload(
-        settings,
-        principal=principal,
-        profile=profile,
-        filename=request.filename,
-        content_type=content_type,
-        size=request.size,
-        sha256=request.sha256,
-    )
+    upload = declare_requested(settings, principal=principal, request=request)
     upload.part_size = choose_part_size(request.size)
     await start_in_storage(session, storage, upload)
-    metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
     numbers = range(1, part_count(request.size, upload.part_size) + 1)
     parts = await _part_urls(storage, settings, upload, numbers)
     return MultipartUploadResponse(

@@ -30,7 +30,7 @@ from uploadsvc.errors import (
     UnsupportedMediaType,
 )
 from uploadsvc.models import Upload, UploadStatus
-from uploadsvc.profiles import Profile, Purpose, profile_for, sanitize_filename
+from uploadsvc.profiles import Purpose, profile_for, sanitize_filename
 from uploadsvc.schemas import ConfirmedFile, UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
 from uploadsvc.services.files import confirmed_body
@@ -39,13 +39,22 @@ from uploadsvc.storage import ObjectInfo, Storage
 logger = logging.getLogger(__name__)
 
 
-def check_declared(
-    settings: Settings, *, purpose: Purpose, content_type: str, size: int | None
-) -> tuple[Profile, str]:
-    """The profile and canonical type of a declared upload, or 415/413 before anything is stored.
+def declare_upload(
+    settings: Settings,
+    *,
+    principal: Principal,
+    purpose: Purpose,
+    filename: str,
+    content_type: str,
+    size: int | None,
+    sha256: str | None = None,
+) -> Upload:
+    """A new pending upload owned by the caller, at a fresh key of its profile (not added yet).
 
-    ``size`` is None when the client cannot declare one (Uppy's S3 protocol);
-    storage and confirm then hold the upload to the profile's maximum.
+    Refuses (415/413) a type or size the profile does not take, before
+    anything is stored. ``size`` is None when the client cannot declare one
+    (Uppy's S3 protocol): storage and confirm then hold the upload to the
+    profile's maximum.
     """
     profile = profile_for(settings, purpose)
     canonical = ct.canonical_type(content_type)
@@ -60,33 +69,35 @@ def check_declared(
             f"for purpose {profile.purpose.value!r}.",
             code="too_large",
         )
-    return profile, canonical
-
-
-def new_pending_upload(
-    settings: Settings,
-    *,
-    principal: Principal,
-    profile: Profile,
-    filename: str,
-    content_type: str,
-    size: int | None,
-    sha256: str | None = None,
-) -> Upload:
-    """A pending upload owned by the caller, at a fresh key of its profile (not added yet)."""
     now = utcnow()
+    metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
     return Upload(
         id=uuid.uuid4(),
         owner_id=principal.user_id,
         purpose=profile.purpose.value,
-        file_key=profile.object_key(user_id=principal.user_id, content_type=content_type, now=now),
+        file_key=profile.object_key(user_id=principal.user_id, content_type=canonical, now=now),
         filename=sanitize_filename(filename),
-        content_type=content_type,
+        content_type=canonical,
         size_bytes=size,
         sha256=sha256,
         status=UploadStatus.PENDING,
         created_at=now,
         url_expires_at=now + dt.timedelta(seconds=settings.upload_url_expires_seconds),
+    )
+
+
+def declare_requested(
+    settings: Settings, *, principal: Principal, request: UploadUrlRequest
+) -> Upload:
+    """``declare_upload`` for a request body that declares everything."""
+    return declare_upload(
+        settings,
+        principal=principal,
+        purpose=request.purpose,
+        filename=request.filename,
+        content_type=request.content_type,
+        size=request.size,
+        sha256=request.sha256,
     )
 
 
@@ -98,22 +109,9 @@ async def request_upload_url(
     principal: Principal,
     request: UploadUrlRequest,
 ) -> UploadUrlResponse:
-    profile, content_type = check_declared(
-        settings, purpose=request.purpose, content_type=request.content_type, size=request.size
-    )
     upload = await repository.add(
-        session,
-        new_pending_upload(
-            settings,
-            principal=principal,
-            profile=profile,
-            filename=request.filename,
-            content_type=content_type,
-            size=request.size,
-            sha256=request.sha256,
-        ),
+        session, declare_requested(settings, principal=principal, request=request)
     )
-    metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
     return await _presigned_put(storage, settings, upload)
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from uploadsvc import metrics, repository
+from uploadsvc import repository
 from uploadsvc.config import Settings
 from uploadsvc.errors import BadRequest, NotFound
 from uploadsvc.models import Upload
-from uploadsvc.profiles import Purpose
+from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.schemas import (
     CompletedPart,
     UppyCompleted,
@@ -33,7 +33,7 @@ from uploadsvc.schemas import (
 )
 from uploadsvc.security import Principal
 from uploadsvc.services import multipart_uploads
-from uploadsvc.services.uploads import abort_upload, check_declared, new_pending_upload
+from uploadsvc.services.uploads import abort_upload, declare_upload
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MAX_PART_NUMBER
 
@@ -51,29 +51,6 @@ def purpose_of(value: object) -> Purpose:
         ) from None
 
 
-async def _new_upload(
-    settings: Settings,
-    *,
-    principal: Principal,
-    filename: str,
-    content_type: str,
-    purpose: Purpose,
-) -> tuple[Upload, int]:
-    profile, canonical = check_declared(
-        settings, purpose=purpose, content_type=content_type, size=None
-    )
-    upload = new_pending_upload(
-        settings,
-        principal=principal,
-        profile=profile,
-        filename=filename,
-        content_type=canonical,
-        size=None,
-    )
-    metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
-    return upload, profile.max_bytes
-
-
 async def upload_parameters(
     session: AsyncSession,
     storage: Storage,
@@ -85,14 +62,19 @@ async def upload_parameters(
     purpose: Purpose,
 ) -> UppyUploadParameters:
     """``GET /s3/params``: one request that uploads a small file (S3: a POST policy)."""
-    upload, max_bytes = await _new_upload(
-        settings, principal=principal, filename=filename, content_type=content_type, purpose=purpose
+    upload = declare_upload(
+        settings,
+        principal=principal,
+        purpose=purpose,
+        filename=filename,
+        content_type=content_type,
+        size=None,
     )
     await repository.add(session, upload)
     presigned = await storage.presign_browser_upload(
         upload.file_key,
         content_type=upload.content_type,
-        max_size=max_bytes,
+        max_size=profile_for(settings, purpose).max_bytes,
         expires_in=settings.upload_url_expires_seconds,
     )
     return UppyUploadParameters(
@@ -116,8 +98,13 @@ async def create_multipart_upload(
     purpose: Purpose,
 ) -> UppyMultipartUpload:
     """``POST /s3/multipart``: start a multipart upload at a key the service chooses."""
-    upload, _ = await _new_upload(
-        settings, principal=principal, filename=filename, content_type=content_type, purpose=purpose
+    upload = declare_upload(
+        settings,
+        principal=principal,
+        purpose=purpose,
+        filename=filename,
+        content_type=content_type,
+        size=None,
     )
     await multipart_uploads.start_in_storage(session, storage, upload)
     assert upload.multipart_upload_id is not None
