@@ -19,6 +19,16 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://uploadsvc.dev/problems/"
+REF_TEMPLATE = "#/components/schemas/{model}"
+PROBLEM_SCHEMA_REF = REF_TEMPLATE.format(model="Problem")
+
+
+class FieldError(BaseModel):
+    """One offending field of a validation error."""
+
+    loc: list[str | int] = Field(description="Where: `body`, `query`, `path`... then the field.")
+    msg: str
+    type: str
 
 
 class Problem(BaseModel):
@@ -29,7 +39,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str = Field(description="Stable machine-readable error code, e.g. `size_mismatch`.")
-    errors: list[dict[str, Any]] | None = Field(
+    errors: list[FieldError] | None = Field(
         default=None, description="For validation errors: the offending fields."
     )
 
@@ -154,16 +164,40 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 
 def error_responses(*errors: type[UploadsvcError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for a route that may raise the given errors."""
+    """OpenAPI ``responses`` for a route that may raise the given errors.
+
+    Every route may also answer 401 (token) and 422 (invalid fields, which
+    the service answers with a ``Problem`` too, not FastAPI's default
+    ``HTTPValidationError``). The body is documented under
+    ``application/problem+json`` only, the type the service sends: with a
+    ``model`` FastAPI would list it under ``application/json`` as well, and
+    a generated client then reads the first entry (openapi-python-client
+    typed every error as ``None``). ``install_error_handlers`` puts the
+    ``Problem`` schema the ``$ref`` points at into the document.
+    """
+    problem = {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}
     responses: dict[int | str, dict[str, Any]] = {}
     all_errors: tuple[type[UploadsvcError], ...] = (Unauthorized, *errors)
     for error in all_errors:
-        responses[error.status] = {
-            "model": Problem,
-            "description": error.title,
-            "content": {PROBLEM_JSON: {}},
-        }
+        responses[error.status] = {"description": error.title, "content": problem}
+    responses.setdefault(422, {"description": "Validation error", "content": problem})
     return responses
+
+
+def _document_problem_schema(app: FastAPI) -> None:
+    """Add the ``Problem`` schema that ``error_responses`` refers to to the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # built once; FastAPI keeps it in app.openapi_schema
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in schemas:
+            problem = Problem.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+            schemas.update(problem.pop("$defs", {}))
+            schemas["Problem"] = problem
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
 
 
 async def _handle_uploadsvc_error(_: Request, exc: Exception) -> JSONResponse:
@@ -176,10 +210,10 @@ async def _handle_uploadsvc_error(_: Request, exc: Exception) -> JSONResponse:
 async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        FieldError(loc=list(err.get("loc", ())), msg=err.get("msg", ""), type=err.get("type", ""))
         for err in exc.errors()
     ]
-    names = ", ".join(".".join(str(part) for part in f["loc"]) for f in fields)
+    names = ", ".join(".".join(str(part) for part in f.loc) for f in fields)
     problem = Problem(
         type=PROBLEM_TYPE_BASE + "validation_error",
         title="Validation error",
@@ -211,6 +245,8 @@ async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as problem+json, and document that body in OpenAPI."""
+    _document_problem_schema(app)
     app.add_exception_handler(UploadsvcError, _handle_uploadsvc_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)

@@ -47,6 +47,10 @@ class UploadUrlRequest(BaseModel):
 
 
 class UploadUrlResponse(BaseModel):
+    # `method` is always sent: required in the response schema, so a generated
+    # client types it `Literal["PUT"]` rather than "maybe unset".
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     upload_id: uuid.UUID
     file_key: str
     upload_url: str
@@ -162,6 +166,8 @@ class DownloadUrl(BaseModel):
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     status: Literal["ok"] = "ok"
 
 
@@ -223,3 +229,17 @@ class UppyCompleted(BaseModel):
 
 class UppyAborted(BaseModel):
     pass
+
+
+class OpenEventFileUrl(BaseModel):
+    """What `POST /v1/upload/file` answers, as OpenAPI describes it.
+
+    One `file` gives `{"url": "..."}`, several `files[]` give `{"url": [...]}`.
+    Documented as one object whose `url` is a string or a list, not as a
+    union of two objects that both have a `url`: a generated client cannot
+    tell those apart (openapi-python-client read a list as the one-URL kind).
+    """
+
+    url: str | list[str] = Field(
+        description="One URL, or one per file in the order sent; valid without auth until expiry."
+    )

@@ -23,7 +23,7 @@ from uploadsvc.errors import (
 )
 from uploadsvc.multipart import FormReader
 from uploadsvc.profiles import Purpose, profile_for
-from uploadsvc.schemas import ConfirmedFile
+from uploadsvc.schemas import ConfirmedFile, OpenEventFileUrl
 from uploadsvc.services import direct as service
 
 router = APIRouter(tags=["direct uploads"])
@@ -57,10 +57,10 @@ PurposeQuery = Annotated[
     "/v1/uploads/direct",
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
-    openapi_extra=multipart_body(
-        {"purpose": {"type": "string", "enum": [p.value for p in Purpose]}, "file": _BINARY},
-        ["file"],
-    ),
+    # `purpose` is documented as the query parameter only: a form field counts
+    # only before `file`, and generated clients send optional fields after
+    # the required ones (openapi-python-client did; the field was then ignored).
+    openapi_extra=multipart_body({"file": _BINARY}, ["file"]),
 )
 async def direct_upload(
     request: Request,
@@ -127,6 +127,10 @@ class ImageData(BaseModel):
     data: str = Field(description="A `data:image/...;base64,...` URI.")
 
 
+def _untitled(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if key != "title"}
+
+
 ForceLocal = Annotated[
     bool, Query(description="Store on the local backend (400 unless it is the configured one).")
 ]
@@ -144,7 +148,7 @@ def _check_force_local(force_local: bool, backend: str) -> None:
     "/v1/upload/file",
     tags=["open event"],
     responses=_ERRORS,
-    response_model=FileUrl | FileUrls,
+    response_model=OpenEventFileUrl,
     openapi_extra=multipart_body(
         {"file": _BINARY, "files[]": {"type": "array", "items": _BINARY}}, []
     ),
@@ -177,7 +181,9 @@ async def open_event_upload_file(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ImageData.model_json_schema()}},
+            # Untitled, so a generated client names it like the other bodies
+            # (`OpenEventUploadImageBody`, not `OpenEventUploadImageImageData`).
+            "content": {"application/json": {"schema": _untitled(ImageData.model_json_schema())}},
         }
     },
 )

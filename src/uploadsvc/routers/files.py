@@ -36,7 +36,12 @@ async def get_file(file: OwnedFile) -> FileRead:
     response_model=DownloadUrl,
     responses={
         **error_responses(NotFound, StorageError),
-        307: {"description": "With `redirect=true`: a redirect to the download URL."},
+        307: {
+            "description": "With `redirect=true`: a redirect to the download URL.",
+            "headers": {
+                "Location": {"description": "The download URL.", "schema": {"type": "string"}}
+            },
+        },
     },
 )
 async def download_file(
