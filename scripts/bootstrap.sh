@@ -5,7 +5,9 @@
 #   scripts/bootstrap.sh          libmagic, uv, the locked Python environment (.venv)
 #   scripts/bootstrap.sh --test   ... plus LocalStack in .venv-localstack, and checks that
 #                                 the PostgreSQL and Redis of the tests answer (starting
-#                                 the local ones from the installed packages if needed)
+#                                 the local ones from the installed packages if needed);
+#                                 for the browser tests: Debian's chromium, Node.js/npm,
+#                                 and `npm ci` of the pinned Uppy packages (tests/browser/uppy)
 #
 # Environment:
 #   UPLOADSVC_TEST_DATABASE_URL  default postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -19,7 +21,7 @@ WANT_TEST=0
 for arg in "$@"; do
     case "$arg" in
         --test) WANT_TEST=1 ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "bootstrap: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -201,4 +203,26 @@ if ! redis_ready; then
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
         --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
     wait_for redis_ready 10 || die "Redis did not come up on port $REDIS_PORT (see /var/log/redis/ci.log)"
+fi
+
+# --- (f) the browser tests (tests/test_browser.py) ---------------------------------
+# Debian's Chromium, driven by Playwright (a dev dependency) at /usr/bin/chromium:
+# Playwright never downloads a browser of its own here.
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+# The published Uppy packages, exactly as package-lock.json pins them. The marker
+# holds the lock's hash: a changed lock (or a removed node_modules) reinstalls.
+UPPY_DIR=tests/browser/uppy
+UPPY_MARKER="$UPPY_DIR/node_modules/.bootstrap-lock.sha256"
+UPPY_HASH=$(sha256sum "$UPPY_DIR/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$UPPY_MARKER" ] || [ "$(cat "$UPPY_MARKER")" != "$UPPY_HASH" ]; then
+    log "npm ci in $UPPY_DIR (Uppy and esbuild for the browser tests)"
+    (cd "$UPPY_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+        || die "npm ci failed in $UPPY_DIR"
+    # Written last: an interrupted install has no marker and is redone.
+    echo "$UPPY_HASH" >"$UPPY_MARKER"
 fi

@@ -21,7 +21,7 @@ from uploadsvc import __version__
 from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
 from uploadsvc.resources import open_resources
-from uploadsvc.routers import direct, events, files, health, local_storage, uploads, uppy
+from uploadsvc.routers import demo, direct, events, files, health, local_storage, uploads, uppy
 from uploadsvc.workers import run_in_process_schedule
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(demo.router)
     if settings.storage_backend == "local":
         app.include_router(local_storage.router)
     return app
