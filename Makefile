@@ -69,4 +69,4 @@ clean: ## remove caches and build output (keeps environments and dev data)
 		-type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean ## also remove .venv, .venv-localstack and LocalStack's state
-	rm -rf .venv .venv-localstack .localstack-state
+	rm -rf .venv .venv-localstack .localstack-state tests/browser/uppy/node_modules tests/browser/uppy/dist
