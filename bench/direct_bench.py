@@ -118,9 +118,10 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
+def cpu_seconds(pid: int, *, main_thread_only: bool = False) -> float:
+    """User + system CPU of a process (all its threads), or of its main thread."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread_only else f"/proc/{pid}/stat"
+    with open(path) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -292,6 +293,7 @@ class Run:
     seconds: float
     gib: float
     server_cpu: float | None = None  # CPU seconds
+    server_loop_cpu: float | None = None  # CPU seconds of its event-loop thread
     storage_cpu: float | None = None  # LocalStack's CPU seconds
     client_cpu: float = 0.0  # this process (client and samplers)
     foreign_cpu: float = 0.0  # every other process of the machine
@@ -366,6 +368,10 @@ class Meter:
 
     def _snapshot(self) -> dict[str, float]:
         values = {name: cpu_seconds(pid) for name, pid in self.named.items()}
+        if "server" in self.named:
+            # The thread that runs the event loop: the critical path of a server
+            # that hashes in other threads.
+            values["server_loop"] = cpu_seconds(self.named["server"], main_thread_only=True)
         values["client"] = time.process_time()
         values["ours"] = values["client"] + sum(cpu_seconds(pid) for pid in self.ours)
         values["machine"] = machine_busy_seconds()
@@ -373,6 +379,7 @@ class Meter:
 
     def fill(self, run: Run) -> None:
         run.server_cpu = self.used.get("server")
+        run.server_loop_cpu = self.used.get("server_loop")
         run.storage_cpu = self.used.get("storage")
         run.client_cpu = self.used["client"]
         run.foreign_cpu = max(0.0, self.used["machine"] - self.used["ours"])
@@ -608,7 +615,8 @@ def progress(variant: str, size: int, round_: int, run: Run) -> None:
         parts.append(f"RSS +{run.rss_growth_mib:.1f} MiB (retained {run.rss_retained_mib:+.1f})")
     if run.server_cpu is not None:
         parts.append(
-            f"server CPU {run.server_cpu / run.seconds:.0%} ({run.server_cpu / run.gib:.2f} s/GiB)"
+            f"server CPU {run.server_cpu / run.seconds:.0%} ({run.server_cpu / run.gib:.2f} s/GiB"
+            f"; loop thread {(run.server_loop_cpu or 0) / run.gib:.2f} s/GiB)"
         )
     if run.storage_cpu is not None:
         parts.append(f"LocalStack CPU {run.storage_cpu / run.seconds:.0%}")
@@ -645,6 +653,7 @@ class Summary:
     mib_s: float
     server_cpu_pct: float | None
     server_cpu_s_per_gib: float | None
+    server_loop_cpu_s_per_gib: float | None
     storage_cpu_pct: float | None
     client_cpu_pct: float
     rss_growth_mib: float | None  # median over the rounds
@@ -666,6 +675,9 @@ def summarize(runs: list[Run]) -> Summary:
         server_cpu_pct=share([r.server_cpu for r in runs]),
         server_cpu_s_per_gib=median(
             [None if r.server_cpu is None else r.server_cpu / r.gib for r in runs]
+        ),
+        server_loop_cpu_s_per_gib=median(
+            [None if r.server_loop_cpu is None else r.server_loop_cpu / r.gib for r in runs]
         ),
         storage_cpu_pct=share([r.storage_cpu for r in runs]),
         client_cpu_pct=statistics.median(100 * r.client_cpu / r.seconds for r in runs),
@@ -703,7 +715,10 @@ def table_rows(summaries: dict[tuple[str, int], Summary], sizes: list[int]) -> l
                 rss = f"{s.rss_growth_mib:.1f} MiB (max {s.rss_growth_max_mib:.1f})"
             server_cpu = ""
             if s.server_cpu_pct is not None and s.server_cpu_s_per_gib is not None:
-                server_cpu = f"{s.server_cpu_pct:.0f} % ({s.server_cpu_s_per_gib:.2f} s/GiB)"
+                server_cpu = (
+                    f"{s.server_cpu_pct:.0f} % ({s.server_cpu_s_per_gib:.2f} s/GiB; "
+                    f"loop thread {s.server_loop_cpu_s_per_gib or 0:.2f})"
+                )
             lag = ""
             if s.lag_p99_ms is not None and s.lag_max_ms is not None:
                 lag = f"{s.lag_p99_ms:.1f} / {s.lag_max_ms:.1f} ms"
@@ -743,9 +758,9 @@ def verdict_lines(
             ]
             extra = ""
             cpu_num = summaries[(num, size)].server_cpu_s_per_gib
-            cpu_a = summaries[(A, size)].server_cpu_s_per_gib
-            if den == A and cpu_num and cpu_a:
-                extra = f"; server CPU per GiB ({num})/(a) {cpu_num / cpu_a:.2f}×"
+            cpu_den = summaries[(den, size)].server_cpu_s_per_gib
+            if cpu_num and cpu_den:
+                extra = f"; server CPU per GiB ({num})/({den}) {cpu_num / cpu_den:.2f}×"
             lines.append(
                 f"- {name}, ({num})/({den}) {what}: {ratio:.2f} (rounds "
                 f"{', '.join(f'{r:.2f}' for r in per_round)}; target ≥ {RATIO_TARGET}{extra}) "
@@ -821,7 +836,9 @@ def report(
         "Throughput is body bytes over the wall time of the request. CPU is the median share "
         "of one core over the upload (server process; LocalStack; this client); for the "
         "server also its CPU seconds per GiB of body, which depends little on what else "
-        "runs. RSS growth is the server's peak VmRSS (sampled every 20 ms) minus its idle "
+        "runs, in all its threads and in the thread that runs the event loop (uploadsvc "
+        "hashes in worker threads, so the loop thread is its critical path; (a) and (b) "
+        "do everything on the loop). RSS growth is the server's peak VmRSS (sampled every 20 ms) minus its idle "
         "VmRSS after a warm-up upload of 24 MiB "
         f"(idle: {idle}). /healthz: p50 / p99 over every round of the "
         "requests (one every ~10 ms, own connection, own process) that started during the "
