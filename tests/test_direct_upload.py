@@ -13,6 +13,7 @@ import pytest
 
 from tests import samples
 from tests.conftest import Api
+from uploadsvc.storage import S3Storage
 
 MiB = 1024 * 1024
 LIMIT = 12 * MiB  # above one 8 MiB part, so over-limit uploads start a multipart upload
@@ -68,12 +69,53 @@ async def test_multipart_direct_upload_is_confirmed_and_downloadable(api: Api) -
     assert [item["file_id"] for item in listed.json()["items"]] == [file["file_id"]]
 
 
-async def test_large_direct_upload_streams_in_parts(api: Api) -> None:
-    body = _text(10 * MiB + 12345)  # two parts on S3
-    response = await _post_form(api, [("file", ("big.txt", body, "text/plain"))])
+@pytest.mark.parametrize("route", ["multipart", "raw"])
+async def test_large_direct_upload_streams_in_parts(api: Api, route: str) -> None:
+    body = _text(10 * MiB + 12345)  # two parts on S3; several batches for the hashing thread
+    if route == "multipart":
+        response = await _post_form(api, [("file", ("big.txt", body, "text/plain"))])
+    else:
+        response = await api.app_client.put(
+            "/v1/uploads/direct?filename=big.txt",
+            content=body,
+            headers={**api.headers(), "Content-Type": "text/plain"},
+        )
+    assert response.status_code == 201, response.text
+    file = response.json()
+    assert file["size_bytes"] == len(body)
+    assert file["sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert await _download(api, file["download_url"]) == body
+    assert await api.resources.storage.list_incomplete_uploads("") == []
+
+
+@pytest.mark.parametrize("size", [5000, 10 * MiB + 12345], ids=["one-put", "two-parts"])
+async def test_s3_requests_are_signed_with_the_hash_of_their_body(api: Api, size: int) -> None:
+    # The part's SHA-256 is computed in a thread and handed to the signer;
+    # LocalStack does not check X-Amz-Content-SHA256 against the body (AWS does).
+    storage = api.resources.storage
+    if not isinstance(storage, S3Storage):
+        pytest.skip("S3 only")
+    signed: list[tuple[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        request.body.seek(0)
+        sent = hashlib.sha256(request.body.read()).hexdigest()
+        request.body.seek(0)
+        signed.append((request.headers["X-Amz-Content-SHA256"].decode(), sent))
+
+    events = storage._client.meta.events
+    for operation in ("PutObject", "UploadPart"):
+        events.register(f"before-send.s3.{operation}", capture, unique_id=f"test-{operation}")
+    try:
+        body = _text(size)
+        response = await _post_form(api, [("file", ("big.txt", body, "text/plain"))])
+    finally:
+        for operation in ("PutObject", "UploadPart"):
+            events.unregister(f"before-send.s3.{operation}", unique_id=f"test-{operation}")
     assert response.status_code == 201, response.text
     assert await _download(api, response.json()["download_url"]) == body
-    assert await api.resources.storage.list_incomplete_uploads("") == []
+    assert len(signed) == (1 if size < 8 * MiB else 2)
+    assert all(header == sent for header, sent in signed), signed
 
 
 async def test_raw_put_direct_upload(api: Api) -> None:

@@ -10,6 +10,7 @@ and the row is only written once the object is complete.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -95,6 +96,7 @@ async def store_file(
     key = profile.object_key(user_id=principal.user_id, content_type=content_type, now=now)
     await storage.put_stream(key, content_type=content_type, chunks=received.stream(prefix, chunks))
     try:
+        digest = await received.sha256()
         upload = await repository.add(
             session,
             Upload(
@@ -105,7 +107,7 @@ async def store_file(
                 filename=sanitize_filename(incoming.filename or "upload"),
                 content_type=content_type,
                 size_bytes=received.size,
-                sha256=base64.b64encode(received.sha256.digest()).decode(),
+                sha256=base64.b64encode(digest).decode(),
                 status=UploadStatus.CONFIRMED,
                 created_at=now,
                 url_expires_at=now,
@@ -120,27 +122,72 @@ async def store_file(
 
 
 class _Received:
-    """Counts and hashes the bytes of one file, and stops them at the limit."""
+    """Counts the bytes of one file, stops them at the limit, and hashes them off the loop.
+
+    SHA-256 costs about as much CPU as receiving and parsing the body together,
+    so it runs in a worker thread (hashlib releases the GIL while it hashes):
+    the bytes are copied into one of two buffers; a full buffer is hashed in
+    the thread while the loop fills the other. Each hand-off costs the loop a
+    thread wake-up and its reply; buffers of a few MiB keep them rare.
+    """
+
+    # Measured on the multipart route (null sink): 1 MiB of chunks per hand-off
+    # cost ~0.15 s of loop time per GiB more than 2-4 MiB; 2 MiB keeps the two
+    # buffers (4 MiB) within the S3 path's memory bound next to its two parts.
+    HASH_BUFFER_BYTES = 2 * 1024 * 1024
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.size = 0
-        self.sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256()
+        self._buffers: list[bytearray] = []  # allocated when needed, at most two
+        self._current = 0
+        self._filled = 0
+        self._hashing: asyncio.Future[None] | None = None
 
-    def _take(self, chunk: bytes) -> bytes:
+    async def _take(self, chunk: bytes) -> bytes:
         self.size += len(chunk)
         if self.size > self.limit:
             raise PayloadTooLarge(
                 f"The file is over the {self.limit}-byte limit.", code="too_large"
             )
-        self.sha256.update(chunk)
+        view, offset = memoryview(chunk), 0
+        while offset < len(view):
+            if self._current == len(self._buffers):
+                self._buffers.append(bytearray(self.HASH_BUFFER_BYTES))
+            take = min(self.HASH_BUFFER_BYTES - self._filled, len(view) - offset)
+            end = self._filled + take
+            self._buffers[self._current][self._filled : end] = view[offset : offset + take]
+            self._filled, offset = end, offset + take
+            if self._filled == self.HASH_BUFFER_BYTES:
+                await self._hash_current()
         return chunk
+
+    async def _hash_current(self) -> None:
+        full = memoryview(self._buffers[self._current])[: self._filled]
+        # SHA-256 is a chain: one buffer at a time, in order. The previous one
+        # must be done anyway before its buffer is filled again; waiting for it
+        # also holds the client back when the thread falls behind.
+        if self._hashing is not None:
+            await self._hashing
+        # A plain future, not a task: if the upload fails, the thread just
+        # finishes its buffer (about a millisecond) and nothing waits for it.
+        self._hashing = asyncio.get_running_loop().run_in_executor(None, self._sha256.update, full)
+        self._current, self._filled = 1 - self._current, 0
+
+    async def sha256(self) -> bytes:
+        """The digest of every byte taken (call once, after the last chunk)."""
+        if self._filled:
+            await self._hash_current()
+        if self._hashing is not None:
+            await self._hashing
+        return self._sha256.digest()
 
     async def read_prefix(self, chunks: AsyncIterator[bytes]) -> bytes:
         """Enough of the start of the file for the magic-byte check."""
         prefix = bytearray()
         async for chunk in chunks:
-            prefix.extend(self._take(chunk))
+            prefix.extend(await self._take(chunk))
             if len(prefix) >= ct.MAGIC_PREFIX_BYTES:
                 break
         return bytes(prefix)
@@ -148,7 +195,7 @@ class _Received:
     async def stream(self, prefix: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield prefix
         async for chunk in rest:
-            yield self._take(chunk)
+            yield await self._take(chunk)
 
 
 async def _all_or_nothing(storage: Storage, work: AsyncIterator[Upload]) -> list[Upload]:

@@ -13,7 +13,10 @@ from typing import Any
 
 import aioboto3
 import anyio
+import botocore.auth
 from aiobotocore.config import AioConfig
+from anyio import to_thread
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from uploadsvc.config import Settings
@@ -66,6 +69,7 @@ class S3Storage(Storage):
         self._client = client
         self._presign_client = presign_client
         self._bucket = bucket
+        _sign_parts_with_their_hash(client)
 
     async def presign_put(
         self,
@@ -126,7 +130,7 @@ class S3Storage(Storage):
     ) -> None:
         # Two part-sized buffers, allocated once: one fills while the other
         # uploads, so memory stays at two parts and reading the client
-        # overlaps writing to S3.
+        # overlaps writing to S3. A part is sent from its buffer (see _Part).
         buffers = [bytearray(STREAM_PART_SIZE)]
         current, filled = 0, 0
         upload_id: str | None = None
@@ -134,10 +138,10 @@ class S3Storage(Storage):
         in_flight: asyncio.Task[dict[str, Any]] | None = None
         try:
             async for chunk in chunks:
-                offset = 0
-                while offset < len(chunk):
-                    take = min(STREAM_PART_SIZE - filled, len(chunk) - offset)
-                    buffers[current][filled : filled + take] = chunk[offset : offset + take]
+                view, offset = memoryview(chunk), 0
+                while offset < len(view):
+                    take = min(STREAM_PART_SIZE - filled, len(view) - offset)
+                    buffers[current][filled : filled + take] = view[offset : offset + take]
                     filled += take
                     offset += take
                     if filled < STREAM_PART_SIZE:
@@ -151,16 +155,19 @@ class S3Storage(Storage):
                         self._upload_part(key, upload_id, len(parts) + 1, buffers[current])
                     )
                     current, filled = 1 - current, 0
-            last = bytes(memoryview(buffers[current])[:filled])
+            last = memoryview(buffers[current])[:filled]
             if upload_id is None:
                 await self._client.put_object(
-                    Bucket=self._bucket, Key=key, Body=last, ContentType=content_type
+                    Bucket=self._bucket,
+                    Key=key,
+                    Body=await _Part.of(last) if filled else b"",
+                    ContentType=content_type,
                 )
                 return
             if in_flight is not None:
                 parts.append(await in_flight)
                 in_flight = None
-            if last:
+            if filled:
                 parts.append(await self._upload_part(key, upload_id, len(parts) + 1, last))
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
@@ -186,11 +193,14 @@ class S3Storage(Storage):
         return str(response["UploadId"])
 
     async def _upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+        self, key: str, upload_id: str, number: int, data: bytearray | memoryview
     ) -> dict[str, Any]:
-        # The bytearray itself, not a bytes() copy: one part less in memory.
         response = await self._client.upload_part(
-            Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            Bucket=self._bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=await _Part.of(data),
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
@@ -487,6 +497,105 @@ class S3Storage(Storage):
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("initialise the bucket", exc) from exc
         return done
+
+
+class _Part:
+    """The body of one ``put_object``/``upload_part`` request, sent from its buffer.
+
+    Given a ``bytearray``, aiohttp copies a part twice on its way to the socket
+    (it slices the body to its length, then joins it with the headers), and
+    botocore hashes it for the SigV4 signature on the event loop (over plain
+    HTTP always; over HTTPS too unless the request carries a checksum), which
+    blocks the loop for milliseconds per part. So a part is:
+
+    - file-like for botocore (``read``/``seek``/``len``: a valid blob, rewound
+      before a retry);
+    - an async iterable of memoryview slices for aiohttp, which writes them to
+      the socket without a copy (the first slice is small because aiohttp joins
+      the first write with the headers);
+    - hashed once, in a worker thread (hashlib releases the GIL), and
+      :class:`_PrehashedS3SigV4Auth` signs that hash instead of hashing again.
+
+    The buffer must not change until the request is done: ``put_stream``
+    refills a buffer only after its part's request has returned.
+    """
+
+    FIRST_WRITE = 64 * 1024
+
+    def __init__(self, data: memoryview, sha256_hex: str) -> None:
+        self._data = data
+        self._position = 0
+        self.sha256_hex = sha256_hex
+
+    @classmethod
+    async def of(cls, data: bytearray | memoryview) -> _Part:
+        view = memoryview(data)
+        return cls(view, await to_thread.run_sync(_sha256_hex, view))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else min(len(self._data), self._position + size)
+        data = bytes(self._data[self._position : end])
+        self._position = end
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: len(self._data)}[whence]
+        self._position = max(0, min(len(self._data), base + offset))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    async def __aiter__(self) -> AsyncIterator[memoryview]:
+        yield self._data[: self.FIRST_WRITE]
+        if len(self._data) > self.FIRST_WRITE:
+            yield self._data[self.FIRST_WRITE :]
+
+
+def _sha256_hex(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _PrehashedS3SigV4Auth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
+    """S3's SigV4 signer that takes a :class:`_Part`'s payload hash from the part.
+
+    Everything else, the signature included, is what ``s3v4`` does.
+    """
+
+    def payload(self, request: AWSRequest) -> str:
+        body = request.body
+        if (
+            isinstance(body, _Part)
+            and not self._is_streaming_checksum_payload(request)
+            and self._should_sha256_sign_payload(request)
+        ):
+            return body.sha256_hex
+        payload: str = super().payload(request)
+        return payload
+
+
+# botocore looks signers up by name in this table; the name is ours alone.
+_PREHASHED_SIGNER = "s3v4-uploadsvc-prehashed"
+botocore.auth.AUTH_TYPE_MAPS.setdefault(_PREHASHED_SIGNER, _PrehashedS3SigV4Auth)
+
+
+def _sign_parts_with_their_hash(client: Any) -> None:
+    """Make ``client`` sign the requests that may carry a :class:`_Part` with its hash."""
+    for operation in ("PutObject", "UploadPart"):
+        client.meta.events.register_first(
+            f"choose-signer.s3.{operation}",
+            _choose_prehashed_signer,
+            unique_id=f"uploadsvc-prehashed-{operation}",
+        )
+
+
+def _choose_prehashed_signer(signature_version: str, **kwargs: Any) -> str | None:
+    # Only where botocore would sign a request with plain "s3v4": presigned
+    # URLs ("s3v4-query") and other schemes keep botocore's own choice.
+    return _PREHASHED_SIGNER if signature_version == "s3v4" else None
 
 
 def _storage_error(action: str, exc: Exception) -> StorageError:
