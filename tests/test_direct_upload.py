@@ -164,6 +164,23 @@ async def test_refused_files_leave_nothing(
     await api.assert_nothing_left()
 
 
+async def test_a_purpose_field_after_the_file_is_refused(api: Api) -> None:
+    # httpx sends data fields before files: build the body by hand.
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="me.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + samples.png() + b"\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\navatar\r\n--b--\r\n'
+    )
+    response = await api.app_client.post(
+        "/v1/uploads/direct",
+        content=body,
+        headers={**api.headers(), "Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    await api.assert_nothing_left()
+
+
 async def test_form_without_a_file_is_refused(api: Api) -> None:
     response = await api.app_client.post(
         "/v1/uploads/direct",

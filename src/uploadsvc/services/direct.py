@@ -234,7 +234,14 @@ async def direct_upload_form(
         # The rest of the body is still read after the file, so that a
         # malformed ending is refused (and the stored file removed) too.
         async for name, part_type, filename in _parts(form):
-            if name == "purpose" and not stored:
+            if name == "purpose" and stored:
+                # The file went to storage under the purpose known then; a
+                # late purpose would be silently ignored, so it is refused.
+                raise Unprocessable(
+                    "The 'purpose' field must come before 'file' (or use ?purpose=).",
+                    code="validation_error",
+                )
+            if name == "purpose":
                 chosen = _purpose(await form.text())
             elif name == "file" and not stored:
                 stored = True
