@@ -325,3 +325,19 @@ def test_records_of_a_bomb_with_lying_sizes_are_cut_off(tmp_path: Path) -> None:
     assert caught.value.entry == "sessions"
     # Cut off long before the 64 MiB: at the record limit or the ratio limit.
     assert records.done < 8 * 1024 * 1024
+
+
+def test_records_beyond_the_archive_limit(tmp_path: Path) -> None:
+    entries: dict[str, bytes | str] = {
+        "event": "{}",
+        "speakers": json.dumps([{"id": n} for n in range(6)]),
+        "sessions": json.dumps([{"id": n} for n in range(6)]),
+    }
+    with _open(tmp_path, _zip(entries), max_records=10) as archive:
+        speakers, sessions = archive.records("speakers"), archive.records("sessions")
+        assert speakers is not None
+        assert sessions is not None
+        assert len(list(speakers)) == 6
+        with pytest.raises(ArchiveError, match="more than 10 records") as caught:
+            list(sessions)
+    assert caught.value.entry == "sessions"

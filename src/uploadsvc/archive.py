@@ -72,6 +72,10 @@ class ArchiveLimits:
     # are a few KiB; the bound keeps a single pathological record from
     # costing more than a few times this much memory.
     max_record_bytes: int = 4 * MiB
+    # Records in all streamed files together. An import remembers a couple of
+    # hundred bytes per record (its id maps), so this bounds that memory too;
+    # real events have thousands.
+    max_records: int = 500_000
 
 
 class ArchiveError(Exception):
@@ -101,6 +105,7 @@ class OpenEventArchive:
         self._limits = limits
         self._entries: dict[str, zipfile.ZipInfo] = {}
         self._inflated = 0
+        self._records = 0
         self._lock = threading.Lock()
 
     @classmethod
@@ -185,6 +190,13 @@ class OpenEventArchive:
     def names(self) -> list[str]:
         return list(self._entries)
 
+    def _count_record(self, entry: str) -> None:
+        self._records += 1
+        if self._records > self._limits.max_records:
+            raise ArchiveError(
+                f"the archive holds more than {self._limits.max_records} records", entry=entry
+            )
+
     def _count_inflated(self, size: int, entry: str) -> None:
         self._inflated += size
         if self._inflated > self._limits.max_total_uncompressed_bytes:
@@ -248,8 +260,8 @@ class OpenEventArchive:
         one at a time while the entry inflates; None when the file is absent.
 
         A file holding ``null`` has no records; any other value that is not an array
-        is refused. The same limits as ``json()`` hold, and each record may be at most
-        ``max_record_bytes`` long.
+        is refused. The same limits as ``json()`` hold; each record may be at most
+        ``max_record_bytes`` long, and all files together hold at most ``max_records``.
         """
         found = self._json_entry(name)
         if found is None:
@@ -259,6 +271,7 @@ class OpenEventArchive:
             entry,
             info.file_size,
             lambda: _EntryReader(self, entry, info, self._limits.max_json_bytes),
+            lambda: self._count_record(entry),
             self._limits,
         )
 
@@ -379,12 +392,14 @@ class JsonRecords:
         name: str,
         size: int,
         open_entry: Callable[[], _EntryReader],
+        count_record: Callable[[], None],
         limits: ArchiveLimits,
     ) -> None:
         self.name = name
         self.size = size
         self.count = 0
         self._open_entry = open_entry
+        self._count_record = count_record
         self._limits = limits
         self._entry: _EntryReader | None = None
 
@@ -410,6 +425,7 @@ class JsonRecords:
         try:
             for record in items:
                 source.record_done()
+                self._count_record()
                 self.count += 1
                 yield record
         except JSONError as exc:
@@ -429,7 +445,8 @@ def _parser_problem(exc: Exception) -> str:
     text = exc.args[0] if exc.args else ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    first = str(text).strip().splitlines()[0] if str(text).strip() else "unexpected end"
+    lines = str(text).strip().splitlines()
+    first = lines[0] if lines else "unexpected end"
     if "overflow" in first:
         return f"a number is out of range ({first})"
     return f"invalid JSON ({first})"
@@ -444,8 +461,9 @@ class _GuardedJson:
     def __init__(self, entry: _EntryReader, limits: ArchiveLimits) -> None:
         self._entry = entry
         self._guard = _JsonGuard(limits.max_json_depth, limits.max_number_digits)
-        # Bytes read since the last record ended, less at most one chunk that held
-        # the end of the previous one: over the limit, the current record is too big.
+        # Bytes handed to ijson since it last finished a record. It reads one chunk
+        # ahead, so they include at most one chunk of earlier records: past the
+        # limit plus one chunk, the record being read is over the limit.
         self._max_unfinished = limits.max_record_bytes + _READ_CHUNK
         self._max_record = limits.max_record_bytes
         self._unfinished = 0
