@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import random
 import stat
 import struct
 import tracemalloc
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.openevent_archives import SAMPLES
+from uploadsvc import archive as archive_module
 from uploadsvc.archive import ArchiveError, ArchiveLimits, OpenEventArchive
 
 
@@ -194,3 +197,147 @@ def test_real_samples_are_accepted(name: str) -> None:
     with OpenEventArchive.open(SAMPLES / f"{name}.zip") as archive:
         assert isinstance(archive.json("event"), dict)
         assert isinstance(archive.json("sessions") or [], list)
+
+
+# --- the streamed path: records() -------------------------------------------------
+
+# Brackets, quotes, backslashes and digits inside strings, escapes of every
+# kind, non-ASCII text: what the byte-level checks must not miscount.
+TRICKY_RECORDS: list[object] = [
+    {"id": 1, "title": 'a "quoted" [bracket] {brace}', "n": -12.5e3},
+    {"id": "2", "path": "C:\\dir\\", "tail": '\\"', "unicode": "Grüße \u00e9 \U0001f600"},
+    {"id": 3, "nested": [[{"deep": [1, 2, {"x": None}]}]], "flags": [True, False]},
+    {"id": 4, "digits": "1" * 500, "long": "x" * 3000, "empty": {}, "list": []},
+    [],
+    None,
+    12345678901234567,
+]
+
+
+def _records(tmp_path: Path, text: str | bytes, **limits: int) -> list[object]:
+    data = text.encode() if isinstance(text, str) else text
+    archive = _open(tmp_path, _zip({"event": "{}", "sessions": data}), **limits)
+    with archive:
+        records = archive.records("sessions")
+        assert records is not None
+        return list(records)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 256 * 1024])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_records_split_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, indent: int | None
+) -> None:
+    # Every record, escape, string and number cut at every possible place.
+    monkeypatch.setattr(archive_module, "_READ_CHUNK", chunk)
+    text = json.dumps(TRICKY_RECORDS, indent=indent, ensure_ascii=indent is None)
+    assert _records(tmp_path, text) == TRICKY_RECORDS
+
+
+def test_records_after_a_byte_order_mark(tmp_path: Path) -> None:
+    assert _records(tmp_path, b"\xef\xbb\xbf [1, 2]") == [1, 2]
+
+
+def test_records_of_null_and_of_a_missing_file(tmp_path: Path) -> None:
+    assert _records(tmp_path, " null ") == []
+    archive = _open(tmp_path, _zip({"event": "{}"}))
+    assert archive.records("sessions") is None
+
+
+def _refused_records(tmp_path: Path, text: str | bytes, **limits: int) -> ArchiveError:
+    with pytest.raises(ArchiveError) as caught:
+        _records(tmp_path, text, **limits)
+    assert caught.value.entry == "sessions", str(caught.value)
+    return caught.value
+
+
+@pytest.mark.parametrize("chunk", [5, 256 * 1024])
+@pytest.mark.parametrize("depth", [100, 30_000])
+def test_records_nested_beyond_the_limit_name_the_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, depth: int
+) -> None:
+    monkeypatch.setattr(archive_module, "_READ_CHUNK", chunk)
+    nested = "[" * depth + "]" * depth
+    error = _refused_records(tmp_path, f'[{{"id": 1}}, {{"id": 2}}, {{"id": 3, "x": {nested}}}]')
+    assert error.message.startswith("record 2:"), error.message
+    assert "nested" in error.message
+
+
+def test_records_as_deep_as_the_limit_are_read(tmp_path: Path) -> None:
+    # The array of records is level 1: a record may nest 63 more levels.
+    record = "[" * 63 + "]" * 63
+    assert len(_records(tmp_path, f"[1, {record}]")) == 2
+
+
+@pytest.mark.parametrize(
+    "number", ["1" + "0" * 1000, "1" * 101, "1e999999", "-9223372036854775809", "NaN", "-Infinity"]
+)
+def test_records_with_huge_numbers_name_the_record(tmp_path: Path, number: str) -> None:
+    error = _refused_records(tmp_path, f'[{{"id": 1}}, {{"id": 2, "n": {number}}}]')
+    assert error.message.startswith("record 1:"), error.message
+
+
+@pytest.mark.parametrize("number", ["1" * 100, "9223372036854775807", "1e308", "-0.5e-300"])
+def test_records_with_large_but_allowed_numbers(tmp_path: Path, number: str) -> None:
+    if len(number) == 100:
+        # 100 digits as a float: allowed by the digit limit, refused only past a double.
+        number = "0." + number[2:]
+    assert _records(tmp_path, f"[{number}]") == [json.loads(number)]
+
+
+def test_a_record_over_the_record_limit_is_refused(tmp_path: Path) -> None:
+    small = ", ".join(json.dumps({"id": n, "text": "x" * 500}) for n in range(40))
+    # Many small records add up past the limit: fine.
+    assert len(_records(tmp_path, f"[{small}]", max_record_bytes=4096)) == 40
+    # Incompressible text, or the ratio limit would refuse it first.
+    big = json.dumps({"id": 40, "text": random.Random(0).randbytes(400_000).hex()})
+    error = _refused_records(tmp_path, f"[{small}, {big}]", max_record_bytes=4096)
+    assert error.message.startswith("record 40:"), error.message
+    assert "4096 bytes" in error.message
+
+
+def test_records_of_a_file_that_is_not_an_array(tmp_path: Path) -> None:
+    assert "array" in _refused_records(tmp_path, '{"not": "a list"}').message
+
+
+@pytest.mark.parametrize(
+    ("text", "record"),
+    [("[1, 2, {]", "record 2:"), ('[{"a": 1} {"b": 2}]', "record 1:"), ("[1, 2", "record 2:")],
+)
+def test_records_with_invalid_json_name_the_record(tmp_path: Path, text: str, record: str) -> None:
+    error = _refused_records(tmp_path, text)
+    assert error.message.startswith(record), error.message
+    assert "invalid JSON" in error.message
+
+
+def test_records_of_a_bomb_with_lying_sizes_are_cut_off(tmp_path: Path) -> None:
+    size = 64 * 1024 * 1024
+    data = bytearray(_zip({"event": "{}", "sessions": b"[" + b" " * size + b"]"}))
+    central = _central_records(bytes(data))[1]
+    local = struct.unpack_from("<L", data, central + 42)[0]
+    struct.pack_into("<L", data, central + 24, 1000)
+    struct.pack_into("<L", data, local + 22, 1000)
+    archive = _open(tmp_path, bytes(data))
+    records = archive.records("sessions")
+    assert records is not None
+    with pytest.raises(ArchiveError) as caught:
+        list(records)
+    assert caught.value.entry == "sessions"
+    # Cut off long before the 64 MiB: at the record limit or the ratio limit.
+    assert records.done < 8 * 1024 * 1024
+
+
+def test_records_beyond_the_archive_limit(tmp_path: Path) -> None:
+    entries: dict[str, bytes | str] = {
+        "event": "{}",
+        "speakers": json.dumps([{"id": n} for n in range(6)]),
+        "sessions": json.dumps([{"id": n} for n in range(6)]),
+    }
+    with _open(tmp_path, _zip(entries), max_records=10) as archive:
+        speakers, sessions = archive.records("speakers"), archive.records("sessions")
+        assert speakers is not None
+        assert sessions is not None
+        assert len(list(speakers)) == 6
+        with pytest.raises(ArchiveError, match="more than 10 records") as caught:
+            list(sessions)
+    assert caught.value.entry == "sessions"

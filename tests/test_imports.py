@@ -286,3 +286,78 @@ async def test_rerunning_a_job_never_makes_a_second_event(api: Api) -> None:
         job.state = ImportState.STARTED
     await run_import(api.resources, job_id)
     assert await _event_rows(api) == 1
+
+
+def _links_both_ways(sessions: int) -> bytes:
+    """Speaker ↔ session links named from both sides, across many batches of rows."""
+    speakers: list[dict[str, Any]] = [
+        {"id": s, "name": f"Speaker {s}", "sessions": [{"id": s * 40}, {"id": s * 40 + 1}]}
+        for s in range(1, 51)
+    ]
+    # Names a session that does not exist, and one twice.
+    speakers[0]["sessions"] += [{"id": 99999}, {"id": 40}]
+    talks: list[dict[str, Any]] = [
+        {"id": n, "title": f"Talk {n}", "speakers": [n % 50 + 1]} for n in range(1, sessions + 1)
+    ]
+    # A speaker that only a session embeds names sessions before it (in an
+    # earlier batch), itself, and after it.
+    middle = sessions // 2
+    talks[middle - 1]["speakers"].append(
+        {
+            "id": 500,
+            "name": "Embedded Barbara",
+            "sessions": [{"id": 1}, {"id": middle}, {"id": sessions}, 1, {"id": 99998}],
+        }
+    )
+    return build_zip({"event": {"name": "Links"}, "speakers": speakers, "sessions": talks})
+
+
+async def test_links_named_from_both_sides_across_batches(api: Api) -> None:
+    data = _links_both_ways(2500)
+    task = await import_zip(api, data)
+    assert task["state"] == "SUCCESS", task
+    result = task["result"]
+    assert result["counts"]["sessions"] == 2500
+    await assert_matches(api, result["id"], expected(data))
+    warnings = "\n".join(result["warnings"])
+    assert "speakers id 1: session 99999 not found" in warnings
+    assert "speakers id 500: session 99998 not found" in warnings
+
+
+async def test_a_limit_broken_deep_in_a_streamed_file_leaves_nothing(api: Api) -> None:
+    nested = "[" * 100 + "]" * 100
+    talks = ", ".join(
+        f'{{"id": {n}, "title": "Talk {n}", "x": {nested if n == 1401 else 0}}}'
+        for n in range(1, 1501)
+    )
+    files = {
+        "event": {"name": "Deep"},
+        # The photo is stored with the first batch, long before the failure.
+        "speakers": [{"id": 1, "name": "Ada", "photo": "/images/ada.png"}],
+        "sessions": f"[{talks}]",
+    }
+    task = await import_zip(api, build_zip(files, {"images/ada.png": samples.png()}))
+    assert task["state"] == "FAILURE", task
+    error = task["error"]
+    assert error["file"] == "sessions"
+    assert error["message"].startswith("record 1400:"), error
+    assert "nested" in error["message"]
+    assert await _event_rows(api) == 0
+    assert await _event_objects(api) == []
+
+
+async def test_a_media_path_outside_the_archive_names_its_record(api: Api) -> None:
+    files = {
+        "event": {"name": "x"},
+        "speakers": [
+            {"id": 1, "name": "A", "photo": "/images/a.png"},
+            {"id": "2", "name": "B", "photo": "../../secret"},
+        ],
+    }
+    task = await import_zip(api, build_zip(files, {"images/a.png": samples.png()}))
+    assert task["state"] == "FAILURE", task
+    assert task["error"]["file"] == "speakers"
+    assert task["error"]["record_id"] == "2"
+    assert "outside the archive" in task["error"]["message"]
+    assert await _event_rows(api) == 0
+    assert await _event_objects(api) == []

@@ -1,10 +1,19 @@
 """A strict reader of Open Event archives (SPEC §5): everything about the zip
 is checked before and while it is read.
 
-Plain blocking code: the import job runs it in a worker thread. Nothing
+Plain blocking code: the import job runs it in worker threads, two at once
+(one parses JSON while another copies media), so a lock serialises every use
+of the zip file and of the shared byte count. Nothing
 trusts the sizes a zip declares: every read counts the bytes it actually
 inflates, so a zip bomb with lying headers is cut off at the limit, in
 bounded memory.
+
+The big JSON files (``sessions``, ``speakers``...) are read with
+``records()``: parsed as they inflate, one array element at a time (ijson's C
+parser), so memory follows the largest record, not the file. The limits a
+streaming parser does not enforce itself (nesting depth, digits in a number,
+bytes in one record) are checked on the raw bytes before the parser sees
+them; an error names the file and the index of the record it is in.
 
 Refused, naming the entry: names that escape the archive (``..``, absolute,
 drive letters, backslashes, NUL), symlinks, duplicate names, encrypted
@@ -16,15 +25,23 @@ CPython 3.11's zipfile does not detect).
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import json
 import posixpath
+import re
 import stat
 import struct
+import threading
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+
+import ijson  # type: ignore[import-untyped]
+from ijson.common import JSONError  # type: ignore[import-untyped]
 
 MiB = 1024 * 1024
 _READ_CHUNK = 256 * 1024
@@ -33,6 +50,12 @@ _RATIO_EXEMPT_BYTES = 64 * 1024
 _NESTED_SUFFIXES = (".zip", ".jar", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader
+# The C backend explicitly: failing at import beats silently parsing ten times slower
+# with the pure-Python fallback ijson would otherwise pick.
+_IJSON = ijson.get_backend("yajl2_c")
+# JSON numbers must fit the types they become (the streaming parser refuses the
+# rest as overflow; the whole-file parser is held to the same range).
+_INT_RANGE = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +68,14 @@ class ArchiveLimits:
     max_media_bytes: int = 50 * MiB
     max_json_depth: int = 64
     max_number_digits: int = 100
+    # One record of a streamed file, or the whole ``event`` file. Real records
+    # are a few KiB; the bound keeps a single pathological record from
+    # costing more than a few times this much memory.
+    max_record_bytes: int = 4 * MiB
+    # Records in all streamed files together. An import remembers a couple of
+    # hundred bytes per record (its id maps), so this bounds that memory too;
+    # real events have thousands.
+    max_records: int = 500_000
 
 
 class ArchiveError(Exception):
@@ -74,6 +105,8 @@ class OpenEventArchive:
         self._limits = limits
         self._entries: dict[str, zipfile.ZipInfo] = {}
         self._inflated = 0
+        self._records = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path, limits: ArchiveLimits | None = None) -> OpenEventArchive:
@@ -157,36 +190,44 @@ class OpenEventArchive:
     def names(self) -> list[str]:
         return list(self._entries)
 
+    def _count_record(self, entry: str) -> None:
+        self._records += 1
+        if self._records > self._limits.max_records:
+            raise ArchiveError(
+                f"the archive holds more than {self._limits.max_records} records", entry=entry
+            )
+
+    def _count_inflated(self, size: int, entry: str) -> None:
+        self._inflated += size
+        if self._inflated > self._limits.max_total_uncompressed_bytes:
+            raise ArchiveError("the archive inflates beyond its limit", entry=entry)
+
     def _read(self, name: str, info: zipfile.ZipInfo, limit: int) -> bytes:
-        """Inflate one entry, counting real bytes against every limit."""
+        """Inflate one entry whole, counting real bytes against every limit."""
         data = bytearray()
-        try:
-            with self._zip.open(info) as stream:
-                while chunk := stream.read(_READ_CHUNK):
-                    data.extend(chunk)
-                    self._inflated += len(chunk)
-                    if len(data) > limit:
-                        raise ArchiveError(f"entry is over {limit} bytes", entry=name)
-                    if self._inflated > self._limits.max_total_uncompressed_bytes:
-                        raise ArchiveError("the archive inflates beyond its limit", entry=name)
-                    if (
-                        len(data) > _RATIO_EXEMPT_BYTES
-                        and len(data) > info.compress_size * self._limits.max_ratio
-                    ):
-                        raise ArchiveError(
-                            f"compression ratio over {self._limits.max_ratio}:1", entry=name
-                        )
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-            raise ArchiveError(f"entry cannot be read ({exc})", entry=name) from None
+        with _EntryReader(self, name, info, limit) as reader:
+            while chunk := reader.read(_READ_CHUNK):
+                data.extend(chunk)
         return bytes(data)
 
-    def json(self, name: str) -> Any | None:
-        """The root-level JSON file ``name`` (or ``name.json``); None when absent."""
+    def _json_entry(self, name: str) -> tuple[str, zipfile.ZipInfo] | None:
         entry = name if name in self._entries else f"{name}.json"
         info = self._entries.get(entry)
         if info is None or info.is_dir():
             return None
-        raw = self._read(entry, info, self._limits.max_json_bytes)
+        return entry, info
+
+    def json(self, name: str) -> Any | None:
+        """The root-level JSON file ``name`` (or ``name.json``), parsed whole; None when
+        absent. For small files such as ``event``: parsing whole costs memory in
+        proportion, so the file may be no longer than one record of a streamed file
+        (``max_record_bytes``). The big files are read with ``records()``."""
+        found = self._json_entry(name)
+        if found is None:
+            return None
+        entry, info = found
+        limit = min(self._limits.max_record_bytes, self._limits.max_json_bytes)
+        raw = self._read(entry, info, limit)
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -214,10 +255,33 @@ class OpenEventArchive:
             )
         return value
 
+    def records(self, name: str) -> JsonRecords | None:
+        """The elements of the root-level JSON array ``name`` (or ``name.json``), parsed
+        one at a time while the entry inflates; None when the file is absent.
+
+        A file holding ``null`` has no records; any other value that is not an array
+        is refused. The same limits as ``json()`` hold; each record may be at most
+        ``max_record_bytes`` long, and all files together hold at most ``max_records``.
+        """
+        found = self._json_entry(name)
+        if found is None:
+            return None
+        entry, info = found
+        return JsonRecords(
+            entry,
+            info.file_size,
+            lambda: _EntryReader(self, entry, info, self._limits.max_json_bytes),
+            lambda: self._count_record(entry),
+            self._limits,
+        )
+
     def _int(self, text: str) -> int:
         if len(text) > self._limits.max_number_digits:
             raise _NumberError(f"a number has more than {self._limits.max_number_digits} digits")
-        return int(text)
+        value = int(text)
+        if value not in _INT_RANGE:
+            raise _NumberError(f"the number {text[:20]} is out of range")
+        return value
 
     def _float(self, text: str) -> float:
         if len(text) > self._limits.max_number_digits:
@@ -263,6 +327,258 @@ class OpenEventArchive:
 
 class _NumberError(ValueError):
     pass
+
+
+class _EntryReader:
+    """One entry, inflated chunk by chunk; every chunk counts against the limits."""
+
+    def __init__(
+        self, archive: OpenEventArchive, name: str, info: zipfile.ZipInfo, limit: int
+    ) -> None:
+        self._archive = archive
+        self._name = name
+        self._info = info
+        self._limit = limit
+        self._max_ratio = archive._limits.max_ratio
+        self.done = 0
+        try:
+            with archive._lock:
+                self._stream: IO[bytes] = archive._zip.open(info)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise ArchiveError(f"entry cannot be read ({exc})", entry=name) from None
+
+    def read(self, size: int) -> bytes:
+        try:
+            with self._archive._lock:
+                chunk = self._stream.read(size)
+                self._archive._count_inflated(len(chunk), self._name)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise ArchiveError(f"entry cannot be read ({exc})", entry=self._name) from None
+        self.done += len(chunk)
+        if self.done > self._limit:
+            raise ArchiveError(f"entry is over {self._limit} bytes", entry=self._name)
+        if (
+            self.done > _RATIO_EXEMPT_BYTES
+            and self.done > self._info.compress_size * self._max_ratio
+        ):
+            raise ArchiveError(f"compression ratio over {self._max_ratio}:1", entry=self._name)
+        return chunk
+
+    def close(self) -> None:
+        with self._archive._lock:
+            self._stream.close()
+
+    def __enter__(self) -> _EntryReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _RecordError(Exception):
+    """A limit broken inside a streamed file; JsonRecords adds which record."""
+
+
+class JsonRecords:
+    """The records of one root-level JSON array, parsed while the entry inflates.
+
+    Iterate it once. ``count`` is the number of records read so far; ``done`` and
+    ``size`` are the bytes inflated and the size the zip declares (for progress
+    reports only: nothing trusts ``size``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        open_entry: Callable[[], _EntryReader],
+        count_record: Callable[[], None],
+        limits: ArchiveLimits,
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.count = 0
+        self._open_entry = open_entry
+        self._count_record = count_record
+        self._limits = limits
+        self._entry: _EntryReader | None = None
+
+    @property
+    def done(self) -> int:
+        return self._entry.done if self._entry is not None else 0
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._open_entry() as entry:
+            self._entry = entry
+            source = _GuardedJson(entry, self._limits)
+            if source.first_byte() == b"[":
+                yield from self._parse(source, "item")
+                return
+            # Not an array: parse the one value (bounded like a record) to tell a
+            # valid ``null``, which means "no records", from everything else.
+            for value in self._parse(source, ""):
+                if value is not None:
+                    raise ArchiveError("the file must hold a JSON array", entry=self.name)
+
+    def _parse(self, source: _GuardedJson, prefix: str) -> Iterator[Any]:
+        items = _IJSON.items(source, prefix, use_float=True, buf_size=_READ_CHUNK)
+        try:
+            for record in items:
+                source.record_done()
+                self._count_record()
+                self.count += 1
+                yield record
+        except JSONError as exc:
+            raise self._error(_parser_problem(exc), prefix) from None
+        except _RecordError as exc:
+            raise self._error(str(exc), prefix) from None
+
+    def _error(self, problem: str, prefix: str) -> ArchiveError:
+        # ijson yields every record that ends before the offending byte first, so
+        # ``count`` is the index of the record that holds it.
+        where = f"record {self.count}: " if prefix else ""
+        return ArchiveError(where + problem, entry=self.name)
+
+
+def _parser_problem(exc: Exception) -> str:
+    """The first line of yajl's message (the rest quotes the input)."""
+    text = exc.args[0] if exc.args else ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = str(text).strip().splitlines()
+    first = lines[0] if lines else "unexpected end"
+    if "overflow" in first:
+        return f"a number is out of range ({first})"
+    return f"invalid JSON ({first})"
+
+
+_JSON_WHITESPACE = b" \t\r\n"
+
+
+class _GuardedJson:
+    """The bytes of one JSON entry, as ijson reads them, checked before it sees them."""
+
+    def __init__(self, entry: _EntryReader, limits: ArchiveLimits) -> None:
+        self._entry = entry
+        self._guard = _JsonGuard(limits.max_json_depth, limits.max_number_digits)
+        # Bytes handed to ijson since it last finished a record. It reads one chunk
+        # ahead, so they include at most one chunk of earlier records: past the
+        # limit plus one chunk, the record being read is over the limit.
+        self._max_unfinished = limits.max_record_bytes + _READ_CHUNK
+        self._max_record = limits.max_record_bytes
+        self._unfinished = 0
+        self._ahead = b""
+        self._failure: _RecordError | None = None
+
+    def first_byte(self) -> bytes:
+        """The first byte of the JSON value, past a BOM and whitespace; b"" if none."""
+        first = True
+        while chunk := self._entry.read(_READ_CHUNK):
+            if first and chunk.startswith(codecs.BOM_UTF8):
+                chunk = chunk[len(codecs.BOM_UTF8) :]
+            first = False
+            if chunk := chunk.lstrip(_JSON_WHITESPACE):
+                self._ahead = chunk
+                return chunk[:1]
+        return b""
+
+    def read(self, size: int) -> bytes:
+        if size == 0:  # ijson's check that this is a binary stream
+            return b""
+        if self._failure is not None:
+            raise self._failure
+        data, self._ahead = self._ahead or self._entry.read(_READ_CHUNK), b""
+        safe = self._guard.check(data)
+        if safe < len(data):
+            # Hand over only the bytes before the offending one: ijson yields every
+            # record that ends before it, then the next read fails.
+            self._failure = _RecordError(self._guard.problem)
+            data = data[:safe]
+            if not data:
+                raise self._failure
+        self._unfinished += len(data)
+        if self._unfinished > self._max_unfinished:
+            raise _RecordError(f"longer than {self._max_record} bytes")
+        return data
+
+    def record_done(self) -> None:
+        self._unfinished = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanState:
+    depth: int = 0
+    in_string: bool = False
+    escaped: bool = False  # the last chunk ended in a backslash inside a string
+    digits: int = 0  # length of the number the last chunk ended in
+
+
+_ESCAPES = re.compile(rb"\\.", re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_DEPTH_STEP = [1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256)]
+# A translation table: number characters become "0", everything else " ".
+_AS_DIGITS = bytes(0x30 if byte in b"0123456789+-.eE" else 0x20 for byte in range(256))
+
+
+class _JsonGuard:
+    """Nesting depth and number length of JSON text, checked on the raw bytes.
+
+    A streaming parser would build a 30,000-deep record before anyone could
+    look at it. Here each chunk is checked first, in a few passes that run in C
+    (split, join, translate, accumulate) rather than a Python loop per byte:
+    escapes are dropped, then strings cut out, so that brackets and digits inside
+    strings do not count. Only valid JSON has to be measured exactly; for invalid
+    JSON either this or the parser reports an error.
+    """
+
+    def __init__(self, max_depth: int, max_digits: int) -> None:
+        self._max_depth = max_depth
+        self._max_digits = max_digits
+        self._too_long = b"0" * (max_digits + 1)
+        self._state = _ScanState()
+        self.problem = ""
+
+    def check(self, data: bytes) -> int:
+        """How many leading bytes of ``data`` stay within the limits (normally all)."""
+        state, problem = self._scan(self._state, data)
+        if problem is None:
+            self._state = state
+            return len(data)
+        self.problem = problem
+        # The first offending byte: every prefix longer than a failing one fails too.
+        within, failing = 0, len(data)
+        while failing - within > 1:
+            middle = (within + failing) // 2
+            if self._scan(self._state, data[:middle])[1] is None:
+                within = middle
+            else:
+                failing = middle
+        return within
+
+    def _scan(self, state: _ScanState, data: bytes) -> tuple[_ScanState, str | None]:
+        if state.escaped:
+            data = data[1:]
+        if b"\\" in data:
+            data = _ESCAPES.sub(b"", data)
+        escaped = data.endswith(b"\\")
+        pieces = data.split(b'"')
+        outside = b"".join(pieces[1::2] if state.in_string else pieces[0::2])
+        in_string = state.in_string != (len(pieces) % 2 == 0)
+
+        depth = deepest = state.depth
+        if brackets := outside.translate(None, _NOT_BRACKETS):
+            levels = list(
+                itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=depth)
+            )
+            depth, deepest = levels[-1], max(levels)
+        if deepest > self._max_depth:
+            return state, f"JSON nested deeper than {self._max_depth}"
+
+        numbers = b"0" * state.digits + outside.translate(_AS_DIGITS)
+        if self._too_long in numbers:
+            return state, f"a number has more than {self._max_digits} digits"
+        digits = len(numbers) - len(numbers.rstrip(b"0"))
+        return _ScanState(depth, in_string, escaped and in_string, digits), None
 
 
 def _depth(value: Any) -> int:

@@ -1,10 +1,15 @@
 """Map an Open Event archive's JSON onto our tables (SPEC §5): strict about
 shape where it must be, lenient about the data.
 
-Pure, synchronous code: the worker runs ``build_plan`` in a thread. The
-result is an ``ImportPlan`` of plain row dicts with our own UUIDs and the
-references already resolved, ready for bulk inserts, plus the media to copy
-from the archive and the warnings to report.
+Pure, synchronous code: the worker runs it in a thread. ``ImportStream``
+reads the archive file by file and record by record, and yields
+``RowBatch``es: plain row dicts with our own UUIDs and the references
+already resolved, ready for bulk inserts in ``TABLES`` order, plus the media
+those rows point at. Between records it keeps only what resolving references
+needs: for each kind, a map from the archive's ids to ours, and the
+speaker → session links that the speakers file names until those sessions
+are read. So memory follows the number of records (a few hundred bytes
+each), never the size of the JSON.
 
 Both dialects are read: kebab-case (``starts-at``, ``logo-url``) and
 snake_case (``start_time``, ``logo``). Only the fields listed here are read;
@@ -15,9 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from uploadsvc import content_types as ct
 
@@ -47,6 +52,35 @@ MEDIA_TYPES: dict[str, frozenset[str]] = {
     "slides": frozenset({"application/pdf"}) | ct.OFFICE_TYPES,
 }
 
+# Tables in an order the foreign keys accept: each batch is written in this order.
+TABLES = (
+    "events",
+    "social_links",
+    "tracks",
+    "microlocations",
+    "session_types",
+    "speakers",
+    "sponsors",
+    "sessions",
+    "session_speakers",
+    "custom_forms",
+)
+# What ``counts`` reports, by the name the API uses.
+COUNTED = {
+    "sessions": "sessions",
+    "speakers": "speakers",
+    "tracks": "tracks",
+    "microlocations": "microlocations",
+    "session_types": "session_types",
+    "sponsors": "sponsors",
+    "social_links": "social_links",
+    "custom_forms": "forms",
+}
+# Rows per batch: large enough for COPY to pay off, small enough to keep a
+# batch (and the one being parsed behind it) to a few MiB.
+BATCH_ROWS = 1000
+MAX_WARNINGS = 500
+
 
 class ImportDataError(Exception):
     """The archive's data cannot be imported at all (not just a messy record)."""
@@ -56,6 +90,30 @@ class ImportDataError(Exception):
         self.message = message
         self.file = file
         self.record_id = record_id
+
+
+class Records(Protocol):
+    """The records of one JSON array file, read as they are parsed
+    (``uploadsvc.archive.JsonRecords``)."""
+
+    @property
+    def count(self) -> int: ...  # records read so far
+
+    @property
+    def done(self) -> int: ...  # bytes read so far
+
+    @property
+    def size(self) -> int: ...  # bytes in the file, as the archive declares it
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class JsonSource(Protocol):
+    """Where the JSON comes from (``uploadsvc.archive.OpenEventArchive``)."""
+
+    def json(self, name: str) -> Any: ...  # a small file, whole; None when absent
+
+    def records(self, name: str) -> Records | None: ...  # None when absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,45 +127,32 @@ class MediaRef:
     key: str
     kind: str  # a MEDIA_TYPES key
     label: str  # for warnings: "speakers id 12 photo"
+    file: str  # for errors: the JSON file and the record's archive id
+    record_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    stage: str  # the file being read: "sessions"
+    records: int  # records of that file read so far
+    done: int  # bytes of that file read so far
+    total: int  # bytes in that file (as the zip declares it)
 
 
 @dataclass
-class ImportPlan:
-    event: dict[str, Any]
-    tracks: list[dict[str, Any]] = field(default_factory=list)
-    microlocations: list[dict[str, Any]] = field(default_factory=list)
-    session_types: list[dict[str, Any]] = field(default_factory=list)
-    speakers: list[dict[str, Any]] = field(default_factory=list)
-    sessions: list[dict[str, Any]] = field(default_factory=list)
-    session_speakers: list[dict[str, Any]] = field(default_factory=list)
-    sponsors: list[dict[str, Any]] = field(default_factory=list)
-    social_links: list[dict[str, Any]] = field(default_factory=list)
-    forms: list[dict[str, Any]] = field(default_factory=list)
+class RowBatch:
+    """Rows to insert together, by table (write them in ``TABLES`` order), and the
+    media of the archive that those rows point at."""
+
+    progress: Progress
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     media: list[MediaRef] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
-    def counts(self) -> dict[str, int]:
-        return {
-            "sessions": len(self.sessions),
-            "speakers": len(self.speakers),
-            "tracks": len(self.tracks),
-            "microlocations": len(self.microlocations),
-            "session_types": len(self.session_types),
-            "sponsors": len(self.sponsors),
-            "social_links": len(self.social_links),
-            "forms": len(self.forms),
-        }
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
 
-
-# A reader of one root JSON file by name ("event", "sessions"...); None if absent.
-JsonReader = Callable[[str], Any]
-
-MAX_WARNINGS = 500
-
-
-def build_plan(read_json: JsonReader, *, event_id: uuid.UUID, owner_id: str) -> ImportPlan:
-    builder = _Builder(event_id, owner_id)
-    return builder.build(read_json)
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
 
 
 def _pick(record: dict[str, Any], name: str) -> Any:
@@ -161,14 +206,58 @@ def _is_link(value: str) -> bool:
     return value.lower().startswith(("http://", "https://", "//"))
 
 
-class _Builder:
-    def __init__(self, event_id: uuid.UUID, owner_id: str) -> None:
+class ImportStream:
+    """One archive's rows, batch by batch; ``batches()`` runs once.
+
+    When it is done, ``event_name``, ``counts`` and ``warnings`` describe the
+    import. References are resolved as SPEC §5 says: tracks, rooms, session
+    types, speakers and sponsors are read before the sessions that point at
+    them; a session embedding an entity its file lacks creates it once;
+    anything else unresolvable becomes null with a warning. Speaker ↔ session
+    links are the union of both sides.
+    """
+
+    def __init__(
+        self,
+        source: JsonSource,
+        *,
+        event_id: uuid.UUID,
+        owner_id: str,
+        import_job_id: uuid.UUID,
+        batch_rows: int = BATCH_ROWS,
+    ) -> None:
         self.event_id = event_id
         self.owner_id = owner_id
+        self.import_job_id = import_job_id
+        self.event_name = ""
         self.warnings: list[str] = []
-        # (kind, source id) -> our id
-        self.ids: dict[tuple[str, str], uuid.UUID] = {}
-        self.plan: ImportPlan
+        self.counts = dict.fromkeys(COUNTED.values(), 0)
+        self._source = source
+        self._batch_rows = batch_rows
+        # Per kind: archive id -> our id. Also how duplicate ids are recognised.
+        self._ids: dict[str, dict[str, uuid.UUID]] = {
+            kind: {}
+            for kind in (
+                "tracks",
+                "microlocations",
+                "session_types",
+                "speakers",
+                "sponsors",
+                "sessions",
+            )
+        }
+        # Archive session id -> (archive id, our id) of each speaker whose
+        # "sessions" names it, until that session is read.
+        self._speaker_side: dict[str, list[tuple[str, uuid.UUID]]] = {}
+        self._file: tuple[str, Records | None] = ("event", None)
+        self._batch = RowBatch(self._progress())
+        self._makers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+            "tracks": self._track,
+            "microlocations": self._microlocation,
+            "session_types": self._session_type,
+            "speakers": self._speaker,
+            "sponsors": self._sponsor,
+        }
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -176,71 +265,54 @@ class _Builder:
         elif len(self.warnings) == MAX_WARNINGS:
             self.warnings.append("more warnings were left out")
 
-    def build(self, read_json: JsonReader) -> ImportPlan:
-        event = read_json("event")
+    def batches(self) -> Generator[RowBatch, None, None]:
+        self._read_event()
+        for kind in ("tracks", "microlocations", "session_types", "speakers", "sponsors"):
+            yield from self._read_file(kind, self._entity)
+        yield from self._read_file("sessions", self._session)
+        for session, speakers in self._speaker_side.items():
+            for speaker, _ in speakers:
+                self.warn(f"speakers id {speaker}: session {session} not found; link dropped")
+        self._speaker_side.clear()
+        yield from self._read_forms()
+        yield self._take()
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _progress(self) -> Progress:
+        stage, records = self._file
+        if records is None:
+            return Progress(stage, 0, 0, 0)
+        return Progress(stage, records.count, records.done, records.size)
+
+    def _take(self) -> RowBatch:
+        progress = self._progress()
+        batch, self._batch = self._batch, RowBatch(progress)
+        batch.progress = progress
+        return batch
+
+    def _open(self, name: str) -> Records | None:
+        records = self._source.records(name)
+        self._file = (name, records)
+        return records
+
+    def _read_event(self) -> None:
+        event = self._source.json("event")
         if event is None:
             raise ImportDataError("The archive has no 'event' file.", file="event")
         if not isinstance(event, dict):
             raise ImportDataError("'event' must be a JSON object.", file="event")
-        self.plan = ImportPlan(event={})
-        self.plan.event = self._event(event)
-        lists = {name: self._list(read_json, name) for name in _LIST_FILES}
-        self._simple("tracks", lists["tracks"], self._track)
-        self._simple("microlocations", lists["microlocations"], self._microlocation)
-        self._simple("session_types", lists["session_types"], self._session_type)
-        self._simple("speakers", lists["speakers"], self._speaker)
-        self._simple("sponsors", lists["sponsors"], self._sponsor)
-        links: set[tuple[uuid.UUID, uuid.UUID]] = set()
-        sessions_seen: dict[str, uuid.UUID] = {}
-        for sid, record in self._records("sessions", lists["sessions"]):
-            row = self._session(sid, record)
-            sessions_seen[sid] = row["id"]
-            links.update((row["id"], speaker) for speaker in self._session_speakers(sid, record))
-        # The speakers' side of the links: the union with the sessions' side.
-        for speaker_source, speaker_record in self._speaker_records:
-            speaker_id = self.ids[("speakers", speaker_source)]
-            for ref in _as_list(speaker_record.get("sessions")):
-                ref_id = source_id(ref.get("id") if isinstance(ref, dict) else ref)
-                if ref_id is None:
-                    continue
-                session = sessions_seen.get(ref_id)
-                if session is None:
-                    self.warn(
-                        f"speakers id {speaker_source}: session {ref_id} not found; link dropped"
-                    )
-                    continue
-                links.add((session, speaker_id))
-        self.plan.session_speakers = [
-            {"session_id": session, "speaker_id": speaker} for session, speaker in sorted(links)
-        ]
-        for position, form in enumerate(lists["forms"]):
-            if isinstance(form, dict):
-                data = {k: v for k, v in form.items() if k != "id"}
-                self.plan.forms.append(
-                    {
-                        "id": uuid.uuid4(),
-                        "event_id": self.event_id,
-                        "source_id": source_id(form.get("id")),
-                        "data": data,
-                    }
-                )
-            else:
-                self.warn(f"forms record {position} is not an object; skipped")
-        self.plan.warnings = self.warnings
-        return self.plan
+        self._event(event)
 
-    def _list(self, read_json: JsonReader, name: str) -> list[Any]:
-        data = read_json(name)
-        if data is None:
-            return []
-        if not isinstance(data, list):
-            raise ImportDataError(f"'{name}' must be a JSON array.", file=name)
-        return data
-
-    def _records(self, kind: str, items: Iterable[Any]) -> Iterable[tuple[str, dict[str, Any]]]:
-        """(source id, record) of each usable record: skips null ids and duplicates."""
-        seen: set[str] = set()
-        for index, record in enumerate(items):
+    def _read_file(
+        self, kind: str, handle: Callable[[str, str, dict[str, Any]], object]
+    ) -> Iterator[RowBatch]:
+        """Each usable record of one file: skips null ids and duplicates, with warnings."""
+        records = self._open(kind)
+        if records is None:
+            return
+        seen = self._ids[kind]
+        for index, record in enumerate(records):
             if not isinstance(record, dict):
                 self.warn(f"{kind} record {index} is not an object; skipped")
                 continue
@@ -251,28 +323,62 @@ class _Builder:
             if sid in seen:
                 self.warn(f"{kind} id {sid} appears twice; the first record was kept")
                 continue
-            seen.add(sid)
-            yield sid, record
+            handle(kind, sid, record)
+            if len(self._batch) >= self._batch_rows:
+                yield self._take()
 
-    def _simple(
-        self,
-        kind: str,
-        items: list[Any],
-        make: Callable[[str, dict[str, Any]], dict[str, Any] | None],
-    ) -> None:
-        rows: list[dict[str, Any]] = getattr(self.plan, kind)
+    def _read_forms(self) -> Iterator[RowBatch]:
+        records = self._open("forms")
+        for position, form in enumerate(records or ()):
+            if not isinstance(form, dict):
+                self.warn(f"forms record {position} is not an object; skipped")
+                continue
+            self._add(
+                "custom_forms",
+                {
+                    "id": uuid.uuid4(),
+                    "event_id": self.event_id,
+                    "source_id": source_id(form.get("id")),
+                    "data": {k: v for k, v in form.items() if k != "id"},
+                },
+            )
+            if len(self._batch) >= self._batch_rows:
+                yield self._take()
+
+    def _add(self, table: str, row: dict[str, Any]) -> None:
+        self._batch.add(table, row)
+        if table in COUNTED:
+            self.counts[COUNTED[table]] += 1
+
+    def _entity(self, kind: str, sid: str, record: dict[str, Any]) -> uuid.UUID:
+        """A track, room, session type, speaker or sponsor, from its file or embedded."""
+        row = self._makers[kind](sid, record)
+        new_id: uuid.UUID = row["id"]
+        self._ids[kind][sid] = new_id
+        self._add(kind, row)
         if kind == "speakers":
-            self._speaker_records: list[tuple[str, dict[str, Any]]] = []
-        for sid, record in self._records(kind, items):
-            if (kind, sid) in self.ids:
-                continue
-            row = make(sid, record)
-            if row is None:
-                continue
-            self.ids[(kind, sid)] = row["id"]
-            rows.append(row)
-            if kind == "speakers":
-                self._speaker_records.append((sid, record))
+            self._speaker_sessions(sid, new_id, record)
+        return new_id
+
+    def _speaker_sessions(self, sid: str, speaker_id: uuid.UUID, record: dict[str, Any]) -> None:
+        """The speaker's side of the speaker ↔ session links."""
+        speaker = (sid, speaker_id)
+        named = {
+            ref_id
+            for ref in _as_list(record.get("sessions"))
+            if (ref_id := source_id(ref.get("id") if isinstance(ref, dict) else ref)) is not None
+        }
+        for ref_id in named:
+            session_id = self._ids["sessions"].get(ref_id)
+            if session_id is None:
+                # Not read yet (always so for the speakers file, which comes
+                # first): the session adds the link when it is read.
+                self._speaker_side.setdefault(ref_id, []).append(speaker)
+            else:
+                # A speaker embedded in a later session names an earlier one.
+                # That session could not link to a speaker that did not exist
+                # yet, so this link is new.
+                self._add("session_speakers", {"session_id": session_id, "speaker_id": speaker_id})
 
     def _media(
         self,
@@ -282,7 +388,7 @@ class _Builder:
         value: Any,
         kind: str,
         key: str,
-        label: str,
+        where: tuple[str, str, str | None],
     ) -> None:
         """A media field: an external link is kept, an archive path is copied later."""
         text = _text(value)
@@ -291,20 +397,26 @@ class _Builder:
         if _is_link(text):
             row[f"{name}_url"] = text[:2048]
             return
-        self.plan.media.append(
-            MediaRef(table, row["id"], f"{name}_key", text, key, kind, f"{label} {name}")
+        label, file, record_id = where
+        self._batch.media.append(
+            MediaRef(
+                table, row["id"], f"{name}_key", text, key, kind, f"{label} {name}", file, record_id
+            )
         )
 
     # --- one function per kind of record --------------------------------------------
 
-    def _event(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _event(self, record: dict[str, Any]) -> None:
         name = _text(record.get("name"), 1024)
         if not name:
             raise ImportDataError("The event has no name.", file="event")
+        self.event_name = name
+        sid = source_id(record.get("id"))
         row: dict[str, Any] = {
             "id": self.event_id,
             "owner_id": self.owner_id,
-            "source_id": source_id(record.get("id")),
+            "import_job_id": self.import_job_id,
+            "source_id": sid,
             "name": name,
             "description": _text(record.get("description")),
             "starts_at": _when(_pick(record, "starts_at")),
@@ -322,26 +434,24 @@ class _Builder:
             _pick(record, "logo"),
             "image",
             f"events/{self.event_id}/logo",
-            "event",
+            ("event", "event", sid),
         )
-        self._social_links(_pick(record, "social_links"))
-        return row
-
-    def _social_links(self, links: Any) -> None:
-        for index, link in enumerate(_as_list(links)):
+        self._add("events", row)
+        for index, link in enumerate(_as_list(_pick(record, "social_links"))):
             if not isinstance(link, dict) or not _text(link.get("link")):
                 self.warn(f"event social link {index} has no link; skipped")
                 continue
-            self.plan.social_links.append(
+            self._add(
+                "social_links",
                 {
                     "id": uuid.uuid4(),
                     "event_id": self.event_id,
                     "name": _text(link.get("name"), 255) or "",
                     "link": _text(link.get("link"), 2048),
-                }
+                },
             )
 
-    def _track(self, sid: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    def _track(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": uuid.uuid4(),
             "event_id": self.event_id,
@@ -351,7 +461,7 @@ class _Builder:
             "description": _text(record.get("description")),
         }
 
-    def _microlocation(self, sid: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    def _microlocation(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": uuid.uuid4(),
             "event_id": self.event_id,
@@ -363,7 +473,7 @@ class _Builder:
             "longitude": _number(record.get("longitude")),
         }
 
-    def _session_type(self, sid: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    def _session_type(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": uuid.uuid4(),
             "event_id": self.event_id,
@@ -372,7 +482,7 @@ class _Builder:
             "length": _text(record.get("length"), 32),
         }
 
-    def _speaker(self, sid: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    def _speaker(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
             "event_id": self.event_id,
@@ -396,11 +506,11 @@ class _Builder:
             _pick(record, "photo"),
             "image",
             f"events/{self.event_id}/speakers/{row['id']}/photo",
-            f"speakers id {sid}",
+            (f"speakers id {sid}", "speakers", sid),
         )
         return row
 
-    def _sponsor(self, sid: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    def _sponsor(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
             "event_id": self.event_id,
@@ -420,7 +530,7 @@ class _Builder:
             _pick(record, "logo"),
             "image",
             f"events/{self.event_id}/sponsors/{row['id']}/logo",
-            f"sponsors id {sid}",
+            (f"sponsors id {sid}", "sponsors", sid),
         )
         return row
 
@@ -429,31 +539,19 @@ class _Builder:
         if value is None:
             return None
         sid = source_id(value.get("id") if isinstance(value, dict) else value)
-        if sid is not None and (kind, sid) in self.ids:
-            return self.ids[(kind, sid)]
+        known = self._ids[kind]
+        if sid is not None and sid in known:
+            return known[sid]
         if isinstance(value, dict) and _text(value.get("name")):
             if sid is None:
                 sid = f"embedded:{_text(value.get('name'), 50)}"
-                if (kind, sid) in self.ids:
-                    return self.ids[(kind, sid)]
-            make = {
-                "tracks": self._track,
-                "microlocations": self._microlocation,
-                "session_types": self._session_type,
-                "speakers": self._speaker,
-            }[kind]
-            row = make(sid, value)
-            assert row is not None
-            new_id: uuid.UUID = row["id"]
-            self.ids[(kind, sid)] = new_id
-            getattr(self.plan, kind).append(row)
-            if kind == "speakers":
-                self._speaker_records.append((sid, value))
-            return new_id
+                if sid in known:
+                    return known[sid]
+            return self._entity(kind, sid, value)
         self.warn(f"{where}: {kind[:-1].replace('_', ' ')} {sid} not found; left empty")
         return None
 
-    def _session(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
+    def _session(self, kind: str, sid: str, record: dict[str, Any]) -> None:
         where = f"sessions id {sid}"
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
@@ -475,41 +573,31 @@ class _Builder:
                 "session_types", _pick(record, "session_type"), where
             ),
         }
-        for kind in ("audio", "video", "slides"):
-            row[f"{kind}_url"] = None
-            row[f"{kind}_key"] = None
+        for media in ("audio", "video", "slides"):
+            row[f"{media}_url"] = None
+            row[f"{media}_key"] = None
             self._media(
                 "sessions",
                 row,
-                kind,
-                _pick(record, kind),
-                kind,
-                f"events/{self.event_id}/sessions/{row['id']}/{kind}",
-                where,
+                media,
+                _pick(record, media),
+                media,
+                f"events/{self.event_id}/sessions/{row['id']}/{media}",
+                (where, "sessions", sid),
             )
-        self.plan.sessions.append(row)
-        return row
-
-    def _session_speakers(self, sid: str, record: dict[str, Any]) -> list[uuid.UUID]:
-        where = f"sessions id {sid}"
-        found = []
-        for ref in _as_list(record.get("speakers")):
-            speaker = self._reference("speakers", ref, where)
-            if speaker is not None:
-                found.append(speaker)
-        return found
+        self._add("sessions", row)
+        # The union of both sides. Speakers this session embeds are created
+        # first; when they name this session, they land in _speaker_side too.
+        speakers = {
+            speaker
+            for ref in _as_list(record.get("speakers"))
+            if (speaker := self._reference("speakers", ref, where)) is not None
+        }
+        speakers.update(speaker for _, speaker in self._speaker_side.pop(sid, ()))
+        for speaker in speakers:
+            self._add("session_speakers", {"session_id": row["id"], "speaker_id": speaker})
+        self._ids["sessions"][sid] = row["id"]
 
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-_LIST_FILES = (
-    "tracks",
-    "microlocations",
-    "session_types",
-    "speakers",
-    "sponsors",
-    "sessions",
-    "forms",
-)

@@ -2,28 +2,32 @@
 
 ``submit_*`` record an import job and enqueue it after the commit.
 ``run_import`` is the job itself (arq worker, or this process without
-Redis): it copies the archive to a temporary file, checks and parses it off
-the event loop, stores the media it holds, and writes every row in one
-transaction with bulk inserts. All or nothing: on failure no event row
-remains and the media objects it stored are deleted; the job records an
-error naming the file and record.
+Redis): it copies the archive to a temporary file and checks it, then reads
+its JSON as a stream of row batches, parsed and mapped in a worker thread
+(``openevent.ImportStream``). Each batch's media are stored and its rows
+written with bulk inserts, all in one transaction, so the worker's memory
+stays bounded however large the archive is. All or nothing: on failure no
+event row remains and the media objects it stored are deleted; the job
+records an error naming the file and record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import logging
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import JSON, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,23 +35,17 @@ from uploadsvc import content_types as ct
 from uploadsvc.archive import ArchiveError, ArchiveLimits, OpenEventArchive
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError, Unprocessable
-from uploadsvc.event_models import (
-    CustomForm,
-    Event,
-    ImportJob,
-    ImportState,
-    Microlocation,
-    Session,
-    SessionType,
-    SocialLink,
-    Speaker,
-    Sponsor,
-    Track,
-    session_speakers,
-)
+from uploadsvc.event_models import Event, ImportJob, ImportState
 from uploadsvc.models import UploadStatus
 from uploadsvc.multipart import FormReader
-from uploadsvc.openevent import MEDIA_TYPES, ImportDataError, ImportPlan, build_plan
+from uploadsvc.openevent import (
+    MAX_WARNINGS,
+    MEDIA_TYPES,
+    TABLES,
+    ImportDataError,
+    ImportStream,
+    RowBatch,
+)
 from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
@@ -60,6 +58,8 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 # Rows per INSERT statement.
 INSERT_BATCH = 1000
+# Progress (and heartbeat) writes while rows stream in: at most this often.
+PROGRESS_EVERY_SECONDS = 0.5
 
 
 def task_url(job: ImportJob) -> str:
@@ -173,16 +173,15 @@ async def run_import(resources: Resources, job_id: uuid.UUID) -> None:
         await progress("download", 0, 1, "Downloading the archive")
         archive_path = workdir / "archive.zip"
         await resources.storage.download_to(job.source_key, archive_path)
-        event_id = uuid.uuid4()
         limits = ArchiveLimits(max_compressed_bytes=resources.settings.max_event_import_bytes)
-        archive, plan = await to_thread.run_sync(
-            _read, archive_path, limits, event_id, job.owner_id
-        )
+        archive = await to_thread.run_sync(OpenEventArchive.open, archive_path, limits)
         try:
-            await _store_media(resources, archive, plan, stored, progress)
+            stream = ImportStream(
+                archive, event_id=uuid.uuid4(), owner_id=job.owner_id, import_job_id=job.id
+            )
+            await _import(resources, job, archive, stream, stored, progress)
         finally:
             await to_thread.run_sync(archive.close)
-        await _write(resources, job, plan, progress)
     except (ArchiveError, ImportDataError) as exc:
         await _delete(resources, stored)
         await _fail(resources, job_id, _error_of(exc))
@@ -231,42 +230,108 @@ def _sqlite(resources: Resources) -> bool:
     return resources.settings.uses_sqlite
 
 
-def _read(
-    path: Path, limits: ArchiveLimits, event_id: uuid.UUID, owner_id: str
-) -> tuple[OpenEventArchive, ImportPlan]:
-    """Blocking: check the archive and map its JSON (runs in a worker thread)."""
-    archive = OpenEventArchive.open(path, limits)
+def _next(batches: Iterator[RowBatch]) -> RowBatch | None:
+    return next(batches, None)
+
+
+def _parse_next(batches: Iterator[RowBatch]) -> asyncio.Future[RowBatch | None]:
+    return asyncio.ensure_future(to_thread.run_sync(_next, batches))
+
+
+async def _import(
+    resources: Resources,
+    job: ImportJob,
+    archive: OpenEventArchive,
+    stream: ImportStream,
+    stored: list[str],
+    progress: _Progress,
+) -> None:
+    """Batch by batch: parse and map in a thread, store the media, insert the rows;
+    one transaction from the event row to the job's SUCCESS."""
+    media_warnings: list[str] = []
+    # SQLite holds its write lock until the commit: a progress write from another
+    # connection would wait for it (and time out), so only PostgreSQL reports
+    # progress while the rows stream in.
+    reporting = not _sqlite(resources)
+    reported = time.monotonic()
+    batches = stream.batches()
+    # Each batch is parsed in a worker thread while the one before it is
+    # written, so the parser's CPU time overlaps with PostgreSQL's. Two
+    # batches at most are in memory.
+    parsing = _parse_next(batches)
     try:
-        plan = build_plan(archive.json, event_id=event_id, owner_id=owner_id)
-    except BaseException:
-        archive.close()
-        raise
-    return archive, plan
+        async with resources.session_factory() as session, session.begin():
+            while (batch := await parsing) is not None:
+                parsing = _parse_next(batches)
+                await _store_media(resources, archive, batch, stored, media_warnings)
+                for table in TABLES:
+                    await _insert(session, table, batch.rows.get(table))
+                if reporting and time.monotonic() - reported >= PROGRESS_EVERY_SECONDS:
+                    step = batch.progress
+                    await progress(
+                        step.stage,
+                        min(step.done, step.total),
+                        step.total,
+                        f"Importing {step.stage} ({step.records} read)",
+                    )
+                    reported = time.monotonic()
+            warnings = stream.warnings + media_warnings
+            if len(warnings) > MAX_WARNINGS:
+                warnings = [*warnings[:MAX_WARNINGS], "more warnings were left out"]
+            await session.execute(
+                update(ImportJob)
+                .where(ImportJob.id == job.id)
+                .values(
+                    state=ImportState.SUCCESS,
+                    result={
+                        "id": str(stream.event_id),
+                        "event_name": stream.event_name,
+                        "url": f"/v1/events/{stream.event_id}",
+                        "counts": stream.counts,
+                        "warnings": warnings,
+                    },
+                    progress={"stage": "done", "done": 1, "total": 1, "message": "Imported"},
+                    finished_at=utcnow(),
+                    heartbeat_at=utcnow(),
+                )
+            )
+    finally:
+        # A generator must never run in two threads at once: let the parse in
+        # flight end (its batch or error no longer matters) before closing it.
+        await asyncio.gather(parsing, return_exceptions=True)
+        await to_thread.run_sync(batches.close)
 
 
 async def _store_media(
     resources: Resources,
     archive: OpenEventArchive,
-    plan: ImportPlan,
+    batch: RowBatch,
     stored: list[str],
-    progress: _Progress,
+    warnings: list[str],
 ) -> None:
+    """Copy the media this batch's rows point at, and set their *_key columns."""
+    if not batch.media:
+        return
     rows = {
-        row["id"]: row for row in _chain([plan.event], plan.speakers, plan.sponsors, plan.sessions)
+        row["id"]: row
+        for table in ("events", "speakers", "sponsors", "sessions")
+        for row in batch.rows.get(table, ())
     }
-    total = len(plan.media)
-    for done, ref in enumerate(plan.media, start=1):
-        if done == 1 or done % 20 == 0 or done == total:
-            await progress("media", done, total, f"Storing media ({done}/{total})")
-        data = await to_thread.run_sync(archive.media, ref.path)
+    for ref in batch.media:
+        try:
+            data = await to_thread.run_sync(archive.media, ref.path)
+        except ArchiveError as exc:
+            raise ImportDataError(
+                f"{ref.label}: {exc}", file=ref.file, record_id=ref.record_id
+            ) from None
         if data is None:
-            plan.warnings.append(f"{ref.label}: {ref.path} is not in the archive; left empty")
+            warnings.append(f"{ref.label}: {ref.path} is not in the archive; left empty")
             continue
         detected = await ct.detect_type(data)
         try:
             content_type = ct.decide_type(None, detected, MEDIA_TYPES[ref.kind])
         except ct.TypeRefused:
-            plan.warnings.append(f"{ref.label}: {ref.path} is {detected}, not {ref.kind}; skipped")
+            warnings.append(f"{ref.label}: {ref.path} is {detected}, not {ref.kind}; skipped")
             continue
         await resources.storage.put_stream(ref.key, content_type=content_type, chunks=_once(data))
         stored.append(ref.key)
@@ -277,65 +342,26 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _chain(*groups: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for group in groups:
-        yield from group
-
-
-async def _write(
-    resources: Resources, job: ImportJob, plan: ImportPlan, progress: _Progress
-) -> None:
-    counts = plan.counts()
-    await progress(
-        "sessions",
-        counts["sessions"],
-        counts["sessions"],
-        f"Importing sessions ({counts['sessions']}/{counts['sessions']})",
-    )
-    event_id = plan.event["id"]
-    async with resources.session_factory() as session, session.begin():
-        await session.execute(insert(Event).values(plan.event | {"import_job_id": job.id}))
-        for table, rows in (
-            (Track.__table__, plan.tracks),
-            (Microlocation.__table__, plan.microlocations),
-            (SessionType.__table__, plan.session_types),
-            (Speaker.__table__, plan.speakers),
-            (Session.__table__, plan.sessions),
-            (session_speakers, plan.session_speakers),
-            (Sponsor.__table__, plan.sponsors),
-            (SocialLink.__table__, plan.social_links),
-            (CustomForm.__table__, plan.forms),
-        ):
-            await _bulk_insert(session, table, rows)  # type: ignore[arg-type]
-        await session.execute(
-            update(ImportJob)
-            .where(ImportJob.id == job.id)
-            .values(
-                state=ImportState.SUCCESS,
-                result={
-                    "id": str(event_id),
-                    "event_name": plan.event["name"],
-                    "url": f"/v1/events/{event_id}",
-                    "counts": counts,
-                    "warnings": plan.warnings,
-                },
-                progress={"stage": "done", "done": 1, "total": 1, "message": "Imported"},
-                finished_at=utcnow(),
-                heartbeat_at=utcnow(),
-            )
-        )
+async def _insert(session: AsyncSession, table: str, rows: list[dict[str, Any]] | None) -> None:
+    if not rows:
+        return
+    if table == Event.__tablename__:
+        # One row, through SQLAlchemy so that its column defaults (created_at) apply.
+        await session.execute(insert(Event), rows)
+        return
+    await _bulk_insert(session, Event.metadata.tables[table], rows)
 
 
 async def _bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         # COPY is PostgreSQL's bulk path: an order of magnitude faster than
         # multi-row INSERTs, and inside the same transaction.
         raw = await connection.get_raw_connection()
         columns = [column.name for column in table.columns]
-        records = [tuple(_copy_value(row.get(name)) for name in columns) for row in rows]
+        records = [tuple(map(row.get, columns)) for row in rows]
+        if any(isinstance(column.type, JSON) for column in table.columns):
+            records = [tuple(map(_copy_value, record)) for record in records]
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
             table.name, records=records, columns=columns
         )
