@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import JSON, Table, insert, select, update
+from sqlalchemy import JSON, Table, Uuid, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -347,9 +347,18 @@ async def _insert(session: AsyncSession, table: str, rows: list[dict[str, Any]] 
         return
     if table == Event.__tablename__:
         # One row, through SQLAlchemy so that its column defaults (created_at) apply.
-        await session.execute(insert(Event), rows)
+        await session.execute(insert(Event), _as_uuids(Event.metadata.tables[table], rows))
         return
     await _bulk_insert(session, Event.metadata.tables[table], rows)
+
+
+def _as_uuids(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for SQLAlchemy, whose Uuid type wants uuid.UUID where the stream has text."""
+    names = [column.name for column in table.columns if isinstance(column.type, Uuid)]
+    return [
+        {**row, **{name: uuid.UUID(row[name]) for name in names if row.get(name) is not None}}
+        for row in rows
+    ]
 
 
 async def _bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -367,7 +376,7 @@ async def _bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str,
         )
         return
     for start in range(0, len(rows), INSERT_BATCH):
-        await session.execute(insert(table), rows[start : start + INSERT_BATCH])
+        await session.execute(insert(table), _as_uuids(table, rows[start : start + INSERT_BATCH]))
 
 
 def _copy_value(value: Any) -> Any:
