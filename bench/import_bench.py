@@ -415,18 +415,19 @@ gc callbacks, CPU of the PostgreSQL backend from /proc):
   the foreign-key checks 0.18 s (each inserted row's references are looked up: 37,000
   lookups of about 4.5 µs; all referenced columns are primary keys, so indexed).
 - Changed: ids travel as text (never tracked by the collector; asyncpg encodes them in C),
-  media keys are built only for media, fewer steps per record. No collection is set off
-  any more; parsing and mapping take 0.145 s of CPU. The job is now bound by PostgreSQL
-  (0.22 s of backend CPU, three quarters of it foreign-key checks), in series with the
-  event loop's 0.05 s of CPU (building and encoding the COPY records).
+  media keys are built only for media, fewer steps per record. A full collection now
+  comes about once in five such imports (twice in a 50,000-session one); parsing and
+  mapping take 0.145 s of CPU. The job is now bound by PostgreSQL (0.22 s of backend CPU,
+  three quarters of it foreign-key checks), in series with the event loop's 0.05 s of CPU
+  (building and encoding the COPY records).
 - Measured, no gain: batches of 500, 2,000 or 4,000 rows instead of 1,000 (same within
   noise); the foreign keys DEFERRABLE INITIALLY DEFERRED (the same checks, run at commit
   instead: 0.15 s of a 0.25 s write, against 0.27 s checked at once); a shorter GIL switch
-  interval. With the
-  foreign-key checks switched off (an experiment only: session_replication_role=replica) the
-  job took 0.24–0.33 s. They stay: each guards a reference after the import too (cascades
-  when an event goes, no link to a missing session or speaker), and PostgreSQL checks
-  every row of every statement, so only fewer constraints would do fewer checks.
+  interval. With the foreign-key checks switched off (an experiment only:
+  session_replication_role=replica) the job took 0.24–0.33 s. They stay: each guards a
+  reference after the import too (cascades when an event goes, no link to a missing session
+  or speaker), and PostgreSQL checks every row of every statement, so only fewer
+  constraints would do fewer checks.
 """
 
 
