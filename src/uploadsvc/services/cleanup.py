@@ -175,9 +175,9 @@ async def _sweep(
     The listing runs ahead of the lookups, and batches are deleted in the
     background while the following pages are listed and looked up.
     Deleting after the lookup is safe: a finished upload never changes
-    state again, and no row appears for an object past the cutoff (keys are
-    minted with their row). Memory holds a few pages and batches, however
-    large the bucket.
+    state again, and no row appears for an object already past the cutoff
+    (a row comes before its presigned PUT, or right after a direct upload).
+    Memory holds a few pages and batches, however large the bucket.
     """
     doomed: list[ListedObject] = []
     async with (
