@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import shutil
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from tests.conftest import Api
 from uploadsvc.db import utcnow
+from uploadsvc.errors import StorageError
 from uploadsvc.models import CleanupRun, Upload, UploadStatus
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
 from uploadsvc.storage import S3Storage
@@ -134,19 +137,57 @@ async def test_dry_run_reports_and_deletes_nothing(api: Api) -> None:
     assert pending == 2
 
 
-@pytest.mark.parametrize("backend", ["pg-s3"])  # the local backend has no multipart yet
+@both_backends
 async def test_incomplete_multipart_uploads_are_aborted(api: Api) -> None:
     storage = api.resources.storage
-    assert isinstance(storage, S3Storage)
     key = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
-    client = storage._client
-    await client.create_multipart_upload(Bucket=api.settings.s3_bucket, Key=key)
+    await storage.start_multipart(key, content_type="application/pdf")
     young = await _cleanup(api, later=False)
     assert young.aborted == 0
     report = await _cleanup(api)
     assert report.aborted >= 1
     left = await storage.list_incomplete_uploads("uploads/")
     assert key not in {upload.key for upload in left}
+
+
+@both_backends
+async def test_a_multipart_upload_still_in_progress_keeps_its_parts(api: Api) -> None:
+    part = b"%PDF-1.4\n".ljust(5 * 1024 * 1024, b"x")  # exactly the 5 MiB part size
+    started = (
+        await api.app_client.post(
+            "/v1/uploads/multipart",
+            json={"filename": "big.pdf", "content_type": "application/pdf", "size": 2 * len(part)},
+            headers=api.headers(),
+        )
+    ).json()
+    put = await api.app_client.put(started["parts"][0]["url"], content=part)
+    assert put.status_code == 200, put.text
+    upload_id = uuid.UUID(started["upload_id"])
+
+    async def set_url_expiry(when: dt.datetime) -> None:
+        async with api.resources.session_factory() as session, session.begin():
+            await session.execute(
+                update(Upload).where(Upload.id == upload_id).values(url_expires_at=when)
+            )
+
+    # Begun longer ago than the cutoff, but the client still asks for part
+    # URLs (each request moves the URL expiry on): the parts stay.
+    await set_url_expiry(utcnow() + LATER + DAY)
+    kept = await _cleanup(api)
+    assert kept.aborted == 0
+    assert await api.status_of(started["upload_id"]) == "pending"
+    parts = await api.app_client.get(
+        f"/v1/uploads/{started['upload_id']}/parts", headers=api.headers()
+    )
+    assert [p["part_number"] for p in parts.json()["parts"]] == [1]
+
+    # The client went away: once its URLs lapse, the upload expires and its parts go.
+    await set_url_expiry(utcnow())
+    gone = await _cleanup(api)
+    assert gone.expired == 1
+    assert gone.aborted == 1
+    assert await api.status_of(started["upload_id"]) == "expired"
+    assert await api.resources.storage.list_incomplete_uploads("") == []
 
 
 @both_backends
@@ -191,3 +232,119 @@ async def test_confirm_racing_cleanup_never_loses_a_confirmed_object(api: Api) -
         await _cleanup(api)
         for grant, status in zip(grants, statuses, strict=True):
             assert await api.object_exists(grant["file_key"]) == (status == 200)
+
+
+async def _put(api: Api, keys: list[str]) -> None:
+    gate = asyncio.Semaphore(32)
+
+    async def put(key: str) -> None:
+        async def body() -> AsyncIterator[bytes]:
+            yield key.encode()
+
+        async with gate:
+            await api.resources.storage.put_stream(key, content_type="text/plain", chunks=body())
+
+    await asyncio.gather(*(put(key) for key in keys))
+
+
+@pytest.mark.parametrize("backend", ["pg-s3", "pg-local", "sqlite-local"])
+async def test_a_bucket_of_several_pages_and_batches_is_swept_exactly(api: Api) -> None:
+    # 2,300 objects: three listing pages, 1,380 orphans in two delete batches,
+    # so the read-ahead, the lookups and the deletions in flight all overlap.
+    kinds = ["no_row", "rejected", "confirmed", "young_pending", "deleted"]
+    keys: dict[str, list[str]] = {kind: [] for kind in kinds}
+    keys["event"] = [f"events/{uuid.uuid4()}/logo"]
+    for n in range(2300):
+        keys[kinds[n % 5]].append(f"uploads/u{n % 7}/2026/01/01/{uuid.uuid4()}.txt")
+    await _put(api, [key for group in keys.values() for key in group])
+    now = utcnow()
+    status = {
+        "rejected": UploadStatus.REJECTED,
+        "confirmed": UploadStatus.CONFIRMED,
+        "young_pending": UploadStatus.PENDING,
+        "deleted": UploadStatus.DELETED,
+    }
+    async with api.resources.session_factory() as session, session.begin():
+        for kind, state in status.items():
+            session.add_all(
+                Upload(
+                    owner_id="alice",
+                    purpose="attachment",
+                    file_key=key,
+                    filename="f.txt",
+                    content_type="text/plain",
+                    size_bytes=len(key),
+                    status=state,
+                    url_expires_at=now + LATER + DAY,
+                )
+                for key in keys[kind]
+            )
+    lookups: list[str] = []
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "uploads.file_key" in statement:
+            lookups.append(statement)
+
+    engine = api.resources.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        report = await _cleanup(api)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+    orphans = keys["no_row"] + keys["rejected"] + keys["deleted"]
+    assert (report.outcome, report.scanned, report.deleted) == ("done", 2300, len(orphans))
+    assert report.freed_bytes == sum(len(key) for key in orphans)
+    kept = keys["confirmed"] + keys["young_pending"]
+    assert sorted(await api.stored_keys()) == sorted(kept)
+    assert await api.object_exists(keys["event"][0])
+    assert len(lookups) == 3  # one per listing page
+
+
+@pytest.mark.parametrize("backend", ["pg-s3"])
+async def test_multipart_uploads_are_listed_only_when_one_can_be_due(api: Api) -> None:
+    storage = api.resources.storage
+    assert isinstance(storage, S3Storage)
+    requests: list[str] = []
+
+    def on_send(event_name: str, **_: Any) -> None:
+        requests.append(event_name.rsplit(".", 1)[-1])
+
+    storage._client.meta.events.register("before-send.s3", on_send)
+    key = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
+    # The first run lists them: nothing is known yet.
+    await _cleanup(api, later=False)
+    assert requests.count("ListMultipartUploads") == 1
+    # An upload begun after that listing cannot be older than the cutoff
+    # (a day) before a day has passed: the next run does not list.
+    await storage._client.create_multipart_upload(Bucket=api.settings.s3_bucket, Key=key)
+    requests.clear()
+    young = await _cleanup(api, later=False)
+    assert "ListMultipartUploads" not in requests
+    assert young.aborted == 0
+    # A dry run days later lists, reports it, and leaves it for the next run.
+    dry = await _cleanup(api, dry_run=True)
+    assert dry.aborted == 1
+    requests.clear()
+    report = await _cleanup(api)
+    assert report.aborted == 1
+    assert requests.count("ListMultipartUploads") == 1
+    assert key not in {upload.key for upload in await storage.list_incomplete_uploads("")}
+
+
+@pytest.mark.parametrize("backend", ["pg-local"])
+async def test_a_failed_deletion_fails_the_run_and_frees_the_lease(api: Api) -> None:
+    orphan = f"uploads/mallory/2026/01/01/{uuid.uuid4()}.txt"
+    await api.plant(orphan, b"left behind\n", "text/plain")
+    # Something the backend cannot delete where the object's metadata should be.
+    sidecar = api.settings.local_storage_dir / "meta" / f"{orphan}.json"
+    sidecar.unlink()
+    (sidecar / "not-a-file").mkdir(parents=True)
+    with pytest.raises(StorageError):
+        await _cleanup(api)
+    async with api.resources.session_factory() as session:
+        outcomes = (await session.scalars(select(CleanupRun.outcome))).all()
+    assert outcomes == ["failed"]
+    shutil.rmtree(sidecar)
+    assert (await _cleanup(api)).outcome == "done"
+    assert not await api.object_exists(orphan)
