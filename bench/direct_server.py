@@ -44,7 +44,13 @@ from fastapi import FastAPI, Request, UploadFile
 from bench.common import settings
 from uploadsvc.app import create_app
 from uploadsvc.cli import run_migrations
-from uploadsvc.storage.base import IncompleteUpload, ListedObject, PresignedRequest, Storage
+from uploadsvc.storage.base import (
+    IncompleteUpload,
+    ListedObject,
+    PresignedRequest,
+    Storage,
+    UploadedPart,
+)
 
 BUCKET = "bench-direct"
 S3_CREDENTIALS: dict[str, str] = {
@@ -119,6 +125,41 @@ class NullStorage(Storage):
 
     async def abort_upload(self, upload: IncompleteUpload) -> None:
         return None
+
+    # Multipart presigned uploads never touch the direct-upload path measured here.
+
+    async def presign_browser_upload(
+        self, key: str, *, content_type: str, max_size: int, expires_in: int
+    ) -> PresignedRequest:
+        raise NotImplementedError("the null storage signs no browser uploads")
+
+    async def start_multipart(self, key: str, *, content_type: str) -> str:
+        raise NotImplementedError("the null storage has no multipart uploads")
+
+    async def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        content_length: int | None,
+        expires_in: int,
+    ) -> PresignedRequest:
+        raise NotImplementedError("the null storage has no multipart uploads")
+
+    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+        raise NotImplementedError("the null storage has no multipart uploads")
+
+    async def complete_multipart(
+        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        raise NotImplementedError("the null storage has no multipart uploads")
+
+    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+        return None
+
+    async def sha256_of(self, key: str) -> str:
+        raise NotImplementedError("the null storage keeps no bytes")
 
 
 class LagMonitor:
