@@ -15,6 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.browser.servers import launch_chromium
 
 UPLOADSVC = str(Path(sys.executable).with_name("uploadsvc"))
 
@@ -124,3 +127,53 @@ def test_readme_curl_flow_against_make_dev(dev_server: tuple[str, str], tmp_path
     # Zero config means SQLite and files on disk, in the folder it was started from.
     assert (tmp_path / "uploadsvc.db").exists()
     assert any((tmp_path / "data" / "storage").rglob("*.txt"))
+
+
+def test_demo_page_uploads_to_make_dev(dev_server: tuple[str, str], tmp_path: Path) -> None:
+    """The README's first step: open /demo on `make dev`, paste the token, upload.
+
+    Local storage, so the page's PUTs (one whole file, and the parts of one
+    above the multipart threshold) go to the app's own signed storage URLs.
+    """
+    base, token = dev_server
+    picked = {
+        "hello.txt": b"Hello from the demo page!\n" * 50,
+        # Over the page's 10 MiB threshold: three parts (5, 5 and 2 MiB).
+        "big.pdf": b"%PDF-1.4\n".ljust(12 * 1024 * 1024, b"\x00"),
+    }
+    for name, data in picked.items():
+        (tmp_path / name).write_bytes(data)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{base}/demo")
+            page.get_by_label("Bearer token").fill(token)
+            page.get_by_role("button", name="Use token").click()
+            expect(page.get_by_text("Signed in as dev-user")).to_be_visible()
+            page.get_by_label("Choose files, or drop them here").set_input_files(
+                [tmp_path / name for name in picked]
+            )
+            page.get_by_role("button", name="Upload", exact=True).click()
+            done = page.locator("#uploads li[data-state=done]")
+            expect(done).to_have_count(2)
+            expect(page.locator("#file-rows tr")).to_have_count(2)
+            assert errors == []
+        finally:
+            browser.close()
+    files = httpx.get(
+        f"{base}/v1/files", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()["items"]
+    assert sorted((file["filename"], file["size_bytes"]) for file in files) == sorted(
+        (name, len(data)) for name, data in picked.items()
+    )
+    for file in files:
+        link = httpx.get(
+            f"{base}/v1/files/{file['file_id']}/download",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["download_url"]
+        assert httpx.get(link, timeout=30).content == picked[file["filename"]]
