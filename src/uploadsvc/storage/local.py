@@ -168,16 +168,7 @@ class LocalStorage(Storage):
     ) -> None:
         digest, _, tmp = await self._write_temp(chunks, limit=sys.maxsize)
         try:
-            await self._write_meta(
-                key,
-                {"content_type": content_type, "sha256": base64.b64encode(digest).decode()},
-            )
-            final = self._object_path(key)
-            await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                await to_thread.run_sync(os.link, tmp, final)
-            except FileExistsError:
-                raise PreconditionFailed("An object already exists at this key.") from None
+            await self._publish(tmp, key, content_type=content_type, sha256=digest)
         finally:
             await anyio.Path(tmp).unlink(missing_ok=True)
 
@@ -347,14 +338,13 @@ class LocalStorage(Storage):
         return PresignedRequest(url=self._signed_url("PUT", key, params, expires_in), method="PUT")
 
     async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
-        folder = await self._upload_folder(key, upload_id)
+        folder, _ = await self._upload_folder(key, upload_id)
         return await to_thread.run_sync(_parts_in, folder)
 
     async def complete_multipart(
         self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
-        folder = await self._upload_folder(key, upload_id)
-        meta = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
+        folder, upload = await self._upload_folder(key, upload_id)
         # Renaming the folder claims the upload: a second complete finds none.
         claimed = folder.with_name(_COMPLETING + upload_id)
         try:
@@ -365,16 +355,7 @@ class LocalStorage(Storage):
         try:
             await anyio.Path(self._tmp).mkdir(parents=True, exist_ok=True)
             digest = await to_thread.run_sync(_join_parts, claimed, parts, tmp)
-            await self._write_meta(
-                key,
-                {"content_type": meta["content_type"], "sha256": base64.b64encode(digest).decode()},
-            )
-            final = self._object_path(key)
-            await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                await to_thread.run_sync(os.link, tmp, final)
-            except FileExistsError:
-                raise PreconditionFailed("An object already exists at this key.") from None
+            await self._publish(tmp, key, content_type=upload["content_type"], sha256=digest)
         except BaseException:
             # As on S3, a refused part list leaves the upload open for another try.
             await anyio.Path(claimed).rename(folder)
@@ -385,7 +366,7 @@ class LocalStorage(Storage):
 
     async def abort_multipart(self, key: str, *, upload_id: str) -> None:
         try:
-            folder = await self._upload_folder(key, upload_id)
+            folder, _ = await self._upload_folder(key, upload_id)
         except NotFound:
             return
         await to_thread.run_sync(shutil.rmtree, folder, True)
@@ -396,18 +377,34 @@ class LocalStorage(Storage):
             return recorded
         return await to_thread.run_sync(_file_sha256, self._object_path(key))
 
-    async def _upload_folder(self, key: str, upload_id: str) -> Path:
-        """The folder of a multipart upload of ``key``; ``NotFound`` otherwise."""
+    async def _upload_folder(self, key: str, upload_id: str) -> tuple[Path, dict[str, str]]:
+        """A multipart upload of ``key``: its folder and upload.json; ``NotFound`` otherwise."""
         if not _UPLOAD_ID_PATTERN.fullmatch(upload_id):
             raise NotFound("No such multipart upload.", code="upload_not_found")
         folder = self._multipart / upload_id
         try:
-            meta = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
+            upload: dict[str, str] = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
         except FileNotFoundError:
             raise NotFound("No such multipart upload.", code="upload_not_found") from None
-        if meta.get("key") != key:
+        if upload.get("key") != key:
             raise NotFound("No such multipart upload.", code="upload_not_found")
-        return folder
+        return folder, upload
+
+    async def _publish(self, tmp: Path, key: str, *, content_type: str, sha256: bytes) -> None:
+        """Make a complete temp file the object at ``key``, with its metadata.
+
+        A hard link never replaces an existing file: the same no-overwrite
+        guarantee as S3's If-None-Match, without a race. The caller removes ``tmp``.
+        """
+        await self._write_meta(
+            key, {"content_type": content_type, "sha256": base64.b64encode(sha256).decode()}
+        )
+        final = self._object_path(key)
+        await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await to_thread.run_sync(os.link, tmp, final)
+        except FileExistsError:
+            raise PreconditionFailed("An object already exists at this key.") from None
 
     # --- what the signed URLs do (served by routers/local_storage.py) ------
 
@@ -432,8 +429,7 @@ class LocalStorage(Storage):
             )
         if query.get(_IF_NONE_MATCH) == "*" and headers.get("if-none-match") != "*":
             raise Forbidden("If-None-Match: * is required.", code="signature_mismatch")
-        final = self._object_path(key)
-        if await anyio.Path(final).exists():
+        if await anyio.Path(self._object_path(key)).exists():
             raise PreconditionFailed("An object already exists at this key.")
 
         digest, written, tmp = await self._write_temp(body, limit=int(declared_length))
@@ -442,19 +438,11 @@ class LocalStorage(Storage):
                 raise BadRequest(
                     "The body is shorter than its Content-Length.", code="incomplete_body"
                 )
-            sha256 = base64.b64encode(digest).decode()
-            if signed_sha256 is not None and sha256 != signed_sha256:
+            if signed_sha256 is not None and base64.b64encode(digest).decode() != signed_sha256:
                 raise BadRequest(
                     "The SHA-256 you specified did not match the body.", code="bad_digest"
                 )
-            await self._write_meta(key, {"content_type": query[_CONTENT_TYPE], "sha256": sha256})
-            await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                # A hard link never replaces an existing file: the same
-                # no-overwrite guarantee as S3's If-None-Match, without a race.
-                await to_thread.run_sync(os.link, tmp, final)
-            except FileExistsError:
-                raise PreconditionFailed("An object already exists at this key.") from None
+            await self._publish(tmp, key, content_type=query[_CONTENT_TYPE], sha256=digest)
         finally:
             await anyio.Path(tmp).unlink(missing_ok=True)
         return f'"{digest.hex()[:32]}"'
@@ -466,7 +454,7 @@ class LocalStorage(Storage):
         headers: Mapping[str, str],
         body: AsyncIterator[bytes],
     ) -> str:
-        folder = await self._upload_folder(key, query[_UPLOAD_ID])
+        folder, _ = await self._upload_folder(key, query[_UPLOAD_ID])
         number = int(query[_PART_NUMBER])
         declared_length = _signed_length(query, headers)
         digest, written, tmp = await self._write_temp(body, limit=int(declared_length), etag=True)
@@ -623,9 +611,15 @@ def _parts_in(folder: Path) -> list[UploadedPart]:
     return [newest[number][1] for number in sorted(newest)]
 
 
+def _part_file(number: int, etag: str) -> str:
+    """The file name of a part: its number and ETag (MD5 hex, quotes or not)."""
+    bare = etag.strip('"')
+    return f"{number:05d}-{bare}"
+
+
 def _store_part(folder: Path, number: int, etag: str, tmp: Path) -> None:
     """Keep ``tmp`` as part ``number``, replacing an earlier upload of it (blocking)."""
-    name = f"{number:05d}-{etag}"
+    name = _part_file(number, etag)
     try:
         os.replace(tmp, folder / name)
     except FileNotFoundError:
@@ -660,8 +654,7 @@ def _join_parts(folder: Path, parts: list[tuple[int, str]], destination: Path) -
     digest = hashlib.sha256()
     with destination.open("wb") as out:
         for number, etag in parts:
-            bare_etag = etag.strip('"')
-            with (folder / f"{number:05d}-{bare_etag}").open("rb") as part_file:
+            with (folder / _part_file(number, etag)).open("rb") as part_file:
                 while chunk := part_file.read(CHUNK_SIZE):
                     digest.update(chunk)
                     out.write(chunk)
