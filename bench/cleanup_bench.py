@@ -89,11 +89,9 @@ KEYS_PER_REQUEST = 1000  # S3's page size and DeleteObjects limit
 FLAT = 1.5  # "memory flat": at most this growth for ten times the keys
 # How the DB statements of a run are sorted (first match wins).
 STATEMENT_KINDS = [
+    ("multipart ledger", "open_multipart_uploads"),
     ("page lookup", "join uploads on uploads.file_key"),
     ("per-key lookup", "from uploads where uploads.file_key ="),
-    ("multipart watermark", "select leases.expires_at"),
-    ("multipart watermark", "update leases set expires_at"),
-    ("multipart watermark", "insert into leases"),
     ("lease", "leases"),
     ("expire claim", "update uploads"),
     ("run record", "insert into cleanup_runs"),
@@ -329,6 +327,37 @@ async def tutorial_cleanup(resources: Resources) -> int:
     return deleted
 
 
+def cpu_seconds() -> collections.Counter[str]:
+    """CPU time used so far: this process (all its threads), the children it
+    waited for (the local backend's `rm`), and every PostgreSQL process."""
+    own = os.times()
+    used: collections.Counter[str] = collections.Counter(
+        {"this process": own.user + own.system, "rm": own.children_user + own.children_system}
+    )
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            line = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = line.partition(" (")[2].rpartition(") ")
+        if name == "postgres":
+            fields = rest.split()
+            used["PostgreSQL"] += (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+async def timed_cpu(
+    run: Callable[[], Awaitable[T]],
+) -> tuple[float, collections.Counter[str], T]:
+    """Wall time, CPU seconds by process (see cpu_seconds) and result of one call."""
+    before = cpu_seconds()
+    elapsed, result = await timed(run)
+    used = cpu_seconds()
+    used.subtract(before)
+    return elapsed, used, result
+
+
 async def timed(run: Callable[[], Awaitable[T]]) -> tuple[float, T]:
     start = time.perf_counter()
     result = await run()
@@ -402,6 +431,8 @@ class Timings:
     cleanup: list[float] = field(default_factory=list)
     dry: list[float] = field(default_factory=list)
     deletion: list[float] = field(default_factory=list)
+    listing_cpu: list[collections.Counter[str]] = field(default_factory=list)
+    cleanup_cpu: list[collections.Counter[str]] = field(default_factory=list)
 
     def ratio(self, variant: list[float]) -> float:
         """The median over rounds of variant / bare listing, each pair from one round."""
@@ -426,17 +457,13 @@ class Result:
     list_peak: float
     base_peak: float
     plan: str
-    # S3: a run within the cutoff of the last multipart check (finished rows' objects only).
-    steady_counts: Counts | None = None
-    steady_deleted: int = 0
 
     @property
     def pages(self) -> int:
         return self.list_counts.storage["ListObjectsV2"]
 
-    def bound(self, orphans: int | None = None) -> int:
-        orphans = self.orphans if orphans is None else orphans
-        return math.ceil(self.keys / KEYS_PER_REQUEST) + math.ceil(orphans / KEYS_PER_REQUEST)
+    def bound(self) -> int:
+        return math.ceil(self.keys / KEYS_PER_REQUEST) + math.ceil(self.orphans / KEYS_PER_REQUEST)
 
 
 async def measure(backend: str, total: int, database_url: str, extra: dict[str, Any]) -> Result:
@@ -493,10 +520,10 @@ async def _measure(backend: str, total: int, resources: Resources, root: Path) -
             if round_ or timing is not timings[0]:
                 await refill(timing.state)
             probe.reset()
-            list_time, listed = await timed(lambda: bare_listing(storage))
+            list_time, list_cpu, listed = await timed_cpu(lambda: bare_listing(storage))
             list_counts = probe.reset()
             assert listed == total, (listed, total)
-            ours_time, report = await timed(cleanup)
+            ours_time, ours_cpu, report = await timed_cpu(cleanup)
             counts = probe.reset()
             assert report.outcome == "done", report
             assert report.scanned == total and report.deleted == len(orphans), report
@@ -511,6 +538,8 @@ async def _measure(backend: str, total: int, resources: Resources, root: Path) -
             timing.cleanup.append(ours_time)
             timing.dry.append(dry_time)
             timing.deletion.append(deletion_time)
+            timing.listing_cpu.append(list_cpu)
+            timing.cleanup_cpu.append(ours_cpu)
             log(
                 f"{name}, orphans {timing.state}, round {round_ + 1}: bare listing "
                 f"{list_time:.2f} s, cleanup {ours_time:.2f} s, dry run {dry_time:.2f} s, "
@@ -538,19 +567,6 @@ async def _measure(backend: str, total: int, resources: Resources, root: Path) -
     assert sorted(await collect_keys(storage)) == sorted(population.confirmed)
     log(f"{name}: memory measured")
 
-    steady_counts, steady_deleted = None, 0
-    if not local:
-        # A run an hour after the previous one, with the default 24 h cutoff:
-        # the multipart check of the runs above is recent, so this run does
-        # not list multipart uploads. Only finished uploads' objects are past
-        # any cutoff here (the others were put minutes ago).
-        await refill()
-        probe.reset()
-        steady = await cleanup(older_than=dt.timedelta(hours=24), later=False)
-        steady_counts = probe.reset()
-        steady_deleted = steady.deleted
-        assert steady_deleted == len(population.rejected) + len(population.deleted), steady
-
     return Result(
         backend=backend,
         keys=total,
@@ -565,12 +581,29 @@ async def _measure(backend: str, total: int, resources: Resources, root: Path) -
         list_peak=list_peak,
         base_peak=base_peak,
         plan=plan,
-        steady_counts=steady_counts,
-        steady_deleted=steady_deleted,
     )
 
 
 # --- the report --------------------------------------------------------------------
+
+
+def _cpu_floor(t: Timings) -> str:
+    """What the CPU the parts need says about the least wall time 2 cores allow."""
+    cores = os.cpu_count() or 1
+    parts = ("this process", "rm", "PostgreSQL")
+    cleanup = {p: statistics.median(c[p] for c in t.cleanup_cpu) for p in parts}
+    listing = statistics.median(c["this process"] for c in t.listing_cpu)
+    total = sum(cleanup.values())
+    floor = statistics.median(
+        sum(c[p] for p in parts) / cores / wall
+        for c, wall in zip(t.cleanup_cpu, t.listing, strict=True)
+    )
+    spent = ", ".join(f"{p} {cleanup[p]:.2f} s" for p in parts)
+    return (
+        f"CPU, orphans {t.state}: the bare listing {listing:.2f} s (this process); cleanup "
+        f"{spent}, {total:.2f} s in all, which {cores} cores need at least "
+        f"{total / cores:.2f} s to give: {floor:.2f}× the bare listing before any waiting"
+    )
 
 
 def _breakdown(counter: collections.Counter[str]) -> str:
@@ -665,17 +698,11 @@ def render(results: list[Result], command: str, postgres: str) -> str:
             f"{_verdict(r.ours_counts.requests <= r.bound())}"
         )
         if extra:
-            requests += (
-                f" in a run that lists multipart uploads (ListObjectsV2 + DeleteObjects: {core}; "
-                f"the other {extra}: ListMultipartUploads)"
+            others = collections.Counter(
+                {k: n for k, n in storage.items() if k not in ("ListObjectsV2", "DeleteObjects")}
             )
-        if r.steady_counts is not None:
-            steady = r.steady_counts
             requests += (
-                f"; a run within a day of that check, deleting the {r.steady_deleted:,} "
-                f"finished uploads' objects: {steady.requests} ({_breakdown(steady.storage)}) "
-                f"vs bound {r.bound(r.steady_deleted)} → "
-                f"{_verdict(steady.requests <= r.bound(r.steady_deleted))}"
+                f" (ListObjectsV2 + DeleteObjects: {core}; the other {extra}: {_breakdown(others)})"
             )
         times = []
         for t in r.timings:
@@ -690,6 +717,8 @@ def render(results: list[Result], command: str, postgres: str) -> str:
                 f"{_rounds(t.cleanup)} s, dry run {_rounds(t.dry)} s, bare deletion "
                 f"{_rounds(t.deletion)} s"
             )
+            if r.backend == "local":
+                times.append(_cpu_floor(t))
         lines.append(
             f"- **{r.backend}, {r.keys:,} keys** ({r.pages} listing pages). {requests}. "
             f"DB queries: {lookups} page lookups for {r.pages} pages → "
@@ -767,17 +796,11 @@ Why the numbers are what they are:
   Up to 4 delete batches are in flight. The local backend deletes a batch with
   one `rm` process: unlinking in a worker thread beside the listing thread
   passes the GIL at every file, which made a whole run about twice as slow.
-- **S3 requests.** Aborting incomplete multipart uploads needs
-  `ListMultipartUploads`, which neither `ListObjectsV2` nor `DeleteObjects`
-  can answer, so a run that lists them sends one request more than the bound.
-  A run lists them only when one can be due: each listing records a watermark
-  (15 minutes, for clock skew, before it started, or the oldest upload it left
-  in place if earlier), and until the cutoff passes it no upload can be older
-  than the cutoff. The
-  timed runs above look two days ahead, so every one of them must list (an
-  upload begun before the previous run would be past their cutoff); with
-  hourly runs and the default 24 h cutoff, about one run a day lists, and the
-  others stay within the bound, as the run within a day of a check shows.
+- **S3 requests.** Only listing pages and delete batches. Incomplete
+  multipart uploads are not listed: the service writes a row naming the key
+  before it starts one and removes it when the upload ends
+  (`open_multipart_uploads`), so a run asks storage about the keys of rows
+  older than its cutoff only (none here: one DB query, no storage request).
 """
 
 

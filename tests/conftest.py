@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.localstack import LocalStackServer, start_localstack
 from uploadsvc.app import create_app
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
-from uploadsvc.models import Upload
+from uploadsvc.models import OpenMultipartUpload, Upload
 from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token
@@ -156,11 +156,17 @@ class Api:
         async with self.resources.session_factory() as session:
             return int(await session.scalar(select(func.count()).select_from(Upload)) or 0)
 
+    async def open_multipart_keys(self) -> list[str]:
+        """The multipart ledger: keys where storage may hold an incomplete upload."""
+        async with self.resources.session_factory() as session:
+            return list(await session.scalars(select(OpenMultipartUpload.key)))
+
     async def assert_nothing_left(self) -> None:
         """No row, no object, no incomplete multipart upload, no temporary file."""
         assert await self.row_count() == 0
         assert await self.stored_keys() == []
         assert await self.resources.storage.list_incomplete_uploads("") == []
+        assert await self.open_multipart_keys() == []
         tmp = self.settings.local_storage_dir / "tmp"
         if self.settings.storage_backend == "local" and tmp.exists():
             assert list(tmp.iterdir()) == []
@@ -222,13 +228,18 @@ async def api(
         yield running
         if backend.startswith("pg"):
             async with running.resources.engine.begin() as connection:
-                await connection.execute(
-                    text("TRUNCATE uploads, cleanup_runs, import_jobs CASCADE")
-                )
-                # A test that stopped mid-run must not leave the cleanup lease held.
-                await connection.execute(
-                    text("UPDATE leases SET holder = NULL, expires_at = '2000-01-01T00:00:00Z'")
-                )
+                await empty_shared_database(connection)
+
+
+async def empty_shared_database(connection: AsyncConnection) -> None:
+    """Leave the session's PostgreSQL database as the next test expects it."""
+    await connection.execute(
+        text("TRUNCATE uploads, cleanup_runs, import_jobs, open_multipart_uploads CASCADE")
+    )
+    # A test that stopped mid-run must not leave the cleanup lease held.
+    await connection.execute(
+        text("UPDATE leases SET holder = NULL, expires_at = '2000-01-01T00:00:00Z'")
+    )
 
 
 class running_api:

@@ -38,7 +38,6 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.browser.byte_counter import CountingProxy
@@ -53,7 +52,7 @@ from tests.browser.servers import (
     start_service,
     static_site,
 )
-from tests.conftest import TEST_JWT_SECRET
+from tests.conftest import TEST_JWT_SECRET, empty_shared_database
 from tests.localstack import LocalStackServer, free_loopback_port
 from uploadsvc.config import Settings
 from uploadsvc.security import mint_token
@@ -95,10 +94,7 @@ async def browser_database(postgres_url: str) -> AsyncIterator[str]:
     engine = create_async_engine(postgres_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(text("TRUNCATE uploads, cleanup_runs, import_jobs CASCADE"))
-            await connection.execute(
-                text("UPDATE leases SET holder = NULL, expires_at = '2000-01-01T00:00:00Z'")
-            )
+            await empty_shared_database(connection)
     finally:
         await engine.dispose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import random
 import shutil
 import uuid
@@ -282,7 +283,7 @@ async def test_a_bucket_of_several_pages_and_batches_is_swept_exactly(api: Api) 
     lookups: list[str] = []
 
     def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "uploads.file_key" in statement:
+        if "uploads.file_key" in statement and "open_multipart_uploads" not in statement:
             lookups.append(statement)
 
     engine = api.resources.engine.sync_engine
@@ -302,34 +303,56 @@ async def test_a_bucket_of_several_pages_and_batches_is_swept_exactly(api: Api) 
 
 
 @pytest.mark.parametrize("backend", ["pg-s3"])
-async def test_multipart_uploads_are_listed_only_when_one_can_be_due(api: Api) -> None:
+async def test_cleanup_asks_storage_only_about_the_keys_of_the_multipart_ledger(
+    api: Api,
+) -> None:
     storage = api.resources.storage
     assert isinstance(storage, S3Storage)
-    requests: list[str] = []
+    bucket = api.settings.s3_bucket
+    sent: list[tuple[str, str]] = []
 
-    def on_send(event_name: str, **_: Any) -> None:
-        requests.append(event_name.rsplit(".", 1)[-1])
+    def on_call(model: Any, params: dict[str, Any], **_: Any) -> None:
+        sent.append((model.name, str(params.get("Prefix") or params.get("Key") or "")))
 
-    storage._client.meta.events.register("before-send.s3", on_send)
+    storage._client.meta.events.register("provide-client-params.s3", on_call)
+
+    def multipart_calls() -> list[tuple[str, str]]:
+        return [call for call in sent if "Multipart" in call[0]]
+
+    # Begun by something else (or before the ledger existed): not cleanup's;
+    # the bucket's lifecycle rule aborts it.
+    foreign = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
+    stray = await storage._client.create_multipart_upload(Bucket=bucket, Key=foreign)
+    # Begun by the service, which then stopped (no row, no complete, no abort).
     key = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
-    # The first run lists them: nothing is known yet.
-    await _cleanup(api, later=False)
-    assert requests.count("ListMultipartUploads") == 1
-    # An upload begun after that listing cannot be older than the cutoff
-    # (a day) before a day has passed: the next run does not list.
-    await storage._client.create_multipart_upload(Bucket=api.settings.s3_bucket, Key=key)
-    requests.clear()
+    await storage.start_multipart(key, content_type="application/pdf")
+    assert await api.open_multipart_keys() == [key]
+    sent.clear()
+
+    # Younger than the cutoff: not a single multipart request.
     young = await _cleanup(api, later=False)
-    assert "ListMultipartUploads" not in requests
-    assert young.aborted == 0
-    # A dry run days later lists, reports it, and leaves it for the next run.
+    assert (young.aborted, multipart_calls()) == (0, [])
+    # A dry run once it is due: storage is asked about that key only.
     dry = await _cleanup(api, dry_run=True)
-    assert dry.aborted == 1
-    requests.clear()
+    assert (dry.aborted, multipart_calls()) == (1, [("ListMultipartUploads", key)])
+    assert await api.open_multipart_keys() == [key]
+    sent.clear()
     report = await _cleanup(api)
     assert report.aborted == 1
-    assert requests.count("ListMultipartUploads") == 1
-    assert key not in {upload.key for upload in await storage.list_incomplete_uploads("")}
+    assert [name for name, _ in multipart_calls()] == [
+        "ListMultipartUploads",
+        "AbortMultipartUpload",
+    ]
+    assert await api.open_multipart_keys() == []
+    left = await storage.list_incomplete_uploads("")
+    assert [upload.key for upload in left] == [foreign]
+    # Nothing named any more: the next run sends no multipart request.
+    sent.clear()
+    assert (await _cleanup(api)).aborted == 0
+    assert multipart_calls() == []
+    await storage._client.abort_multipart_upload(
+        Bucket=bucket, Key=foreign, UploadId=stray["UploadId"]
+    )
 
 
 @pytest.mark.parametrize("backend", ["pg-local"])
@@ -348,3 +371,31 @@ async def test_a_failed_deletion_fails_the_run_and_frees_the_lease(api: Api) -> 
     shutil.rmtree(sidecar)
     assert (await _cleanup(api)).outcome == "done"
     assert not await api.object_exists(orphan)
+
+
+@pytest.mark.parametrize("backend", ["pg-local"])
+async def test_temporary_files_of_a_stopped_local_upload_are_removed(api: Api) -> None:
+    # What a process killed mid-upload leaves on the local backend: the temp
+    # file it was writing, or the folder of a multipart completion it began.
+    root = api.settings.local_storage_dir
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    stopped = root / "tmp" / str(uuid.uuid4())
+    stopped.write_bytes(b"half an upload")
+    completing = root / "multipart" / f"completing-{uuid.uuid4().hex}"
+    completing.mkdir(parents=True)
+    (completing / "00001-0123").write_bytes(b"a part")
+    two_days_ago = (utcnow() - 2 * DAY).timestamp()
+    for path in (stopped, completing):
+        os.utime(path, (two_days_ago, two_days_ago))
+    # Being written right now.
+    active = root / "tmp" / str(uuid.uuid4())
+    active.write_bytes(b"still arriving")
+
+    dry = await _cleanup(api, dry_run=True, later=False)
+    assert dry.aborted == 2
+    assert stopped.exists()
+    report = await _cleanup(api, later=False)
+    assert report.aborted == 2
+    assert not stopped.exists()
+    assert not completing.exists()
+    assert active.exists()

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.conftest import make_settings, running_api
+from tests.browser.servers import run_cli, service_env, start_service
+from tests.conftest import TEST_JWT_SECRET, empty_shared_database, make_settings, running_api
+from tests.localstack import LocalStackServer, free_loopback_port
 from uploadsvc.cli import parse_duration, run_migrations
-from uploadsvc.models import CleanupRun
+from uploadsvc.config import Settings
+from uploadsvc.models import CleanupRun, OpenMultipartUpload
+from uploadsvc.security import mint_token
+from uploadsvc.storage import open_storage
 from uploadsvc.workers import cleanup_job, cleanup_schedule, create_worker
 
+T = TypeVar("T")
+MiB = 1024 * 1024
 REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -84,3 +96,76 @@ async def test_worker_job_runs_a_recorded_cleanup(tmp_path: Path) -> None:
             runs = (await session.scalars(select(CleanupRun))).all()
     assert [run.outcome for run in runs] == ["done"]
     await worker.close()
+
+
+async def test_a_direct_upload_cut_off_by_a_crash_is_aborted_by_the_next_cleanup(
+    postgres_url: str, localstack: LocalStackServer, tmp_path: Path
+) -> None:
+    """A real ``uploadsvc serve`` is killed (SIGKILL) in the middle of streaming
+    a large direct upload to S3 in parts: nothing aborts the multipart upload
+    there. The ledger row written before it started leads the next
+    ``uploadsvc cleanup`` to it, without listing the bucket's uploads."""
+    values: dict[str, Any] = {
+        "env": "development",
+        "database_url": postgres_url,
+        "storage_backend": "s3",
+        "s3_endpoint_url": localstack.endpoint_url,
+        "s3_bucket": f"uploadsvc-crash-{uuid.uuid4().hex[:12]}",
+        "s3_access_key_id": "test",
+        "s3_secret_access_key": "test",
+        "s3_addressing_style": "path",
+        "jwt_secret": TEST_JWT_SECRET,
+    }
+    env = service_env(values)
+    settings = Settings(_env_file=None, **values)
+    engine = create_async_engine(postgres_url)
+    run_cli(["storage", "init"], env=env, cwd=tmp_path)
+    service = start_service(port=free_loopback_port(), env=env, workdir=tmp_path)
+    try:
+        async with open_storage(settings) as storage:
+            # Two 8 MiB parts of a 30 MiB body, then the server dies.
+            port = int(service.base_url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            token = mint_token(settings, sub="alice")
+            writer.write(
+                b"PUT /v1/uploads/direct?filename=big.txt HTTP/1.1\r\n"
+                b"Host: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                + f"Authorization: Bearer {token}\r\nContent-Length: {30 * MiB}\r\n\r\n".encode()
+            )
+            writer.write(b"crash test line\n" * (17 * MiB // 16))
+            await writer.drain()
+            keys = await _eventually(lambda: _open_multipart_keys(engine))
+            assert len(keys) == 1, keys
+            assert keys[0].startswith("uploads/alice/")
+            left = await _eventually(lambda: storage.list_incomplete_uploads(""))
+            assert [upload.key for upload in left] == keys
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(timeout=10)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            assert not await reader.read()  # the connection died with the server
+
+            ran = run_cli(["cleanup", "--older-than", "0s"], env=env, cwd=tmp_path)
+            assert "aborted 1 unfinished uploads" in ran, ran
+            assert await storage.list_incomplete_uploads("") == []
+            assert await _open_multipart_keys(engine) == []
+    finally:
+        service.stop()
+        async with engine.begin() as connection:
+            await empty_shared_database(connection)
+        await engine.dispose()
+
+
+async def _open_multipart_keys(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        return list(await connection.scalars(select(OpenMultipartUpload.key)))
+
+
+async def _eventually(probe: Callable[[], Awaitable[list[T]]]) -> list[T]:
+    """What ``probe`` returns once it is not empty (within 30 s)."""
+    for _ in range(300):
+        if found := await probe():
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError("nothing showed up within 30 s")

@@ -86,6 +86,7 @@ async def test_large_direct_upload_streams_in_parts(api: Api, route: str) -> Non
     assert file["sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert await _download(api, file["download_url"]) == body
     assert await api.resources.storage.list_incomplete_uploads("") == []
+    assert await api.open_multipart_keys() == []
 
 
 @pytest.mark.parametrize("size", [5000, 10 * MiB + 12345], ids=["one-put", "two-parts"])

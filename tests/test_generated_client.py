@@ -30,11 +30,10 @@ import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import samples
-from tests.conftest import TEST_JWT_SECRET, TEST_SIGNING_SECRET
+from tests.conftest import TEST_JWT_SECRET, TEST_SIGNING_SECRET, empty_shared_database
 from tests.localstack import free_loopback_port
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
@@ -114,12 +113,7 @@ async def service_settings(
         engine = create_async_engine(settings.database_url)
         try:
             async with engine.begin() as connection:
-                await connection.execute(
-                    text("TRUNCATE uploads, cleanup_runs, import_jobs CASCADE")
-                )
-                await connection.execute(
-                    text("UPDATE leases SET holder = NULL, expires_at = '2000-01-01T00:00:00Z'")
-                )
+                await empty_shared_database(connection)
         finally:
             await engine.dispose()
 

@@ -57,6 +57,7 @@ async def complete(api: Api, upload_id: str, etags: dict[int, str], *, user: str
 async def assert_nothing_stored(api: Api, key: str) -> None:
     assert not await api.object_exists(key)
     assert await api.resources.storage.list_incomplete_uploads("") == []
+    assert await api.open_multipart_keys() == []
     files = await api.app_client.get("/v1/files", headers=api.headers())
     assert files.json()["items"] == []
 
@@ -68,6 +69,9 @@ async def test_parts_uploaded_then_completed_make_the_confirmed_file(api: Api) -
     assert [part["size"] for part in started["parts"]] == [PART, PART, 123_456]
     assert started["file_key"].startswith("uploads/alice/")
     assert started["file_key"].endswith(".pdf")
+    # On S3, named in the multipart ledger from before S3 started it until completed.
+    ledger = [started["file_key"]] if api.resources.storage.tracks_multipart_uploads else []
+    assert await api.open_multipart_keys() == ledger
 
     etags = {part["part_number"]: await put_part(api, part, body) for part in started["parts"]}
     completed = await complete(api, started["upload_id"], etags)
@@ -80,6 +84,7 @@ async def test_parts_uploaded_then_completed_make_the_confirmed_file(api: Api) -
     download = await api.app_client.get(file["download_url"])
     assert download.content == body
     assert await api.resources.storage.list_incomplete_uploads("") == []
+    assert await api.open_multipart_keys() == []
 
     # Completing again answers the same file, as a repeated confirm does.
     again = await complete(api, started["upload_id"], etags)

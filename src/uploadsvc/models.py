@@ -101,3 +101,18 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class OpenMultipartUpload(Base):
+    """A multipart upload that storage may hold open under an upload prefix.
+
+    Written (and committed) before storage is asked to start one, removed once
+    it is completed or aborted. A row that outlives its upload's process (a
+    crash, a deploy) tells cleanup which key to look at, so cleanup never has
+    to list every incomplete upload in the bucket. See services/multipart_ledger.py.
+    """
+
+    __tablename__ = "open_multipart_uploads"
+
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

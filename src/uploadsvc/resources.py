@@ -18,6 +18,7 @@ from uploadsvc.config import Settings
 from uploadsvc.db import create_engine, create_session_factory
 from uploadsvc.jobs import ArqQueue, InProcessQueue, JobQueue
 from uploadsvc.security import TokenVerifier
+from uploadsvc.services.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage, open_storage
 
 
@@ -33,12 +34,31 @@ class Resources:
     jobs: JobQueue
 
 
+def _multipart_ledger(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> MultipartLedger | None:
+    """The ledger of S3 multipart uploads, where one can be kept.
+
+    SQLite holds its one write lock for a whole request (``BEGIN IMMEDIATE``,
+    see db.py), so a ledger write in a transaction of its own, made during
+    that request, would wait for the request it is part of. With SQLite, and
+    with the local backend (whose incomplete uploads are folders), cleanup
+    lists incomplete uploads instead.
+    """
+    if settings.storage_backend != "s3" or settings.uses_sqlite:
+        return None
+    return MultipartLedger(session_factory)
+
+
 @contextlib.asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with contextlib.AsyncExitStack() as stack:
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
-        storage = await stack.enter_async_context(open_storage(settings))
+        session_factory = create_session_factory(engine)
+        storage = await stack.enter_async_context(
+            open_storage(settings, tracker=_multipart_ledger(settings, session_factory))
+        )
         verifier = TokenVerifier(settings)
         stack.push_async_callback(verifier.aclose)
         redis: ArqRedis | None = None
@@ -55,7 +75,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         resources = Resources(
             settings=settings,
             engine=engine,
-            session_factory=create_session_factory(engine),
+            session_factory=session_factory,
             storage=storage,
             token_verifier=verifier,
             redis=redis,

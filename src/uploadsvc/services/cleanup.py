@@ -14,8 +14,9 @@ A run, under a lease so that only one runs at a time:
    pending uploads are never touched, nor anything outside the upload
    prefixes (``events/`` belongs to imports). Listing, lookups and
    deletions run as a pipeline, in memory that does not grow with the bucket.
-3. aborts multipart uploads left incomplete for longer than the cutoff,
-   listing them only when one can be due.
+3. aborts uploads left unfinished for longer than the cutoff: multipart
+   uploads, asking storage only about the keys the multipart ledger names,
+   and the local backend's temporary files.
 
 Every run leaves a ``cleanup_runs`` row and a log line.
 """
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uploadsvc.db import utcnow
 from uploadsvc.models import CleanupRun, Lease, Upload, UploadStatus
 from uploadsvc.profiles import UPLOAD_PREFIXES
+from uploadsvc.services.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import DELETE_BATCH_SIZE, ListedObject
 
@@ -44,12 +46,6 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "cleanup"
 # Longer than any run should take; if the holder dies, the next run after this takes over.
 LEASE_DURATION = dt.timedelta(hours=1)
-# A row of the leases table that is no lease: its expires_at is the multipart
-# watermark (see _abort_incomplete). Runs hold the cleanup lease to change it.
-_MULTIPART_WATERMARK = "cleanup-multipart-watermark"
-# SigV4 refuses requests more than 15 minutes off, so storage's clock (which
-# dates multipart uploads) is within 15 minutes of ours.
-_CLOCK_SKEW = dt.timedelta(minutes=15)
 # Just before the first upload prefix, and past the last one ("/" + 1 == "0").
 _LISTING_START = min(UPLOAD_PREFIXES)[:-1] + "."
 _LISTING_END = max(UPLOAD_PREFIXES)[:-1] + "0"
@@ -72,7 +68,7 @@ class CleanupReport:
     scanned: int = 0
     deleted: int = 0
     expired: int = 0
-    aborted: int = 0
+    aborted: int = 0  # multipart uploads, and the local backend's leftover temporary files
     freed_bytes: int = 0
 
     def summary(self) -> str:
@@ -80,7 +76,7 @@ class CleanupReport:
         return (
             f"cleanup {self.outcome}: scanned {self.scanned} objects, {verb} {self.deleted} "
             f"({self.freed_bytes} bytes), expired {self.expired} pending uploads, "
-            f"aborted {self.aborted} multipart uploads"
+            f"aborted {self.aborted} unfinished uploads"
         )
 
 
@@ -106,9 +102,7 @@ async def run_cleanup(
     try:
         report.expired = await _expire_pending(session_factory, cutoff, dry_run=dry_run)
         await _sweep(session_factory, storage, report, cutoff, dry_run=dry_run)
-        report.aborted = await _abort_incomplete(
-            session_factory, storage, cutoff, now=now, dry_run=dry_run
-        )
+        report.aborted = await _abort_incomplete(session_factory, storage, cutoff, dry_run=dry_run)
     except Exception as exc:
         report.outcome = "failed"
         await _record(session_factory, report, started_at, older_than, error=type(exc).__name__)
@@ -367,58 +361,46 @@ async def _abort_incomplete(
     storage: Storage,
     cutoff: dt.datetime,
     *,
-    now: dt.datetime,
     dry_run: bool,
 ) -> int:
-    """Abort the multipart uploads under the upload prefixes begun before the cutoff.
+    """Abort the uploads begun before the cutoff that nothing finished.
 
-    Listing them is a storage request of its own, so a run lists them only
-    when one can be due. Each listing records a watermark: every incomplete
-    upload begun before it was seen, and aborted or left in place (the
-    watermark is then at most the oldest left). Until the cutoff passes the
-    watermark no upload can be due, so with hourly runs and a 24 h cutoff
-    about one run a day lists them; a bucket's lifecycle rule (``storage
-    init``) remains the backstop for anything cleanup never sees.
+    Multipart uploads first. Where storage keeps a ledger of them (S3 with
+    PostgreSQL), the ledger names the keys where one may be left, and
+    storage is asked about those keys only: a run whose ledger holds nothing
+    old sends no request for this. Elsewhere the incomplete uploads are
+    listed (a scan of folders on the local backend). Then the local
+    backend's temporary files of uploads a stopped process left.
     """
-    async with session_factory() as session:
-        seen_through = await session.scalar(
-            select(Lease.expires_at).where(Lease.name == _MULTIPART_WATERMARK)
+    ledger = MultipartLedger(session_factory)
+    due_keys: list[str] = []
+    if storage.tracks_multipart_uploads:
+        due_keys = await ledger.due(cutoff)  # not pending uploads' keys
+        due = [
+            upload
+            for key in due_keys
+            for upload in await storage.list_incomplete_uploads(key)
+            if upload.key == key  # not a longer key that begins with this one
+        ]
+    else:
+        listed = [
+            upload
+            for upload in await storage.list_incomplete_uploads("")
+            if upload.key.startswith(UPLOAD_PREFIXES) and upload.initiated < cutoff
+        ]
+        # A client may take longer than the cutoff over a multipart upload it
+        # keeps asking part URLs for: while its row is pending, its parts stay.
+        # (Once its URLs lapse, the expire claim at the start of a run ends it.)
+        in_progress = await _pending_multipart_ids(
+            session_factory, [upload.upload_id for upload in listed]
         )
-    if seen_through is not None and cutoff <= seen_through:
-        return 0
-    # Uploads begun after the listing starts are not in it. Our clock, not
-    # the injectable `now` of tests, which may run ahead of it.
-    watermark = min(now, utcnow()) - _CLOCK_SKEW
-    # Not cleanup's to abort, now or later: anything outside the upload prefixes.
-    listed = [
-        upload
-        for upload in await storage.list_incomplete_uploads("")
-        if upload.key.startswith(UPLOAD_PREFIXES)
-    ]
-    # A client may take longer than the cutoff over a multipart upload it keeps
-    # asking part URLs for: while its row is pending, its parts stay. (Once
-    # its URLs lapse, the expire claim at the start of a run ends it.)
-    in_progress = await _pending_multipart_ids(
-        session_factory, [upload.upload_id for upload in listed if upload.initiated < cutoff]
-    )
-    aborted = 0
-    for upload in listed:
-        if upload.initiated < cutoff and upload.upload_id not in in_progress:
-            aborted += 1
-            if not dry_run:
-                await storage.abort_upload(upload)
-                continue
-        watermark = min(watermark, upload.initiated)
-    async with session_factory() as session, session.begin():
-        updated = await session.execute(
-            update(Lease)
-            .where(Lease.name == _MULTIPART_WATERMARK)
-            .values(expires_at=watermark)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(updated, "rowcount", 0) == 0:
-            session.add(Lease(name=_MULTIPART_WATERMARK, holder=None, expires_at=watermark))
-    return aborted
+        due = [upload for upload in listed if upload.upload_id not in in_progress]
+    if not dry_run:
+        for upload in due:
+            await storage.abort_upload(upload)
+        for key in due_keys:
+            await ledger.forget(key)
+    return len(due) + await storage.remove_leftover_temporaries(cutoff, dry_run=dry_run)
 
 
 async def _pending_multipart_ids(

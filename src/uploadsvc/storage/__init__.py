@@ -6,18 +6,33 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from uploadsvc.config import Settings
-from uploadsvc.storage.base import ObjectInfo, PresignedRequest, Storage
+from uploadsvc.storage.base import MultipartTracker, ObjectInfo, PresignedRequest, Storage
 from uploadsvc.storage.local import LocalStorage
 from uploadsvc.storage.s3 import S3Storage, open_s3_storage
 
-__all__ = ["LocalStorage", "ObjectInfo", "PresignedRequest", "S3Storage", "Storage", "open_storage"]
+__all__ = [
+    "LocalStorage",
+    "MultipartTracker",
+    "ObjectInfo",
+    "PresignedRequest",
+    "S3Storage",
+    "Storage",
+    "open_storage",
+]
 
 
 @contextlib.asynccontextmanager
-async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
-    """The configured backend, with its clients open for the life of the context."""
+async def open_storage(
+    settings: Settings, *, tracker: MultipartTracker | None = None
+) -> AsyncIterator[Storage]:
+    """The configured backend, with its clients open for the life of the context.
+
+    ``tracker`` is told of every multipart upload S3 starts (see
+    ``services/multipart_ledger.py``); tools without a database leave it
+    out. The local backend needs none: its incomplete uploads are folders.
+    """
     if settings.storage_backend == "s3":
-        async with open_s3_storage(settings) as s3:
+        async with open_s3_storage(settings, tracker=tracker) as s3:
             yield s3
         return
     yield LocalStorage(

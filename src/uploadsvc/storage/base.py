@@ -70,8 +70,44 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10_000
 
 
+class MultipartTracker(abc.ABC):
+    """Told of every multipart upload storage starts, so that none is forgotten.
+
+    Storage calls ``starting`` before it asks for a new multipart upload (if
+    ``starting`` fails, none is started) and ``ended`` once the upload is
+    completed or aborted. Whatever stops a process in between, the tracker
+    still knows the key: cleanup aborts what is left there.
+    """
+
+    @abc.abstractmethod
+    async def starting(self, key: str) -> None:
+        """A multipart upload is about to start at ``key``."""
+
+    @abc.abstractmethod
+    async def ended(self, key: str) -> None:
+        """The multipart upload at ``key`` is completed or aborted."""
+
+
+class Untracked(MultipartTracker):
+    """For tools that open storage without a database (``storage init``, benchmarks)."""
+
+    async def starting(self, key: str) -> None:
+        return None
+
+    async def ended(self, key: str) -> None:
+        return None
+
+
 class Storage(abc.ABC):
     """Object storage for uploads. Every method is a coroutine."""
+
+    def __init__(self, *, tracker: MultipartTracker | None = None) -> None:
+        self.tracker = tracker or Untracked()
+
+    @property
+    def tracks_multipart_uploads(self) -> bool:
+        """Whether every multipart upload this storage starts is in a ledger."""
+        return not isinstance(self.tracker, Untracked)
 
     @abc.abstractmethod
     async def presign_put(
@@ -163,6 +199,16 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def abort_upload(self, upload: IncompleteUpload) -> None:
         """Abort a multipart upload and free its parts."""
+
+    async def remove_leftover_temporaries(self, before: dt.datetime, *, dry_run: bool) -> int:
+        """Remove the temporary files of uploads that a stopped process left unfinished.
+
+        Only those untouched since ``before``; returns how many there were.
+        S3 keeps no temporary files (what a stopped upload leaves there is a
+        multipart upload); the local backend writes every upload to a
+        temporary file first.
+        """
+        return 0
 
     # --- multipart uploads straight from clients (large files) ---------------
 

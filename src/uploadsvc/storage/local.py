@@ -10,6 +10,7 @@ GET. Object metadata (type, checksum) lives in a JSON file beside each object.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -89,7 +90,10 @@ class Download:
 
 
 class LocalStorage(Storage):
+    # No multipart tracker: incomplete uploads are folders here, which
+    # cleanup lists at no cost.
     def __init__(self, *, root: Path, secret: str, public_base_url: str) -> None:
+        super().__init__()
         self._objects = root / "objects"
         self._meta = root / "meta"
         self._tmp = root / "tmp"
@@ -309,6 +313,33 @@ class LocalStorage(Storage):
 
     async def abort_upload(self, upload: IncompleteUpload) -> None:
         await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+
+    async def remove_leftover_temporaries(self, before: dt.datetime, *, dry_run: bool) -> int:
+        return await to_thread.run_sync(self._remove_leftovers, before.timestamp(), dry_run)
+
+    def _remove_leftovers(self, before: float, dry_run: bool) -> int:
+        """Temp files of uploads and folders of completions that never finished (blocking).
+
+        A temp file is written to while its upload goes on, and a completion
+        takes seconds: one untouched since ``before`` belongs to a process
+        that stopped.
+        """
+        leftovers: list[os.DirEntry[str]] = []
+        for folder, wanted in ((self._tmp, _is_file), (self._multipart, _is_completing)):
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+                leftovers += [
+                    entry
+                    for entry in entries
+                    if wanted(entry) and entry.stat(follow_symlinks=False).st_mtime < before
+                ]
+        if not dry_run:
+            for entry in leftovers:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+        return len(leftovers)
 
     # --- multipart uploads straight from clients ------------------------------
 
@@ -615,6 +646,14 @@ def _part_file(number: int, etag: str) -> str:
     """The file name of a part: its number and ETag (MD5 hex, quotes or not)."""
     bare = etag.strip('"')
     return f"{number:05d}-{bare}"
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    return entry.is_file(follow_symlinks=False)
+
+
+def _is_completing(entry: os.DirEntry[str]) -> bool:
+    return entry.name.startswith(_COMPLETING) and entry.is_dir(follow_symlinks=False)
 
 
 def _store_part(folder: Path, number: int, etag: str, tmp: Path) -> None:

@@ -26,6 +26,7 @@ from uploadsvc.storage.base import (
     LIST_PAGE_SIZE,
     IncompleteUpload,
     ListedObject,
+    MultipartTracker,
     ObjectInfo,
     PresignedRequest,
     Storage,
@@ -63,7 +64,15 @@ def _error_code(exc: ClientError) -> str:
 class S3Storage(Storage):
     """Talks to one bucket. Made by :func:`open_s3_storage`, which owns the clients."""
 
-    def __init__(self, *, client: Any, presign_client: Any, bucket: str) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        presign_client: Any,
+        bucket: str,
+        tracker: MultipartTracker | None = None,
+    ) -> None:
+        super().__init__(tracker=tracker)
         # `client` reaches S3 from the service; `presign_client` signs URLs
         # for the host that browsers and apps reach (S3_PUBLIC_ENDPOINT_URL).
         self._client = client
@@ -175,6 +184,7 @@ class S3Storage(Storage):
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
+            await self.tracker.ended(key)
         except BaseException as exc:
             if in_flight is not None:
                 in_flight.cancel()
@@ -187,9 +197,16 @@ class S3Storage(Storage):
             raise
 
     async def _start_multipart(self, key: str, content_type: str) -> str:
-        response = await self._client.create_multipart_upload(
-            Bucket=self._bucket, Key=key, ContentType=content_type
-        )
+        await self.tracker.starting(key)
+        try:
+            response = await self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=key, ContentType=content_type
+            )
+        except ClientError:
+            # Refused: no upload was started. (After a network error or a
+            # cancellation one may have been; the tracker keeps the key.)
+            await self.tracker.ended(key)
+            raise
         return str(response["UploadId"])
 
     async def _upload_part(
@@ -207,11 +224,7 @@ class S3Storage(Storage):
     async def _abort_quietly(self, key: str, upload_id: str) -> None:
         # Shielded: a cancelled request must still not leave parts behind.
         try:
-            await asyncio.shield(
-                self._client.abort_multipart_upload(
-                    Bucket=self._bucket, Key=key, UploadId=upload_id
-                )
-            )
+            await asyncio.shield(self.abort_multipart(key, upload_id=upload_id))
         except Exception:
             logger.warning("could not abort multipart upload of %s; cleanup will", key)
 
@@ -393,7 +406,8 @@ class S3Storage(Storage):
             )
         except ClientError as exc:
             code = _error_code(exc)
-            if code == "NoSuchUpload":
+            if code == "NoSuchUpload":  # completed (or aborted) already
+                await self.tracker.ended(key)
                 raise NotFound("No such multipart upload.", code="upload_not_found") from None
             if code in _BAD_PARTS_CODES:
                 message = str(exc.response.get("Error", {}).get("Message", code))
@@ -401,6 +415,7 @@ class S3Storage(Storage):
             raise _storage_error("complete a multipart upload", exc) from exc
         except BotoCoreError as exc:
             raise _storage_error("complete a multipart upload", exc) from exc
+        await self.tracker.ended(key)
 
     async def abort_multipart(self, key: str, *, upload_id: str) -> None:
         try:
@@ -412,6 +427,7 @@ class S3Storage(Storage):
                 raise _storage_error("abort a multipart upload", exc) from exc
         except BotoCoreError as exc:
             raise _storage_error("abort a multipart upload", exc) from exc
+        await self.tracker.ended(key)
 
     async def sha256_of(self, key: str) -> str:
         digest = hashlib.sha256()
@@ -606,7 +622,9 @@ def _storage_error(action: str, exc: Exception) -> StorageError:
 
 
 @contextlib.asynccontextmanager
-async def open_s3_storage(settings: Settings) -> AsyncIterator[S3Storage]:
+async def open_s3_storage(
+    settings: Settings, *, tracker: MultipartTracker | None = None
+) -> AsyncIterator[S3Storage]:
     """One pair of clients per process, closed when the context exits."""
     session = aioboto3.Session()
     secret = settings.s3_secret_access_key
@@ -626,4 +644,9 @@ async def open_s3_storage(settings: Settings) -> AsyncIterator[S3Storage]:
             presign_client = await stack.enter_async_context(
                 session.client("s3", endpoint_url=public_endpoint, **client_args)
             )
-        yield S3Storage(client=client, presign_client=presign_client, bucket=settings.s3_bucket)
+        yield S3Storage(
+            client=client,
+            presign_client=presign_client,
+            bucket=settings.s3_bucket,
+            tracker=tracker,
+        )
