@@ -399,3 +399,29 @@ async def test_temporary_files_of_a_stopped_local_upload_are_removed(api: Api) -
     assert not stopped.exists()
     assert not completing.exists()
     assert active.exists()
+
+
+@both_backends
+async def test_listing_is_in_s3_key_order_on_both_backends(api: Api) -> None:
+    # "-" and "." sort before "/": S3 lists "bob-x/..." before "bob/...". A
+    # walk that sorted folder names alone would list "bob/" first.
+    keys = [
+        "uploads/bob/2026/a.txt",
+        "uploads/bob-x/2026/b.txt",
+        "uploads/bob.x/c.txt",
+        "uploads/bob/2026-01/d.txt",
+        "uploads/bob0/e.txt",
+        "uploads/bo/f.txt",
+    ]
+    for key in keys:
+        await api.plant(key, b"x\n", "text/plain")
+    listed = [
+        item.key async for page in api.resources.storage.list_pages("uploads/") for item in page
+    ]
+    assert listed == sorted(keys)
+    after = [
+        item.key
+        async for page in api.resources.storage.list_pages(start_after="uploads/bob.x/c.txt")
+        for item in page
+    ]
+    assert after == [key for key in sorted(keys) if key > "uploads/bob.x/c.txt"]

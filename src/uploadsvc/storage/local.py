@@ -240,7 +240,7 @@ class LocalStorage(Storage):
 
         def visit(directory: Path, key_prefix: str) -> Iterator[ListedObject]:
             try:
-                entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+                entries = sorted(os.scandir(directory), key=_s3_order)
             except FileNotFoundError:
                 return
             for entry in entries:
@@ -646,6 +646,12 @@ def _part_file(number: int, etag: str) -> str:
     """The file name of a part: its number and ETag (MD5 hex, quotes or not)."""
     bare = etag.strip('"')
     return f"{number:05d}-{bare}"
+
+
+def _s3_order(entry: os.DirEntry[str]) -> str:
+    """Sort a folder's entries as S3 sorts their keys: a folder's keys all
+    continue with "/", which sorts after "-" and "." ("bob-x/..." before "bob/...")."""
+    return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:
