@@ -776,17 +776,19 @@ def render(results: list[Result], command: str, postgres: str) -> str:
 NOTES = """\
 Why the numbers are what they are:
 
-- **Local backend, orphans on disk.** Deleting is the file system's work: on
-  this machine's ext4 (mounted with `discard`), unlinking a file whose blocks
-  are on disk waits for the journal, so the bare deletion alone (no listing,
-  no database) takes longer than 1.3× the listing, and no cleanup can meet
-  the target there. What cleanup controls is how close it stays to the slower
-  of the two (the second ratio above): deletions run while the listing goes
-  on, several batches at once because concurrent unlinks share journal commits.
-- **Local backend, orphans in page cache.** Deleting is cheap, and the run is
-  bound by CPU: the listing thread and the lookups on the event loop share the
-  GIL, and PostgreSQL and `rm` want the same 2 cores (shared with other work
-  while this ran). The dry run shows listing plus lookups alone.
+- **Local backend: the target is below what 2 cores allow.** On the local
+  backend listing is not waiting on a network but CPU work (a `scandir` and a
+  `stat` per object), so the rest of a run cannot hide behind it: the CPU
+  lines above add up what each part of a cleanup run used (this process:
+  listing, lookups, batching; `rm`: unlinking; PostgreSQL: the lookups), and
+  even spread perfectly over this machine's 2 cores that takes longer than
+  1.3× the bare listing, before any waiting. On disk, unlinking alone costs
+  more CPU than listing (ext4 mounted with `discard` frees each file's blocks
+  through its journal), so the bare deletion by itself takes about twice the
+  listing. What cleanup controls is how close it stays to the slower of the
+  two (the second ratio above): deletions run while the listing goes on,
+  several batches at once because concurrent unlinks share journal commits.
+  The dry run shows listing plus lookups alone.
 - **What a run does to stay close to its listing.** The listing runs in a task
   of its own, two pages ahead. A page is looked up with one statement on one
   autocommit connection (no checkout, ping, BEGIN or ROLLBACK per page): the
