@@ -27,12 +27,15 @@ DAY = dt.timedelta(days=1)
 LATER = dt.timedelta(days=3)  # "now" for runs that should see every object as old
 
 
-async def _cleanup(api: Api, *, dry_run: bool = False, later: bool = True) -> CleanupReport:
+async def _cleanup(
+    api: Api, *, dry_run: bool = False, later: bool = True, all_incomplete: bool = False
+) -> CleanupReport:
     return await run_cleanup(
         api.resources.session_factory,
         api.resources.storage,
         older_than=DAY,
         dry_run=dry_run,
+        all_incomplete=all_incomplete,
         now=utcnow() + LATER if later else None,
     )
 
@@ -322,7 +325,7 @@ async def test_cleanup_asks_storage_only_about_the_keys_of_the_multipart_ledger(
     # Begun by something else (or before the ledger existed): not cleanup's;
     # the bucket's lifecycle rule aborts it.
     foreign = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
-    stray = await storage._client.create_multipart_upload(Bucket=bucket, Key=foreign)
+    await storage._client.create_multipart_upload(Bucket=bucket, Key=foreign)
     # Begun by the service, which then stopped (no row, no complete, no abort).
     key = f"uploads/alice/2026/01/01/{uuid.uuid4()}.bin"
     await storage.start_multipart(key, content_type="application/pdf")
@@ -350,9 +353,14 @@ async def test_cleanup_asks_storage_only_about_the_keys_of_the_multipart_ledger(
     sent.clear()
     assert (await _cleanup(api)).aborted == 0
     assert multipart_calls() == []
-    await storage._client.abort_multipart_upload(
-        Bucket=bucket, Key=foreign, UploadId=stray["UploadId"]
-    )
+    # An operator's run with --all-incomplete lists them all, once.
+    swept = await _cleanup(api, all_incomplete=True)
+    assert swept.aborted == 1
+    assert multipart_calls() == [
+        ("ListMultipartUploads", ""),
+        ("AbortMultipartUpload", foreign),
+    ]
+    assert await storage.list_incomplete_uploads("") == []
 
 
 @pytest.mark.parametrize("backend", ["pg-local"])

@@ -71,7 +71,7 @@ def test_cli_dry_run_reports_without_deleting(tmp_path: Path) -> None:
     assert "would delete 1" in dry.stdout
     assert orphan.exists()
     real = subprocess.run(
-        [uploadsvc, "cleanup", "--older-than", "0s"],
+        [uploadsvc, "cleanup", "--older-than", "0s", "--all-incomplete"],
         env=env,
         cwd=tmp_path,
         check=True,

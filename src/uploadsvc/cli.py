@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="e.g. 90m, 24h, 7d (default: UPLOADSVC_CLEANUP_OLDER_THAN_SECONDS)",
     )
+    cleanup.add_argument(
+        "--all-incomplete",
+        action="store_true",
+        help="also list every incomplete multipart upload in the bucket, not only those "
+        "the service recorded (once, after upgrading from a version that did not)",
+    )
     cleanup.set_defaults(handler=_cleanup)
 
     storage = commands.add_parser("storage", help="object storage commands")
@@ -125,22 +131,26 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=value * _DURATION_UNITS[unit])
 
 
-async def _run_cleanup(settings: Settings, older_than: dt.timedelta, dry_run: bool) -> str:
+async def _run_cleanup(settings: Settings, args: argparse.Namespace) -> str:
     from uploadsvc.resources import open_resources
     from uploadsvc.services.cleanup import run_cleanup
 
+    older_than = args.older_than
+    if older_than is None:  # not `or`: 0s is a valid cutoff
+        older_than = dt.timedelta(seconds=settings.cleanup_older_than_seconds)
     async with open_resources(settings) as resources:
         report = await run_cleanup(
-            resources.session_factory, resources.storage, older_than=older_than, dry_run=dry_run
+            resources.session_factory,
+            resources.storage,
+            older_than=older_than,
+            dry_run=args.dry_run,
+            all_incomplete=args.all_incomplete,
         )
     return report.summary()
 
 
 def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
-    older_than = args.older_than
-    if older_than is None:  # not `or`: 0s is a valid cutoff
-        older_than = dt.timedelta(seconds=settings.cleanup_older_than_seconds)
-    print(asyncio.run(_run_cleanup(settings, older_than, args.dry_run)))
+    print(asyncio.run(_run_cleanup(settings, args)))
     return 0
 
 

@@ -86,9 +86,15 @@ async def run_cleanup(
     *,
     older_than: dt.timedelta,
     dry_run: bool = False,
+    all_incomplete: bool = False,
     now: dt.datetime | None = None,
 ) -> CleanupReport:
-    """One cleanup run; ``now`` is injectable so tests can age objects."""
+    """One cleanup run; ``now`` is injectable so tests can age objects.
+
+    ``all_incomplete`` lists every incomplete multipart upload under the
+    upload prefixes, not only those the multipart ledger names: for an
+    operator, once, after upgrading from a version without the ledger.
+    """
     started_at = utcnow()
     now = now or started_at
     cutoff = now - older_than
@@ -102,7 +108,9 @@ async def run_cleanup(
     try:
         report.expired = await _expire_pending(session_factory, cutoff, dry_run=dry_run)
         await _sweep(session_factory, storage, report, cutoff, dry_run=dry_run)
-        report.aborted = await _abort_incomplete(session_factory, storage, cutoff, dry_run=dry_run)
+        report.aborted = await _abort_incomplete(
+            session_factory, storage, cutoff, dry_run=dry_run, list_all=all_incomplete
+        )
     except Exception as exc:
         report.outcome = "failed"
         await _record(session_factory, report, started_at, older_than, error=type(exc).__name__)
@@ -362,19 +370,20 @@ async def _abort_incomplete(
     cutoff: dt.datetime,
     *,
     dry_run: bool,
+    list_all: bool,
 ) -> int:
     """Abort the uploads begun before the cutoff that nothing finished.
 
     Multipart uploads first. Where storage keeps a ledger of them (S3 with
     PostgreSQL), the ledger names the keys where one may be left, and
     storage is asked about those keys only: a run whose ledger holds nothing
-    old sends no request for this. Elsewhere the incomplete uploads are
-    listed (a scan of folders on the local backend). Then the local
+    old sends no request for this. Elsewhere, or with ``list_all``, the
+    incomplete uploads are listed (a scan of folders on the local backend). Then the local
     backend's temporary files of uploads a stopped process left.
     """
     ledger = MultipartLedger(session_factory)
     due_keys: list[str] = []
-    if storage.tracks_multipart_uploads:
+    if storage.tracks_multipart_uploads and not list_all:
         due_keys = await ledger.due(cutoff)  # not pending uploads' keys
         due = [
             upload
