@@ -68,7 +68,6 @@ class NullStorage(Storage):
     """
 
     def __init__(self) -> None:
-        super().__init__()
         self.received = 0
 
     async def put_stream(

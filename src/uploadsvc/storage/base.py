@@ -88,26 +88,17 @@ class MultipartTracker(abc.ABC):
         """The multipart upload at ``key`` is completed or aborted."""
 
 
-class Untracked(MultipartTracker):
-    """For tools that open storage without a database (``storage init``, benchmarks)."""
-
-    async def starting(self, key: str) -> None:
-        return None
-
-    async def ended(self, key: str) -> None:
-        return None
-
-
 class Storage(abc.ABC):
     """Object storage for uploads. Every method is a coroutine."""
 
-    def __init__(self, *, tracker: MultipartTracker | None = None) -> None:
-        self.tracker = tracker or Untracked()
-
     @property
     def tracks_multipart_uploads(self) -> bool:
-        """Whether every multipart upload this storage starts is in a ledger."""
-        return not isinstance(self.tracker, Untracked)
+        """Whether a ``MultipartTracker`` is told of every multipart upload this storage starts.
+
+        Only S3 can be given one: the local backend's incomplete uploads are
+        folders, which cleanup lists at no cost.
+        """
+        return False
 
     @abc.abstractmethod
     async def presign_put(

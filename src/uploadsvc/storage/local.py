@@ -77,6 +77,8 @@ _RESPONSE_DISPOSITION = "response-content-disposition"
 _UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _PART_FILE = re.compile(r"(?P<number>[0-9]{5})-(?P<etag>[0-9a-f]{32})")
 _UPLOAD_FILE = "upload.json"
+# An object's metadata: meta/<key>.json.
+_META_SUFFIX = ".json"
 _COMPLETING = "completing-"
 
 
@@ -90,10 +92,7 @@ class Download:
 
 
 class LocalStorage(Storage):
-    # No multipart tracker: incomplete uploads are folders here, which
-    # cleanup lists at no cost.
     def __init__(self, *, root: Path, secret: str, public_base_url: str) -> None:
-        super().__init__()
         self._objects = root / "objects"
         self._meta = root / "meta"
         self._tmp = root / "tmp"
@@ -272,7 +271,7 @@ class LocalStorage(Storage):
         paths: list[str] = []
         for key in keys:
             _key_parts(key)
-            paths += (objects + key, meta + key + ".json")
+            paths += (objects + key, meta + key + _META_SUFFIX)
         # One rm process for the batch, not os.unlink in a worker thread:
         # during cleanup another thread lists at the same time, and two
         # threads making a system call per file pass the GIL back and forth
@@ -529,8 +528,8 @@ class LocalStorage(Storage):
         return self._objects.joinpath(*_key_parts(key))
 
     def _meta_path(self, key: str) -> Path:
-        relative = self._object_path(key).relative_to(self._objects)
-        return self._meta / relative.parent / (relative.name + ".json")
+        *folders, name = _key_parts(key)
+        return self._meta.joinpath(*folders, name + _META_SUFFIX)
 
     async def _read_meta(self, key: str) -> dict[str, str]:
         try:

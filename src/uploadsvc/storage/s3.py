@@ -72,13 +72,19 @@ class S3Storage(Storage):
         bucket: str,
         tracker: MultipartTracker | None = None,
     ) -> None:
-        super().__init__(tracker=tracker)
         # `client` reaches S3 from the service; `presign_client` signs URLs
         # for the host that browsers and apps reach (S3_PUBLIC_ENDPOINT_URL).
         self._client = client
         self._presign_client = presign_client
         self._bucket = bucket
+        # Told before every multipart upload starts and after it ends (see
+        # services/multipart_ledger.py); tools without a database pass none.
+        self._tracker = tracker or _Untracked()
         _sign_parts_with_their_hash(client)
+
+    @property
+    def tracks_multipart_uploads(self) -> bool:
+        return not isinstance(self._tracker, _Untracked)
 
     async def presign_put(
         self,
@@ -184,7 +190,7 @@ class S3Storage(Storage):
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
             )
-            await self.tracker.ended(key)
+            await self._tracker.ended(key)
         except BaseException as exc:
             if in_flight is not None:
                 in_flight.cancel()
@@ -197,7 +203,7 @@ class S3Storage(Storage):
             raise
 
     async def _start_multipart(self, key: str, content_type: str) -> str:
-        await self.tracker.starting(key)
+        await self._tracker.starting(key)
         try:
             response = await self._client.create_multipart_upload(
                 Bucket=self._bucket, Key=key, ContentType=content_type
@@ -205,7 +211,7 @@ class S3Storage(Storage):
         except ClientError:
             # Refused: no upload was started. (After a network error or a
             # cancellation one may have been; the tracker keeps the key.)
-            await self.tracker.ended(key)
+            await self._tracker.ended(key)
             raise
         return str(response["UploadId"])
 
@@ -407,7 +413,7 @@ class S3Storage(Storage):
         except ClientError as exc:
             code = _error_code(exc)
             if code == "NoSuchUpload":  # completed (or aborted) already
-                await self.tracker.ended(key)
+                await self._tracker.ended(key)
                 raise NotFound("No such multipart upload.", code="upload_not_found") from None
             if code in _BAD_PARTS_CODES:
                 message = str(exc.response.get("Error", {}).get("Message", code))
@@ -415,7 +421,7 @@ class S3Storage(Storage):
             raise _storage_error("complete a multipart upload", exc) from exc
         except BotoCoreError as exc:
             raise _storage_error("complete a multipart upload", exc) from exc
-        await self.tracker.ended(key)
+        await self._tracker.ended(key)
 
     async def abort_multipart(self, key: str, *, upload_id: str) -> None:
         try:
@@ -427,7 +433,7 @@ class S3Storage(Storage):
                 raise _storage_error("abort a multipart upload", exc) from exc
         except BotoCoreError as exc:
             raise _storage_error("abort a multipart upload", exc) from exc
-        await self.tracker.ended(key)
+        await self._tracker.ended(key)
 
     async def sha256_of(self, key: str) -> str:
         digest = hashlib.sha256()
@@ -513,6 +519,14 @@ class S3Storage(Storage):
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("initialise the bucket", exc) from exc
         return done
+
+
+class _Untracked(MultipartTracker):
+    async def starting(self, key: str) -> None:
+        return None
+
+    async def ended(self, key: str) -> None:
+        return None
 
 
 class _Part:
