@@ -5,7 +5,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from uploadsvc import event_models, models  # noqa: F401  (registers the tables on Base.metadata)
+import uploadsvc.models  # noqa: F401  (registers every table on Base.metadata)
 from uploadsvc.config import Settings
 from uploadsvc.db import Base, create_engine
 

@@ -64,7 +64,7 @@ from bench.common import (
     write_section,
 )
 from uploadsvc.db import utcnow
-from uploadsvc.models import Upload, UploadStatus
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.resources import Resources, open_resources
 from uploadsvc.services.cleanup import (
     _DELETES_IN_FLIGHT,

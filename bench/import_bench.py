@@ -36,9 +36,8 @@ from typing import Any
 from sqlalchemy import insert, select, text
 
 from bench.common import REPO, scratch_database, settings, table, write_section
-from uploadsvc.archive import ArchiveLimits, OpenEventArchive
 from uploadsvc.db import utcnow
-from uploadsvc.event_models import (
+from uploadsvc.models.events import (
     Event,
     ImportJob,
     ImportState,
@@ -48,7 +47,8 @@ from uploadsvc.event_models import (
     Track,
     session_speakers,
 )
-from uploadsvc.openevent import ImportStream
+from uploadsvc.openevent.archive import ArchiveLimits, OpenEventArchive
+from uploadsvc.openevent.mapping import ImportStream
 from uploadsvc.resources import Resources, open_resources
 from uploadsvc.services.imports import run_import
 
@@ -209,7 +209,7 @@ async def enqueue_to_start(database_url: str, storage_dir: Path, key: str) -> li
     """Milliseconds from enqueue to the job starting, on a real arq worker."""
     from redis.asyncio import Redis
 
-    from uploadsvc.workers import create_worker
+    from uploadsvc.workers.settings import create_worker
 
     redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()

@@ -26,7 +26,8 @@ from tests.localstack import LocalStackServer, start_localstack
 from uploadsvc.app import create_app
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
-from uploadsvc.models import OpenMultipartUpload, Upload
+from uploadsvc.models.multipart_ledger import OpenMultipartUpload
+from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token

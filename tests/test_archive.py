@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.openevent_archives import SAMPLES
-from uploadsvc import archive as archive_module
-from uploadsvc.archive import ArchiveError, ArchiveLimits, OpenEventArchive
+from uploadsvc.openevent import archive as archive_module
+from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
 
 
 def _zip(entries: dict[str, bytes | str], *, method: int = zipfile.ZIP_DEFLATED) -> bytes:

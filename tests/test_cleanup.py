@@ -17,7 +17,8 @@ from sqlalchemy import event, func, select, update
 from tests.conftest import Api
 from uploadsvc.db import utcnow
 from uploadsvc.errors import StorageError
-from uploadsvc.models import CleanupRun, Upload, UploadStatus
+from uploadsvc.models.cleanup import CleanupRun
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
 from uploadsvc.storage import S3Storage
 

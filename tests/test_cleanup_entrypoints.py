@@ -22,10 +22,12 @@ from tests.conftest import TEST_JWT_SECRET, empty_shared_database, make_settings
 from tests.localstack import LocalStackServer, free_loopback_port
 from uploadsvc.cli import parse_duration, run_migrations
 from uploadsvc.config import Settings
-from uploadsvc.models import CleanupRun, OpenMultipartUpload
+from uploadsvc.models.cleanup import CleanupRun
+from uploadsvc.models.multipart_ledger import OpenMultipartUpload
 from uploadsvc.security import mint_token
 from uploadsvc.storage import open_storage
-from uploadsvc.workers import cleanup_job, cleanup_schedule, create_worker
+from uploadsvc.workers.jobs import cleanup_job
+from uploadsvc.workers.settings import cleanup_schedule, create_worker
 
 T = TypeVar("T")
 MiB = 1024 * 1024

@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 from tests.conftest import Api, make_settings, running_api
 from tests.openevent_archives import build_zip
-from uploadsvc.event_models import Event
-from uploadsvc.jobs import ArqQueue
+from uploadsvc.job_queue import ArqQueue
+from uploadsvc.models.events import Event
 from uploadsvc.services.imports import reconcile_imports
-from uploadsvc.workers import create_worker
+from uploadsvc.workers.settings import create_worker
 
 REDIS_BASE = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # A database of its own, flushed by these tests (another one for a second

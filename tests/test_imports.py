@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from tests import samples
 from tests.conftest import Api
 from tests.openevent_archives import SAMPLES, build_zip, expected
-from uploadsvc.event_models import Event
-from uploadsvc.jobs import InProcessQueue
+from uploadsvc.job_queue import InProcessQueue
+from uploadsvc.models.events import Event
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local", "sqlite-local"])
 
@@ -274,7 +274,7 @@ async def test_other_users_tasks_and_events_are_404(api: Api) -> None:
 
 
 async def test_rerunning_a_job_never_makes_a_second_event(api: Api) -> None:
-    from uploadsvc.event_models import ImportJob, ImportState
+    from uploadsvc.models.events import ImportJob, ImportState
     from uploadsvc.services.imports import run_import
 
     task = await import_zip(api, _messy("kebab"))

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tests import samples
 from tests.conftest import Api
-from uploadsvc.models import Upload
+from uploadsvc.models.uploads import Upload
 
 MiB = 1024 * 1024
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\n"

@@ -21,8 +21,18 @@ from uploadsvc import __version__
 from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
 from uploadsvc.resources import open_resources
-from uploadsvc.routers import demo, direct, events, files, health, local_storage, uploads, uppy
-from uploadsvc.workers import run_in_process_schedule
+from uploadsvc.routers import (
+    demo,
+    direct,
+    events,
+    files,
+    health,
+    local_storage,
+    openevent_uploads,
+    uploads,
+    uppy,
+)
+from uploadsvc.workers.scheduler import run_in_process_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(uploads.router)
     app.include_router(uppy.router)
     app.include_router(direct.router)
+    app.include_router(openevent_uploads.router)
     app.include_router(events.router)
     app.include_router(files.router)
     app.include_router(health.router)

@@ -155,7 +155,7 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, _: argparse.Namespace) -> int:
-    from uploadsvc.workers import create_worker
+    from uploadsvc.workers.settings import create_worker
 
     if not settings.redis_url:
         print("uploadsvc: the worker needs UPLOADSVC_REDIS_URL", file=sys.stderr)

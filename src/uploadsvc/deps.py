@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
-from uploadsvc.models import Upload
+from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
 from uploadsvc.services.files import require_confirmed

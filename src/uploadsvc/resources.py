@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from uploadsvc.config import Settings
 from uploadsvc.db import create_engine, create_session_factory
-from uploadsvc.jobs import ArqQueue, InProcessQueue, JobQueue
+from uploadsvc.job_queue import ArqQueue, InProcessQueue, JobQueue
 from uploadsvc.security import TokenVerifier
 from uploadsvc.services.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage, open_storage

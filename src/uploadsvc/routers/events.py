@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
+from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep
 from uploadsvc.errors import (
     BadRequest,
@@ -17,8 +18,10 @@ from uploadsvc.errors import (
     UnsupportedMediaType,
     error_responses,
 )
-from uploadsvc.event_models import Event
-from uploadsvc.event_schemas import (
+from uploadsvc.formdata import FormReader
+from uploadsvc.models.events import Event
+from uploadsvc.routers.openapi import BINARY, form_data_body
+from uploadsvc.schemas.events import (
     EventRead,
     ImportByKey,
     ImportJobList,
@@ -32,11 +35,8 @@ from uploadsvc.event_schemas import (
     TaskRead,
     TrackRead,
 )
-from uploadsvc.multipart import FormReader
-from uploadsvc.routers.direct import multipart_body
 from uploadsvc.services import events as service
 from uploadsvc.services import imports
-from uploadsvc.services.direct import MULTIPART_OVERHEAD_BYTES, refuse_honest_oversize
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -51,13 +51,13 @@ def _accepted(job_id: uuid.UUID) -> TaskAccepted:
     responses=error_responses(
         BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
     ),
-    openapi_extra=multipart_body({"file": {"type": "string", "format": "binary"}}, ["file"]),
+    openapi_extra=form_data_body({"file": BINARY}, ["file"]),
 )
 async def import_event_archive(
     request: Request, session: SessionDep, resources: ResourcesDep, principal: PrincipalDep
 ) -> TaskAccepted:
     """Upload an Open Event zip (streamed to storage) and import it in the background."""
-    limit = resources.settings.max_event_import_bytes + MULTIPART_OVERHEAD_BYTES
+    limit = resources.settings.max_event_import_bytes + FORM_OVERHEAD_BYTES
     refuse_honest_oversize(request.headers.get("content-length"), limit)
     form = FormReader(request.headers.get("content-type"), request.stream())
     job = await imports.submit_archive_upload(session, resources, principal=principal, form=form)

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 
 from uploadsvc.deps import OwnedFile, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.errors import BadRequest, NotFound, StorageError, error_responses
-from uploadsvc.schemas import DownloadUrl, FileList, FileRead
+from uploadsvc.schemas.files import DownloadUrl, FileList, FileRead
 from uploadsvc.services import files as service
 
 router = APIRouter(prefix="/v1/files", tags=["files"])

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from uploadsvc.deps import ResourcesDep
-from uploadsvc.schemas import Health, Readiness
+from uploadsvc.schemas.health import Health, Readiness
 from uploadsvc.services.health import check_readiness
 
 router = APIRouter(tags=["operations"])

@@ -16,18 +16,16 @@ from uploadsvc.errors import (
     UnsupportedMediaType,
     error_responses,
 )
-from uploadsvc.schemas import (
+from uploadsvc.schemas.files import ConfirmedFile
+from uploadsvc.schemas.multipart_uploads import (
     CompleteRequest,
-    ConfirmedFile,
-    ConfirmRequest,
     MultipartUploadRequest,
     MultipartUploadResponse,
     PartUrls,
     PartUrlsRequest,
     UploadedParts,
-    UploadUrlRequest,
-    UploadUrlResponse,
 )
+from uploadsvc.schemas.uploads import ConfirmRequest, UploadUrlRequest, UploadUrlResponse
 from uploadsvc.services import multipart_uploads
 from uploadsvc.services import uploads as service
 

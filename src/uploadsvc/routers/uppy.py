@@ -23,8 +23,8 @@ from uploadsvc.errors import (
     UnsupportedMediaType,
     error_responses,
 )
-from uploadsvc.models import Upload
-from uploadsvc.schemas import (
+from uploadsvc.models.uploads import Upload
+from uploadsvc.schemas.uppy import (
     UppyAborted,
     UppyCompleted,
     UppyCompleteRequest,

@@ -35,7 +35,8 @@ from sqlalchemy import ARRAY, ColumnElement, String, bindparam, func, select, up
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from uploadsvc.db import utcnow
-from uploadsvc.models import CleanupRun, Lease, Upload, UploadStatus
+from uploadsvc.models.cleanup import CleanupRun, Lease
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.services.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.errors import NotFound
-from uploadsvc.event_models import (
+from uploadsvc.models.events import (
     Event,
     ImportJob,
     Microlocation,
@@ -22,7 +22,7 @@ from uploadsvc.event_models import (
     Track,
     session_speakers,
 )
-from uploadsvc.event_schemas import (
+from uploadsvc.schemas.events import (
     EventRead,
     ImportJobList,
     MicrolocationRead,

@@ -6,13 +6,13 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from uploadsvc import repository
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError
-from uploadsvc.models import Upload, UploadStatus
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, content_disposition
-from uploadsvc.schemas import ConfirmedFile, DownloadUrl, FileList, FileRead
+from uploadsvc.repository import uploads as repository
+from uploadsvc.schemas.files import ConfirmedFile, DownloadUrl, FileList, FileRead
 from uploadsvc.security import Principal
 from uploadsvc.storage import Storage
 

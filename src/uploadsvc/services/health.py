@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import text
 
 from uploadsvc.resources import Resources
-from uploadsvc.schemas import Readiness
+from uploadsvc.schemas.health import Readiness
 
 logger = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc import content_types as ct
-from uploadsvc.archive import ArchiveError, ArchiveLimits, OpenEventArchive
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError, Unprocessable
-from uploadsvc.event_models import Event, ImportJob, ImportState
-from uploadsvc.models import UploadStatus
-from uploadsvc.multipart import FormReader
-from uploadsvc.openevent import (
+from uploadsvc.formdata import FormReader
+from uploadsvc.models.events import Event, ImportJob, ImportState
+from uploadsvc.models.uploads import UploadStatus
+from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
+from uploadsvc.openevent.mapping import (
     MAX_WARNINGS,
     MEDIA_TYPES,
     TABLES,
@@ -49,7 +49,7 @@ from uploadsvc.openevent import (
 from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
-from uploadsvc.services.direct import IncomingFile, store_file
+from uploadsvc.services.incoming_files import IncomingFile, store_file
 from uploadsvc.services.uploads import find_upload
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from uploadsvc.db import utcnow
-from uploadsvc.models import OpenMultipartUpload, Upload, UploadStatus
+from uploadsvc.models.multipart_ledger import OpenMultipartUpload
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.storage.base import MultipartTracker
 

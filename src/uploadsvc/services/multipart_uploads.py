@@ -18,15 +18,15 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from uploadsvc import repository
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
 from uploadsvc.errors import BadRequest, Conflict, NotFound
-from uploadsvc.models import Upload, UploadStatus
-from uploadsvc.schemas import (
+from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.repository import uploads as repository
+from uploadsvc.schemas.files import ConfirmedFile
+from uploadsvc.schemas.multipart_uploads import (
     MAX_PARTS,
     CompletedPart,
-    ConfirmedFile,
     MultipartUploadRequest,
     MultipartUploadResponse,
     PartUrl,

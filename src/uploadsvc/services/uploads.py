@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc import content_types as ct
-from uploadsvc import metrics, repository
+from uploadsvc import metrics
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
 from uploadsvc.errors import (
@@ -29,9 +29,11 @@ from uploadsvc.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from uploadsvc.models import Upload, UploadStatus
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, profile_for, sanitize_filename
-from uploadsvc.schemas import ConfirmedFile, UploadUrlRequest, UploadUrlResponse
+from uploadsvc.repository import uploads as repository
+from uploadsvc.schemas.files import ConfirmedFile
+from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage

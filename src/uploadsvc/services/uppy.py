@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from uploadsvc import repository
 from uploadsvc.config import Settings
 from uploadsvc.errors import BadRequest, NotFound
-from uploadsvc.models import Upload
+from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import Purpose, profile_for
-from uploadsvc.schemas import (
-    CompletedPart,
+from uploadsvc.repository import uploads as repository
+from uploadsvc.schemas.multipart_uploads import CompletedPart
+from uploadsvc.schemas.uppy import (
     UppyCompleted,
     UppyMultipartUpload,
     UppyPart,

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from uploadsvc.event_models import ImportState
+from uploadsvc.models.events import ImportState
 
 
 class ImportByKey(BaseModel):

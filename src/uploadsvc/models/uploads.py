@@ -1,17 +1,10 @@
-"""Database models.
-
-One row per upload: it is created *pending* when a URL is handed out and
-becomes the user's *file* once confirmed, so ``upload_id`` and ``file_id``
-are the same UUID.
-"""
-
 from __future__ import annotations
 
 import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import BigInteger, Boolean, Enum, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Enum, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from uploadsvc.db import Base, UTCDateTime, utcnow
@@ -67,52 +60,3 @@ class Upload(Base):
         # Cleanup scans by status and age.
         Index("ix_uploads_status_url_expires_at", "status", "url_expires_at"),
     )
-
-
-class CleanupRun(Base):
-    """What one cleanup run found and removed (SPEC §6)."""
-
-    __tablename__ = "cleanup_runs"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    dry_run: Mapped[bool] = mapped_column(Boolean)
-    # "done", "failed", or "skipped" when another run held the lease.
-    outcome: Mapped[str] = mapped_column(String(16))
-    cutoff_seconds: Mapped[int] = mapped_column(Integer)
-    scanned: Mapped[int] = mapped_column(Integer, default=0)
-    deleted: Mapped[int] = mapped_column(Integer, default=0)
-    expired: Mapped[int] = mapped_column(Integer, default=0)
-    aborted: Mapped[int] = mapped_column(Integer, default=0)
-    freed_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    error: Mapped[str | None] = mapped_column(String(1024))
-
-
-class Lease(Base):
-    """A named lease, so that one periodic job runs at a time across all workers.
-
-    Taken with a conditional UPDATE (free or expired → ours), which works the
-    same on PostgreSQL and SQLite; expiry frees it if its holder dies.
-    """
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(64))
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-class OpenMultipartUpload(Base):
-    """A multipart upload that storage may hold open under an upload prefix.
-
-    Written (and committed) before storage is asked to start one, removed once
-    it is completed or aborted. A row that outlives its upload's process (a
-    crash, a deploy) tells cleanup which key to look at, so cleanup never has
-    to list every incomplete upload in the bucket. See services/multipart_ledger.py.
-    """
-
-    __tablename__ = "open_multipart_uploads"
-
-    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
-    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.errors import BadRequest
-from uploadsvc.models import Upload, UploadStatus
+from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.security import Principal
 
 

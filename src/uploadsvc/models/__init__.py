@@ -1,0 +1,9 @@
+"""Database models, one module per feature.
+
+Importing this package registers every table on ``Base.metadata`` (Alembic
+and the tests need them all); code imports the module it needs.
+"""
+
+from uploadsvc.models import cleanup, events, multipart_ledger, uploads
+
+__all__ = ["cleanup", "events", "multipart_ledger", "uploads"]

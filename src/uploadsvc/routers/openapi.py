@@ -1,0 +1,31 @@
+"""Request bodies that FastAPI cannot describe by itself.
+
+The streaming routes take the raw ``Request`` (never FastAPI's ``File`` or
+``Form``, which spool the body first), so their bodies are described for
+OpenAPI by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+
+
+def form_data_body(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """``openapi_extra`` for a ``multipart/form-data`` body with these fields."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": fields, "required": required}
+                }
+            },
+        }
+    }
+
+
+def untitled(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema without its title, so a generated client names the body after its route."""
+    return {key: value for key, value in schema.items() if key != "title"}

@@ -1,0 +1,111 @@
+"""The Open Event compatible upload routes: ``/v1/upload/file`` and ``/v1/upload/image``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+
+from uploadsvc.bodies import FORM_OVERHEAD_BYTES, read_limited, refuse_honest_oversize
+from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    StorageError,
+    Unprocessable,
+    UnsupportedMediaType,
+    error_responses,
+)
+from uploadsvc.formdata import FormReader
+from uploadsvc.routers.openapi import BINARY, form_data_body, untitled
+from uploadsvc.schemas.openevent_uploads import FileUrl, FileUrls, ImageData, OpenEventFileUrl
+from uploadsvc.services import openevent_uploads as service
+
+# Also tagged "direct uploads", as before these routes had a router of their own:
+# generated clients name their module after the first tag
+# (`api.direct_uploads.open_event_upload_file`), and moving them would break those clients.
+router = APIRouter(tags=["direct uploads"])
+
+_ERRORS = error_responses(
+    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
+)
+
+
+ForceLocal = Annotated[
+    bool, Query(description="Store on the local backend (400 unless it is the configured one).")
+]
+
+
+def _check_force_local(force_local: bool, backend: str) -> None:
+    if force_local and backend != "local":
+        raise BadRequest(
+            "force_local=true needs the local storage backend, which is not configured.",
+            code="force_local_unavailable",
+        )
+
+
+@router.post(
+    "/v1/upload/file",
+    tags=["open event"],
+    responses=_ERRORS,
+    response_model=OpenEventFileUrl,
+    openapi_extra=form_data_body(
+        {"file": BINARY, "files[]": {"type": "array", "items": BINARY}}, []
+    ),
+)
+async def open_event_upload_file(
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    force_local: ForceLocal = False,
+) -> FileUrl | FileUrls:
+    """Open Event's upload: one `file` → `{"url": ...}`; several `files[]` → `{"url": [...]}`."""
+    _check_force_local(force_local, settings.storage_backend)
+    limit = (settings.max_attachment_bytes + FORM_OVERHEAD_BYTES) * (service.MAX_FILES_PER_REQUEST)
+    refuse_honest_oversize(request.headers.get("content-length"), limit)
+    form = FormReader(request.headers.get("content-type"), request.stream())
+    urls, several = await service.open_event_files(
+        session, storage, settings, principal=principal, form=form
+    )
+    return FileUrls(url=urls) if several else FileUrl(url=urls[0])
+
+
+@router.post(
+    "/v1/upload/image",
+    tags=["open event"],
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            # Untitled, so a generated client names it like the other bodies
+            # (`OpenEventUploadImageBody`, not `OpenEventUploadImageImageData`).
+            "content": {"application/json": {"schema": untitled(ImageData.model_json_schema())}},
+        }
+    },
+)
+async def open_event_upload_image(
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    force_local: ForceLocal = False,
+) -> FileUrl:
+    """Open Event's image upload: `{"data": "data:image/png;base64,..."}` → `{"url": ...}`."""
+    _check_force_local(force_local, settings.storage_backend)
+    # base64 is 4/3 of the bytes; the JSON around it is small.
+    limit = settings.max_attachment_bytes * 4 // 3 + 4096
+    raw = await read_limited(request.stream(), limit)
+    try:
+        image = ImageData.model_validate_json(raw)
+    except ValidationError:
+        raise Unprocessable(
+            'The body must be {"data": "data:image/...;base64,..."}.', code="validation_error"
+        ) from None
+    url = await service.open_event_image(
+        session, storage, settings, principal=principal, data_uri=image.data
+    )
+    return FileUrl(url=url)

@@ -1,0 +1,43 @@
+"""Bodies of confirmed files: one file, a page of them, a download URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import BaseModel, Field
+
+from uploadsvc.models.uploads import UploadStatus
+from uploadsvc.profiles import Purpose
+
+
+class FileRead(BaseModel):
+    file_id: uuid.UUID
+    file_key: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str | None = Field(description="Base64 SHA-256, when known.")
+    status: UploadStatus
+    purpose: Purpose
+    created_at: dt.datetime
+    confirmed_at: dt.datetime | None
+
+
+class ConfirmedFile(FileRead):
+    """The confirm body: the file plus a fresh download URL."""
+
+    download_url: str
+    expires_in: int
+
+
+class FileList(BaseModel):
+    items: list[FileRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class DownloadUrl(BaseModel):
+    download_url: str
+    expires_in: int

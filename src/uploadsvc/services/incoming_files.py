@@ -1,0 +1,198 @@
+"""Receiving a file's bytes through the service, shared by every route that does.
+
+The body is never buffered whole. The first bytes are checked (magic bytes
+against the declared type and the profile) before anything is stored; the
+size is counted and the SHA-256 computed as the bytes stream to storage; a
+limit crossed mid-body stops the upload at once. Storage's ``put_stream``
+guarantees that an error raised anywhere in the stream leaves no object,
+and the row is only written once the object is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from uploadsvc import content_types as ct
+from uploadsvc import metrics
+from uploadsvc.config import Settings
+from uploadsvc.db import utcnow
+from uploadsvc.errors import (
+    PayloadTooLarge,
+    StorageError,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from uploadsvc.formdata import FormReader
+from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.profiles import Profile, sanitize_filename
+from uploadsvc.repository import uploads as repository
+from uploadsvc.security import Principal
+from uploadsvc.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFile:
+    filename: str
+    # The type the client declared; None when the magic bytes decide.
+    declared_type: str | None
+    chunks: AsyncIterator[bytes]
+
+
+async def store_file(
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    *,
+    principal: Principal,
+    profile: Profile,
+    incoming: IncomingFile,
+) -> Upload:
+    """Check, stream to storage and record one file; nothing is left behind on failure."""
+    received = _Received(profile.max_bytes)
+    chunks = incoming.chunks
+    prefix = await received.read_prefix(chunks)
+    if not prefix:
+        raise Unprocessable("The file is empty.", code="empty_object")
+    detected = await ct.detect_type(prefix)
+    try:
+        content_type = ct.decide_type(incoming.declared_type, detected, profile.allowed_types)
+    except ct.TypeRefused as refused:
+        error = UnsupportedMediaType if refused.code == "unsupported_type" else Unprocessable
+        raise error(refused.detail, code=refused.code) from None
+
+    now = utcnow()
+    key = profile.object_key(user_id=principal.user_id, content_type=content_type, now=now)
+    await storage.put_stream(key, content_type=content_type, chunks=received.stream(prefix, chunks))
+    try:
+        digest = await received.sha256()
+        upload = await repository.add(
+            session,
+            Upload(
+                id=uuid.uuid4(),
+                owner_id=principal.user_id,
+                purpose=profile.purpose.value,
+                file_key=key,
+                filename=sanitize_filename(incoming.filename or "upload"),
+                content_type=content_type,
+                size_bytes=received.size,
+                sha256=base64.b64encode(digest).decode(),
+                status=UploadStatus.CONFIRMED,
+                created_at=now,
+                url_expires_at=now,
+                confirmed_at=now,
+            ),
+        )
+    except BaseException:
+        await storage.delete(key)
+        raise
+    metrics.UPLOADS_CONFIRMED.inc()
+    return upload
+
+
+class _Received:
+    """Counts the bytes of one file, stops them at the limit, and hashes them off the loop.
+
+    SHA-256 costs about as much CPU as receiving and parsing the body together,
+    so it runs in a worker thread (hashlib releases the GIL while it hashes):
+    the bytes are copied into one of two buffers; a full buffer is hashed in
+    the thread while the loop fills the other. Each hand-off costs the loop a
+    thread wake-up and its reply; buffers of a few MiB keep them rare.
+    """
+
+    # Measured on the multipart route (null sink): 1 MiB of chunks per hand-off
+    # cost ~0.15 s of loop time per GiB more than 2-4 MiB; 2 MiB keeps the two
+    # buffers (4 MiB) within the S3 path's memory bound next to its two parts.
+    HASH_BUFFER_BYTES = 2 * 1024 * 1024
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._buffers: list[bytearray] = []  # allocated when needed, at most two
+        self._current = 0
+        self._filled = 0
+        self._hashing: asyncio.Future[None] | None = None
+
+    async def _take(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise PayloadTooLarge(
+                f"The file is over the {self.limit}-byte limit.", code="too_large"
+            )
+        view, offset = memoryview(chunk), 0
+        while offset < len(view):
+            if self._current == len(self._buffers):
+                self._buffers.append(bytearray(self.HASH_BUFFER_BYTES))
+            take = min(self.HASH_BUFFER_BYTES - self._filled, len(view) - offset)
+            end = self._filled + take
+            self._buffers[self._current][self._filled : end] = view[offset : offset + take]
+            self._filled, offset = end, offset + take
+            if self._filled == self.HASH_BUFFER_BYTES:
+                await self._hash_current()
+        return chunk
+
+    async def _hash_current(self) -> None:
+        full = memoryview(self._buffers[self._current])[: self._filled]
+        # SHA-256 is a chain: one buffer at a time, in order. The previous one
+        # must be done anyway before its buffer is filled again; waiting for it
+        # also holds the client back when the thread falls behind.
+        if self._hashing is not None:
+            await self._hashing
+        # A plain future, not a task: if the upload fails, the thread just
+        # finishes its buffer (about a millisecond) and nothing waits for it.
+        self._hashing = asyncio.get_running_loop().run_in_executor(None, self._sha256.update, full)
+        self._current, self._filled = 1 - self._current, 0
+
+    async def sha256(self) -> bytes:
+        """The digest of every byte taken (call once, after the last chunk)."""
+        if self._filled:
+            await self._hash_current()
+        if self._hashing is not None:
+            await self._hashing
+        return self._sha256.digest()
+
+    async def read_prefix(self, chunks: AsyncIterator[bytes]) -> bytes:
+        """Enough of the start of the file for the magic-byte check."""
+        prefix = bytearray()
+        async for chunk in chunks:
+            prefix.extend(await self._take(chunk))
+            if len(prefix) >= ct.MAGIC_PREFIX_BYTES:
+                break
+        return bytes(prefix)
+
+    async def stream(self, prefix: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        yield prefix
+        async for chunk in rest:
+            yield await self._take(chunk)
+
+
+async def store_all_or_nothing(storage: Storage, work: AsyncIterator[Upload]) -> list[Upload]:
+    """Run ``work``; if any step fails, delete every object it already stored.
+
+    Their rows go with the request's rollback, so a refused third file leaves
+    neither the first two objects nor their rows.
+    """
+    uploads: list[Upload] = []
+    try:
+        async for upload in work:
+            uploads.append(upload)
+    except BaseException:
+        for upload in uploads:
+            # If this fails too, cleanup removes the object: its row is rolled back.
+            with contextlib.suppress(StorageError):
+                await storage.delete(upload.file_key)
+        raise
+    return uploads
+
+
+async def form_parts(form: FormReader) -> AsyncIterator[tuple[str, str | None, str | None]]:
+    while (part := await form.next_part()) is not None:
+        yield part.name, part.content_type, part.filename

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from uploadsvc.config import Settings
+from uploadsvc.resources import Resources
+from uploadsvc.services.cleanup import CleanupReport, run_cleanup
+from uploadsvc.services.imports import reconcile_imports, run_import
+
+logger = logging.getLogger(__name__)
+
+
+async def import_event(ctx: dict[str, Any], job_id: str) -> None:
+    """An Open Event import (enqueued by the API after its commit, id ``import:<job id>``)."""
+    await run_import(ctx["resources"], uuid.UUID(job_id))
+
+
+async def reconcile_job(ctx: dict[str, Any]) -> int:
+    """Re-enqueue imports that Redis lost; runs every minute."""
+    resources: Resources = ctx["resources"]
+    return await reconcile_imports(resources, stale_after=stale_after(resources.settings))
+
+
+def stale_after(settings: Settings) -> dt.timedelta:
+    # Longer than a job may run without touching its heartbeat.
+    return dt.timedelta(seconds=settings.import_stale_after_seconds)
+
+
+async def cleanup_job(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The scheduled cleanup; returns its counts (kept in arq's result)."""
+    resources: Resources = ctx["resources"]
+    report = await scheduled_cleanup(resources)
+    return {"outcome": report.outcome, "deleted": report.deleted, "expired": report.expired}
+
+
+async def scheduled_cleanup(resources: Resources) -> CleanupReport:
+    return await run_cleanup(
+        resources.session_factory,
+        resources.storage,
+        older_than=dt.timedelta(seconds=resources.settings.cleanup_older_than_seconds),
+    )
