@@ -1,4 +1,4 @@
-"""Issue 5: cleanup of a bucket in which 20 % of the objects are orphans.
+"""Cleanup of a bucket in which 20 % of the objects are orphans.
 
     uv run python -m bench.cleanup_bench           # S3 10,000 + local 10,000/100,000; writes BENCHMARKS.md
     uv run python -m bench.cleanup_bench --quick   # S3 1,000 + local 1,000/10,000; prints only
@@ -741,7 +741,7 @@ def render(results: list[Result], command: str, postgres: str) -> str:
             f"key list alone: {small.base_peak:.1f} → {big.base_peak:.1f} MiB."
         )
     return (
-        "## Cleanup of orphaned objects (issue 5)\n\n"
+        "## Cleanup of orphaned objects\n\n"
         f"Command: `make bench` (every benchmark) or `{command}` (this one). "
         f"Machine: {machine()}; LocalStack {localstack_version()} over HTTP and {postgres}, "
         "both on 127.0.0.1 on the same machine as the client. 20 % of the keys are orphans "
@@ -765,7 +765,7 @@ def render(results: list[Result], command: str, postgres: str) -> str:
         "`gc.collect()`; *peak* is tracemalloc's peak over a run; the baseline's key list "
         "is a lower bound of its peak.\n\n"
         + table(count_headers, count_rows)
-        + "\n\nTargets (issue 5): storage requests ≤ ⌈keys/1000⌉ + ⌈orphans/1000⌉; DB "
+        + "\n\nTargets: storage requests ≤ ⌈keys/1000⌉ + ⌈orphans/1000⌉; DB "
         "queries ≤ one per listing page; wall time ≤ 1.3× the bare listing; memory flat.\n\n"
         + "\n".join(lines)
         + "\n\n"
@@ -830,7 +830,7 @@ async def main(quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Issue 5: the cleanup benchmark.")
+    parser = argparse.ArgumentParser(description="The cleanup benchmark.")
     parser.add_argument("--quick", action="store_true", help="small sizes; BENCHMARKS.md untouched")
     arguments = parser.parse_args()
     section = asyncio.run(main(arguments.quick))

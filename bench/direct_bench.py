@@ -1,4 +1,4 @@
-"""Issue 3: streamed direct uploads, side by side with their baselines, in one run.
+"""Streamed direct uploads, side by side with their baselines, in one run.
 
     uv run python -m bench.direct_bench            # 256 MiB and 1 GiB, 3 rounds (~10 min)
     uv run python -m bench.direct_bench --quick    # 32 MiB and 128 MiB, 1 round, nothing written
@@ -72,7 +72,7 @@ from uploadsvc.storage.s3 import STREAM_PART_SIZE
 MiB = 2**20
 CHUNK = MiB
 PART = 8 * MiB
-# Targets of issue 3 ("What it must show", item 2).
+# The targets (BENCHMARKS.md, "Direct uploads").
 RATIO_TARGET = 0.8
 RSS_BOUND_MIB = 2 * STREAM_PART_SIZE / MiB + 8
 P99_BOUND_MS = 20.0
@@ -828,7 +828,7 @@ def report(
         "server loop lag p99 / max",
     ]
     return (
-        "## Direct uploads (issue 3)\n\n"
+        "## Direct uploads\n\n"
         f"Command: `{command}` — LocalStack 4.13.1 (S3 over HTTP on loopback) as the S3 "
         f"server; median of {rounds} rounds, the rounds interleaved "
         f"({', '.join(notes['variants'])}, {notes['variants'][0]}, ...).\n\n"
@@ -891,7 +891,7 @@ def work_dir() -> Iterator[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Issue 3: direct uploads vs baselines.")
+    parser = argparse.ArgumentParser(description="Direct uploads vs baselines.")
     parser.add_argument("--quick", action="store_true", help="32 and 128 MiB, one round")
     parser.add_argument("--rounds", type=int, help="rounds per size (default 3, --quick 1)")
     parser.add_argument(

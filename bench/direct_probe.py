@@ -1,4 +1,4 @@
-"""``GET /healthz`` every ~10 ms on a connection of its own (issue 3 benchmark).
+"""``GET /healthz`` every ~10 ms on a connection of its own (for the direct-upload benchmark).
 
     python -m bench.direct_probe BASE_URL OUT_FILE
 

@@ -1,4 +1,4 @@
-"""The servers the direct-upload benchmark compares, one per process (issue 3).
+"""The servers the direct-upload benchmark compares, one per process.
 
     python -m bench.direct_server MODE --port PORT --data-dir DIR
         [--endpoint S3_URL] [--bucket NAME] [--profile FILE]
@@ -123,7 +123,7 @@ class NullStorage(Storage):
     async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
         return []
 
-    async def abort_upload(self, upload: IncompleteUpload) -> None:
+    async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
         return None
 
     # Multipart presigned uploads never touch the direct-upload path measured here.

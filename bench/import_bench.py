@@ -1,4 +1,4 @@
-"""Issue 4: importing a large generated Open Event archive.
+"""Importing a large generated Open Event archive.
 
 Side by side in one run, on PostgreSQL and the local storage backend:
 - read + validate only: open and check the archive, parse its JSON and map it
@@ -514,7 +514,7 @@ def report(results: list[dict[str, Any]], command: str, load: tuple[str, str]) -
         "worker peak RSS (growth)",
     ]
     return (
-        "## Event import (issue 4)\n\n"
+        "## Event import\n\n"
         f"Command: `{command}` (PostgreSQL 15 and the local storage backend on this machine, "
         "2 cores shared with other work: load average "
         f"{load[0]} before, {load[1]} after; Redis for the enqueue → start measurement). "

@@ -1,4 +1,4 @@
-"""Cleanup removes orphans and never a confirmed file's object (SPEC §6)."""
+"""Cleanup removes orphans and never a confirmed file's object (docs/api.md, "Cleanup")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A client generated from the running service's OpenAPI document works unedited (issue 6).
+"""A client generated from the running service's OpenAPI document works unedited.
 
 Each test starts a real ``uploadsvc serve`` on a loopback port, fetches its
 ``/openapi.json``, generates a Python client from it with

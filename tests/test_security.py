@@ -1,4 +1,4 @@
-"""Token verification (SPEC §2): HS256, RS256/ES256 from a real JWKS server, and attacks.
+"""Token verification (docs/api.md, "Authentication"): HS256, RS256/ES256 from a real JWKS server, and attacks.
 
 The JWKS server is a real HTTP server on a loopback port, so fetching,
 caching, refresh limits and outages are tested exactly as they happen in
@@ -616,7 +616,7 @@ def test_mint_token_needs_a_secret() -> None:
         ({"scope": "files:read admin"}, True),
         ({"scope": ["admin"]}, True),
         ({"roles": ["administrator"], "scope": "admins"}, False),
-        ({"admin": True}, False),  # SPEC §2: the role lives in `roles` or `scope` only
+        ({"admin": True}, False),  # docs/api.md: the role lives in `roles` or `scope` only
         ({"roles": {"admin": True}, "scope": 5}, False),
         ({"roles": [1, None, {"admin": 1}], "scope": None}, False),
     ],

@@ -1,4 +1,4 @@
-"""The ``uploadsvc`` command (SPEC §7).
+"""The ``uploadsvc`` command (docs/api.md, "Command line").
 
 ``dev`` runs everything with zero configuration; ``serve`` runs the API as
 the environment configures it; ``migrate`` applies the Alembic migrations;

@@ -53,13 +53,13 @@ class Settings(BaseSettings):
     # --- jobs -----------------------------------------------------------
     redis_url: str | None = None
 
-    # --- cleanup (SPEC §6) ------------------------------------------------
+    # --- cleanup (docs/api.md, "Cleanup") ---------------------------------
     # How old an unconfirmed object must be before cleanup removes it.
     cleanup_older_than_seconds: int = Field(default=86400, ge=0)
     # How often the cleanup job runs: a divisor of 60, or a multiple of 60 dividing 1440.
     cleanup_every_minutes: int = Field(default=60, ge=1, le=1440)
 
-    # --- event imports (SPEC §4, §5) --------------------------------------
+    # --- event imports (docs/api.md, "Event import") -----------------------
     # A background job (import, cleanup) running longer than this is stopped
     # by arq and retried. A job whose worker died is picked up again this
     # long + 10 s after it started (arq's in-progress lease).

@@ -1,4 +1,4 @@
-"""Upload profiles: what a ``purpose`` allows and where its objects go (SPEC §3)."""
+"""Upload profiles: what a ``purpose`` allows and where its objects go (docs/api.md, "Profiles and keys")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bearer-token authentication (SPEC §2). The only module that imports jose.
+"""Bearer-token authentication (docs/api.md, "Authentication"). The only module that imports jose.
 
 Tokens are JWTs whose ``sub`` is the user id. Two ways to trust them:
 
@@ -105,7 +105,7 @@ def _words(value: object) -> list[str]:
 
 
 def _is_admin(claims: dict[str, Any]) -> bool:
-    """SPEC §2: the ``admin`` role, in the ``roles`` or the ``scope`` claim."""
+    """The ``admin`` role (docs/api.md, "Authentication"), in the ``roles`` or the ``scope`` claim."""
     return _ADMIN_ROLE in _words(claims.get("roles")) or _ADMIN_ROLE in _words(claims.get("scope"))
 
 
@@ -304,7 +304,7 @@ def mint_token(
 ) -> str:
     """An HS256 token the configured secret accepts (``uploadsvc token``, development, tests).
 
-    ``admin=True`` adds ``roles: ["admin"]``, the role SPEC §2 grants access to
+    ``admin=True`` adds ``roles: ["admin"]``, the role docs/api.md grants access to
     every user's objects.
     """
     secret = settings.effective_jwt_secret

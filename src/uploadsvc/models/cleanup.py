@@ -12,7 +12,7 @@ from uploadsvc.db import Base, UTCDateTime
 
 
 class CleanupRun(Base):
-    """What one cleanup run found and removed (SPEC §6)."""
+    """What one cleanup run found and removed (docs/api.md, "Cleanup")."""
 
     __tablename__ = "cleanup_runs"
 

@@ -1,4 +1,4 @@
-"""Database models of imported events (SPEC §4 "Event import", §5).
+"""Database models of imported events (docs/api.md, "Event import").
 
 Every row belongs to one event, and every event to the import job that
 created it: ``events.import_job_id`` is unique, so re-running a job (a

@@ -1,4 +1,4 @@
-"""A strict reader of Open Event archives (SPEC §5): everything about the zip
+"""A strict reader of Open Event archives (docs/api.md, "The Open Event archive"): everything about the zip
 is checked before and while it is read.
 
 Plain blocking code: the import job runs it in worker threads, two at once

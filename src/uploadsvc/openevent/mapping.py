@@ -1,4 +1,4 @@
-"""Map an Open Event archive's JSON onto our tables (SPEC §5): strict about
+"""Map an Open Event archive's JSON onto our tables (docs/api.md, "The Open Event archive"): strict about
 shape where it must be, lenient about the data.
 
 Pure, synchronous code: the worker runs it in a thread. ``ImportStream``
@@ -232,7 +232,7 @@ class ImportStream:
     """One archive's rows, batch by batch; ``batches()`` runs once.
 
     When it is done, ``event_name``, ``counts`` and ``warnings`` describe the
-    import. References are resolved as SPEC §5 says: tracks, rooms, session
+    import. References are resolved as docs/api.md ("The Open Event archive") says: tracks, rooms, session
     types, speakers and sponsors are read before the sessions that point at
     them; a session embedding an entity its file lacks creates it once;
     anything else unresolvable becomes null with a warning. Speaker ↔ session

@@ -1,4 +1,4 @@
-"""Event imports (202 + a task to poll) and the imported events (SPEC §4 "Event import")."""
+"""Event imports (202 + a task to poll) and the imported events (docs/api.md, "Event import")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cleanup of orphaned objects (SPEC §6), shared by the cron job and the CLI.
+"""Cleanup of orphaned objects (rules in docs/api.md, "Cleanup"), shared by the cron job and the CLI.
 
 A run, under a lease so that only one runs at a time:
 
@@ -407,7 +407,7 @@ async def _abort_incomplete(
         due = [upload for upload in listed if upload.upload_id not in in_progress]
     if not dry_run:
         for upload in due:
-            await storage.abort_upload(upload)
+            await storage.abort_incomplete_upload(upload)
         for key in due_keys:
             await ledger.forget(key)
     return len(due) + await storage.remove_leftover_temporaries(cutoff, dry_run=dry_run)

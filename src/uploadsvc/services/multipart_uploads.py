@@ -1,6 +1,6 @@
 """Multipart uploads: large files go to storage in parts, straight from the client.
 
-The flow (issue 6): ``start_multipart_upload`` records a pending upload,
+The flow (docs/api.md, "Multipart upload"): ``start_multipart_upload`` records a pending upload,
 starts an S3 multipart upload and signs one PUT per part, each with the
 part's exact Content-Length, so storage itself refuses a part of another
 size. A client that crashed asks ``list_uploaded_parts`` what storage has

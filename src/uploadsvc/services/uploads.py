@@ -1,6 +1,6 @@
 """Presigned uploads: hand out a URL, then confirm what storage received.
 
-The flow (SPEC §4): ``request_upload_url`` records a *pending* upload owned
+The flow (docs/api.md, "Presigned upload"): ``request_upload_url`` records a *pending* upload owned
 by the caller and signs a PUT for exactly the declared bytes; the client
 uploads straight to storage; ``confirm_upload`` checks the object (size,
 type, checksum, magic bytes) and makes it the caller's file, or rejects it

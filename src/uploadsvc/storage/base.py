@@ -188,7 +188,7 @@ class Storage(abc.ABC):
         """Multipart uploads under ``prefix`` that are neither completed nor aborted."""
 
     @abc.abstractmethod
-    async def abort_upload(self, upload: IncompleteUpload) -> None:
+    async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
         """Abort a multipart upload and free its parts."""
 
     async def remove_leftover_temporaries(self, before: dt.datetime, *, dry_run: bool) -> int:

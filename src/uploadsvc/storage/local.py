@@ -310,7 +310,7 @@ class LocalStorage(Storage):
                 )
         return found
 
-    async def abort_upload(self, upload: IncompleteUpload) -> None:
+    async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
         await self.abort_multipart(upload.key, upload_id=upload.upload_id)
 
     async def remove_leftover_temporaries(self, before: dt.datetime, *, dry_run: bool) -> int:

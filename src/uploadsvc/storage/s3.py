@@ -343,7 +343,7 @@ class S3Storage(Storage):
             raise _storage_error("list multipart uploads", exc) from exc
         return found
 
-    async def abort_upload(self, upload: IncompleteUpload) -> None:
+    async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
         await self.abort_multipart(upload.key, upload_id=upload.upload_id)
 
     # --- multipart uploads straight from clients ------------------------------
