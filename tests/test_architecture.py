@@ -1,4 +1,8 @@
-"""The layering of docs/architecture.md holds: contracts, no import circle, SQL only in the data layer."""
+"""The layering of docs/architecture.md holds.
+
+The import-linter contracts are kept, no modules import each other in a
+circle, and SQL is built only in the data layer.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def test_sql_is_built_only_in_the_data_layer() -> None:
                 if module.split(".")[0] == "sqlalchemy" and not module.startswith(
                     ALLOWED_SQLALCHEMY
                 ):
-                    offenders.append(f"{relative}:{node.lineno} imports {module}")
+                    offenders.append(f"{relative}:{getattr(node, 'lineno', 0)} imports {module}")
     assert offenders == []
 
 
