@@ -38,7 +38,7 @@ from uploadsvc.db import utcnow
 from uploadsvc.models.cleanup import CleanupRun, Lease
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import UPLOAD_PREFIXES
-from uploadsvc.services.multipart_ledger import MultipartLedger
+from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import DELETE_BATCH_SIZE, ListedObject
 
