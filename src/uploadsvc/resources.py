@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from uploadsvc.config import Settings
 from uploadsvc.db import create_engine, create_session_factory
 from uploadsvc.job_queue import ArqQueue, InProcessQueue, JobQueue
+from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.security import TokenVerifier
-from uploadsvc.services.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage, open_storage
 
 

@@ -16,7 +16,7 @@ class OpenMultipartUpload(Base):
     Written (and committed) before storage is asked to start one, removed once
     it is completed or aborted. A row that outlives its upload's process (a
     crash, a deploy) tells cleanup which key to look at, so cleanup never has
-    to list every incomplete upload in the bucket. See services/multipart_ledger.py.
+    to list every incomplete upload in the bucket. See repository/multipart_ledger.py.
     """
 
     __tablename__ = "open_multipart_uploads"

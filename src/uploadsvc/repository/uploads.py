@@ -42,6 +42,15 @@ async def get_visible_by_key(
     )
 
 
+async def set_url_expiry(
+    session: AsyncSession, upload: Upload, *, expires_at: dt.datetime
+) -> Upload:
+    """Record when the upload's URLs expire; until then cleanup leaves it pending."""
+    upload.url_expires_at = expires_at
+    await session.flush()
+    return upload
+
+
 async def reload(session: AsyncSession, upload: Upload) -> Upload:
     """The row as it is now in the database (after a lost race)."""
     await session.refresh(upload)

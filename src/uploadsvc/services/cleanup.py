@@ -1,4 +1,4 @@
-"""Cleanup of orphaned objects (rules in docs/api.md, "Cleanup"), shared by the cron job and the CLI.
+"""Cleanup of orphaned objects, shared by the cron job and the CLI (docs/api.md, "Cleanup").
 
 A run, under a lease so that only one runs at a time:
 
@@ -31,14 +31,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import ARRAY, ColumnElement, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from uploadsvc.db import utcnow
-from uploadsvc.models.cleanup import CleanupRun, Lease
-from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.models.cleanup import CleanupRun
+from uploadsvc.models.uploads import UploadStatus
 from uploadsvc.profiles import UPLOAD_PREFIXES
-from uploadsvc.services.multipart_ledger import MultipartLedger
+from uploadsvc.repository import cleanup as repository
+from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import DELETE_BATCH_SIZE, ListedObject
 
@@ -101,7 +101,7 @@ async def run_cleanup(
     cutoff = now - older_than
     report = CleanupReport(run_id=uuid.uuid4(), dry_run=dry_run)
     holder = report.run_id.hex
-    if not await _take_lease(session_factory, holder, now):
+    if not await _take_lease(session_factory, holder):
         report.outcome = "skipped"
         await _record(session_factory, report, started_at, older_than)
         logger.info("cleanup skipped: another run holds the lease")
@@ -123,48 +123,26 @@ async def run_cleanup(
     return report
 
 
-async def _take_lease(
-    session_factory: async_sessionmaker[AsyncSession], holder: str, now: dt.datetime
-) -> bool:
+async def _take_lease(session_factory: async_sessionmaker[AsyncSession], holder: str) -> bool:
     async with session_factory() as session, session.begin():
-        result = await session.execute(
-            update(Lease)
-            .where(Lease.name == LEASE_NAME, Lease.expires_at < utcnow())
-            .values(holder=holder, expires_at=utcnow() + LEASE_DURATION)
-            .execution_options(synchronize_session=False)
+        return await repository.take_lease(
+            session, name=LEASE_NAME, holder=holder, duration=LEASE_DURATION
         )
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 async def _release_lease(session_factory: async_sessionmaker[AsyncSession], holder: str) -> None:
     async with session_factory() as session, session.begin():
-        await session.execute(
-            update(Lease)
-            .where(Lease.name == LEASE_NAME, Lease.holder == holder)
-            .values(holder=None, expires_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        await repository.release_lease(session, name=LEASE_NAME, holder=holder)
 
 
 async def _expire_pending(
     session_factory: async_sessionmaker[AsyncSession], cutoff: dt.datetime, *, dry_run: bool
 ) -> int:
     """Claim pending uploads whose URL expired before ``cutoff``; their objects go in the sweep."""
-    due = (Upload.status == UploadStatus.PENDING) & (Upload.url_expires_at < cutoff)
     async with session_factory() as session, session.begin():
         if dry_run:
-            ids = (await session.scalars(select(Upload.id).where(due))).all()
-            return len(ids)
-        # The status test in the WHERE clause is the claim: a row that a
-        # confirm has just changed no longer matches, and is left alone.
-        claimed = await session.scalars(
-            update(Upload)
-            .where(due)
-            .values(status=UploadStatus.EXPIRED)
-            .returning(Upload.id)
-            .execution_options(synchronize_session=False)
-        )
-        return len(claimed.all())
+            return await repository.count_pending_expired_before(session, cutoff=cutoff)
+        return await repository.expire_pending_before(session, cutoff=cutoff)
 
 
 async def _sweep(
@@ -285,11 +263,6 @@ class _Deletions:
                     raise outcome
 
 
-# What a lookup returns for one page: the positions (in the page) of the keys
-# that the database does not protect, each with whether an upload row points there.
-_Unprotected = list[tuple[int, bool]]
-
-
 @contextlib.asynccontextmanager
 async def _page_lookups(
     session_factory: async_sessionmaker[AsyncSession], cutoff: dt.datetime, *, dry_run: bool
@@ -297,14 +270,9 @@ async def _page_lookups(
     """A function that picks the orphans of one listing page with one query."""
     # Rows whose object goes whatever its age: finished uploads and, in a dry
     # run (which claimed nothing), the pending uploads the claim would expire.
-    finished: ColumnElement[bool] = Upload.status.in_(sorted(_FINISHED))
-    if dry_run:
-        finished |= (Upload.status == UploadStatus.PENDING) & (Upload.url_expires_at < cutoff)
-    async with session_factory() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            unprotected = await _postgres_lookup(session, finished)
-        else:
-            unprotected = _sqlite_lookup(session_factory, finished)
+    async with repository.open_page_lookup(
+        session_factory, removable=_FINISHED, url_expired_before=cutoff if dry_run else None
+    ) as unprotected:
 
         async def orphans_in(page: list[ListedObject]) -> list[ListedObject]:
             found = await unprotected([listed.key for listed in page])
@@ -316,53 +284,6 @@ async def _page_lookups(
             ]
 
         yield orphans_in
-
-
-async def _postgres_lookup(
-    session: AsyncSession, finished: ColumnElement[bool]
-) -> Callable[[list[str]], Awaitable[_Unprotected]]:
-    # One connection for the whole sweep, in autocommit: a lookup is one round
-    # trip (no pool checkout, ping, BEGIN or ROLLBACK around it), and no
-    # transaction stays open while objects are deleted.
-    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    # The page's keys travel as one array parameter, so the statement (and its
-    # prepared plan) is the same for every page, and PostgreSQL probes the
-    # unique index on file_key for each. Only the keys that may go come back
-    # (a fifth of them in the benchmark), as positions in the page: decoding
-    # rows is most of what a lookup costs this process.
-    listed = (
-        func.unnest(bindparam("keys", type_=ARRAY(String)))
-        .table_valued("key", with_ordinality="position")
-        .render_derived(name="listed")
-    )
-    statement = (
-        select(listed.c.position - 1, Upload.id.is_not(None))
-        .select_from(listed.outerjoin(Upload, Upload.file_key == listed.c.key))
-        .where(Upload.id.is_(None) | finished)
-    )
-
-    async def unprotected(keys: list[str]) -> _Unprotected:
-        rows = await connection.execute(statement, {"keys": keys})
-        return [(position, has_row) for position, has_row in rows]
-
-    return unprotected
-
-
-def _sqlite_lookup(
-    session_factory: async_sessionmaker[AsyncSession], finished: ColumnElement[bool]
-) -> Callable[[list[str]], Awaitable[_Unprotected]]:
-    # SQLite (make dev): a short transaction per page, since a transaction
-    # there holds the database's write lock (BEGIN IMMEDIATE, see db.py).
-    statement = select(Upload.file_key, finished).where(
-        Upload.file_key.in_(bindparam("keys", expanding=True))
-    )
-
-    async def unprotected(keys: list[str]) -> _Unprotected:
-        async with session_factory() as session:
-            goes = dict((await session.execute(statement, {"keys": keys})).all())
-        return [(position, key in goes) for position, key in enumerate(keys) if goes.get(key, True)]
-
-    return unprotected
 
 
 async def _abort_incomplete(
@@ -379,8 +300,8 @@ async def _abort_incomplete(
     PostgreSQL), the ledger names the keys where one may be left, and
     storage is asked about those keys only: a run whose ledger holds nothing
     old sends no request for this. Elsewhere, or with ``list_all``, the
-    incomplete uploads are listed (a scan of folders on the local backend). Then the local
-    backend's temporary files of uploads a stopped process left.
+    incomplete uploads are listed (a scan of folders on the local backend).
+    Then the local backend's temporary files of uploads a stopped process left.
     """
     ledger = MultipartLedger(session_factory)
     due_keys: list[str] = []
@@ -401,9 +322,10 @@ async def _abort_incomplete(
         # A client may take longer than the cutoff over a multipart upload it
         # keeps asking part URLs for: while its row is pending, its parts stay.
         # (Once its URLs lapse, the expire claim at the start of a run ends it.)
-        in_progress = await _pending_multipart_ids(
-            session_factory, [upload.upload_id for upload in listed]
-        )
+        async with session_factory() as session:
+            in_progress = await repository.pending_multipart_upload_ids(
+                session, upload_ids=[upload.upload_id for upload in listed]
+            )
         due = [upload for upload in listed if upload.upload_id not in in_progress]
     if not dry_run:
         for upload in due:
@@ -411,22 +333,6 @@ async def _abort_incomplete(
         for key in due_keys:
             await ledger.forget(key)
     return len(due) + await storage.remove_leftover_temporaries(cutoff, dry_run=dry_run)
-
-
-async def _pending_multipart_ids(
-    session_factory: async_sessionmaker[AsyncSession], upload_ids: list[str]
-) -> set[str]:
-    """Which of these storage upload ids belong to uploads that are still pending."""
-    if not upload_ids:
-        return set()
-    async with session_factory() as session:
-        found = await session.scalars(
-            select(Upload.multipart_upload_id).where(
-                Upload.multipart_upload_id.in_(upload_ids),
-                Upload.status == UploadStatus.PENDING,
-            )
-        )
-        return {upload_id for upload_id in found if upload_id is not None}
 
 
 async def _record(
@@ -439,7 +345,8 @@ async def _record(
 ) -> None:
     counts = asdict(report)
     async with session_factory() as session, session.begin():
-        session.add(
+        await repository.add_run(
+            session,
             CleanupRun(
                 id=report.run_id,
                 started_at=started_at,
@@ -453,5 +360,5 @@ async def _record(
                 aborted=counts["aborted"],
                 freed_bytes=counts["freed_bytes"],
                 error=error,
-            )
+            ),
         )

@@ -6,8 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
-
+from uploadsvc.repository import health as repository
 from uploadsvc.resources import Resources
 from uploadsvc.schemas.health import Readiness
 
@@ -20,7 +19,7 @@ CHECK_TIMEOUT_SECONDS = 3.0
 async def check_readiness(resources: Resources) -> Readiness:
     async def database() -> None:
         async with resources.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            await repository.ping(connection)
 
     async def redis() -> None:
         assert resources.redis is not None

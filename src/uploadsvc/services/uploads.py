@@ -129,8 +129,11 @@ async def reissue_upload_url(
             "(POST /v1/uploads/{upload_id}/parts/urls).",
             code="multipart_upload",
         )
-    upload.url_expires_at = utcnow() + dt.timedelta(seconds=settings.upload_url_expires_seconds)
-    await session.flush()
+    await repository.set_url_expiry(
+        session,
+        upload,
+        expires_at=utcnow() + dt.timedelta(seconds=settings.upload_url_expires_seconds),
+    )
     return await _presigned_put(storage, settings, upload)
 
 

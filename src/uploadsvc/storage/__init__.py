@@ -28,7 +28,7 @@ async def open_storage(
     """The configured backend, with its clients open for the life of the context.
 
     ``tracker`` is told of every multipart upload S3 starts (see
-    ``services/multipart_ledger.py``); tools without a database leave it
+    ``repository/multipart_ledger.py``); tools without a database leave it
     out. The local backend needs none: its incomplete uploads are folders.
     """
     if settings.storage_backend == "s3":

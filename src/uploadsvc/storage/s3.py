@@ -78,7 +78,7 @@ class S3Storage(Storage):
         self._presign_client = presign_client
         self._bucket = bucket
         # Told before every multipart upload starts and after it ends (see
-        # services/multipart_ledger.py); tools without a database pass none.
+        # repository/multipart_ledger.py); tools without a database pass none.
         self._tracker = tracker or _Untracked()
         _sign_parts_with_their_hash(client)
 

@@ -38,7 +38,36 @@ from uploadsvc.storage.base import MultipartTracker
 logger = logging.getLogger(__name__)
 
 
+async def record_start(session: AsyncSession, *, key: str, started_at: dt.datetime) -> None:
+    """The row for a multipart upload about to start at ``key`` (a restart replaces it)."""
+    await session.merge(OpenMultipartUpload(key=key, started_at=started_at))
+
+
+async def remove(session: AsyncSession, *, key: str) -> None:
+    await session.execute(delete(OpenMultipartUpload).where(OpenMultipartUpload.key == key))
+
+
+async def due_keys(session: AsyncSession, *, cutoff: dt.datetime) -> list[str]:
+    """Keys of uploads started before ``cutoff`` that nothing is still working on.
+
+    A client may take longer than the cutoff over a multipart upload it
+    keeps asking part URLs for: while its upload row is pending, its parts
+    stay. (Once its URLs lapse, cleanup's expire claim ends it.)
+    """
+    still_pending = exists().where(
+        Upload.file_key == OpenMultipartUpload.key, Upload.status == UploadStatus.PENDING
+    )
+    keys = await session.scalars(
+        select(OpenMultipartUpload.key)
+        .where(OpenMultipartUpload.started_at < cutoff, ~still_pending)
+        .order_by(OpenMultipartUpload.started_at)
+    )
+    return list(keys)
+
+
 class MultipartLedger(MultipartTracker):
+    """The tracker S3 storage is given: each change in a transaction of its own."""
+
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
 
@@ -46,7 +75,7 @@ class MultipartLedger(MultipartTracker):
         if not key.startswith(UPLOAD_PREFIXES):
             return
         async with self._session_factory() as session, session.begin():
-            await session.merge(OpenMultipartUpload(key=key, started_at=utcnow()))
+            await record_start(session, key=key, started_at=utcnow())
 
     async def ended(self, key: str) -> None:
         if not key.startswith(UPLOAD_PREFIXES):
@@ -60,22 +89,9 @@ class MultipartLedger(MultipartTracker):
 
     async def forget(self, key: str) -> None:
         async with self._session_factory() as session, session.begin():
-            await session.execute(delete(OpenMultipartUpload).where(OpenMultipartUpload.key == key))
+            await remove(session, key=key)
 
     async def due(self, cutoff: dt.datetime) -> list[str]:
-        """Keys of uploads started before ``cutoff`` that nothing is still working on.
-
-        A client may take longer than the cutoff over a multipart upload it
-        keeps asking part URLs for: while its upload row is pending, its parts
-        stay. (Once its URLs lapse, cleanup's expire claim ends it.)
-        """
-        still_pending = exists().where(
-            Upload.file_key == OpenMultipartUpload.key, Upload.status == UploadStatus.PENDING
-        )
+        """``due_keys`` in a session of its own."""
         async with self._session_factory() as session:
-            keys = await session.scalars(
-                select(OpenMultipartUpload.key)
-                .where(OpenMultipartUpload.started_at < cutoff, ~still_pending)
-                .order_by(OpenMultipartUpload.started_at)
-            )
-            return list(keys)
+            return await due_keys(session, cutoff=cutoff)
