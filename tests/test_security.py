@@ -1,4 +1,6 @@
-"""Token verification (docs/api.md, "Authentication"): HS256, RS256/ES256 from a real JWKS server, and attacks.
+"""Token verification: HS256, RS256/ES256 from a real JWKS server, and attacks.
+
+The rules are in docs/api.md, "Authentication".
 
 The JWKS server is a real HTTP server on a loopback port, so fetching,
 caching, refresh limits and outages are tested exactly as they happen in

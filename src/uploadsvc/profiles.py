@@ -1,4 +1,7 @@
-"""Upload profiles: what a ``purpose`` allows and where its objects go (docs/api.md, "Profiles and keys")."""
+"""Upload profiles: what a ``purpose`` allows and where its objects go.
+
+The table of profiles and key templates is in docs/api.md, "Profiles and keys".
+"""
 
 from __future__ import annotations
 

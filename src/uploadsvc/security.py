@@ -105,7 +105,7 @@ def _words(value: object) -> list[str]:
 
 
 def _is_admin(claims: dict[str, Any]) -> bool:
-    """The ``admin`` role (docs/api.md, "Authentication"), in the ``roles`` or the ``scope`` claim."""
+    """The ``admin`` role, in the ``roles`` or the ``scope`` claim (docs/api.md)."""
     return _ADMIN_ROLE in _words(claims.get("roles")) or _ADMIN_ROLE in _words(claims.get("scope"))
 
 

@@ -1,5 +1,6 @@
-"""Map an Open Event archive's JSON onto our tables (docs/api.md, "The Open Event archive"): strict about
-shape where it must be, lenient about the data.
+"""Map an Open Event archive's JSON onto our tables: strict about shape
+where it must be, lenient about the data (docs/api.md, "The Open Event
+archive").
 
 Pure, synchronous code: the worker runs it in a thread. ``ImportStream``
 reads the archive file by file and record by record, and yields
@@ -232,11 +233,12 @@ class ImportStream:
     """One archive's rows, batch by batch; ``batches()`` runs once.
 
     When it is done, ``event_name``, ``counts`` and ``warnings`` describe the
-    import. References are resolved as docs/api.md ("The Open Event archive") says: tracks, rooms, session
-    types, speakers and sponsors are read before the sessions that point at
-    them; a session embedding an entity its file lacks creates it once;
-    anything else unresolvable becomes null with a warning. Speaker ↔ session
-    links are the union of both sides.
+    import. References are resolved as docs/api.md ("The Open Event
+    archive") says: tracks, rooms, session types, speakers and sponsors are
+    read before the sessions that point at them; a session embedding an
+    entity its file lacks creates it once; anything else unresolvable
+    becomes null with a warning. Speaker ↔ session links are the union of
+    both sides.
     """
 
     def __init__(

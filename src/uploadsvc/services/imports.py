@@ -1,4 +1,6 @@
-"""Open Event imports: accept an archive, run the job, report its task (docs/api.md, "Event import").
+"""Open Event imports: accept an archive, run the job, report its task.
+
+The rules are in docs/api.md, "Event import".
 
 ``submit_*`` record an import job and enqueue it after the commit.
 ``run_import`` is the job itself (arq worker, or this process without
