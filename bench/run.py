@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ["bench.cleanup_bench", "bench.import_bench", "bench.direct_bench"]
+MODULES = ["bench.cleanup_bench", "bench.import_bench", "bench.direct_bench", "bench.presign_bench"]
 
 
 def main() -> int:
