@@ -6,19 +6,15 @@ routes; here each route's answers and refusals are pinned down.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from tests import samples
 from tests.conftest import Api
+from tests.support.files import MiB, pdf, png
 from uploadsvc.models.uploads import Upload
-
-MiB = 1024 * 1024
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\n"
 
 
 @pytest.fixture
@@ -59,7 +55,7 @@ async def test_single_request_upload_then_confirm(api: Api) -> None:
         assert params["fields"]["Content-Type"] == "application/pdf"
     else:
         assert params["method"] == "PUT"
-    body = PDF + b"x" * 5000
+    body = pdf(5000)
     stored = await upload_with_parameters(api, params, body)
     assert stored.status_code in (200, 204), stored.text
 
@@ -71,7 +67,7 @@ async def test_single_request_upload_then_confirm(api: Api) -> None:
 
 async def test_single_request_upload_is_held_to_the_profile_size(api: Api) -> None:
     params = (await get_params(api)).json()
-    refused = await upload_with_parameters(api, params, PDF + b"x" * (12 * MiB))
+    refused = await upload_with_parameters(api, params, pdf(12 * MiB + 1))
     assert refused.status_code in (400, 413), refused.text  # S3: EntityTooLarge
     assert not await api.object_exists(params["key"])
 
@@ -92,7 +88,7 @@ async def test_params_refuse_a_type_the_profile_does_not_take(api: Api) -> None:
 
 
 async def test_multipart_upload_as_uppy_does_it(api: Api) -> None:
-    body = PDF + os.urandom(5 * MiB + 3000 - len(PDF))
+    body = pdf(5 * MiB + 3000)
     created = await api.app_client.post(
         "/v1/s3/multipart",
         json={
@@ -152,7 +148,7 @@ async def test_batch_signing_and_abort(api: Api) -> None:
     )
     assert batch.status_code == 200, batch.text
     assert sorted(batch.json()["presignedUrls"]) == ["1", "2"]
-    put = await api.app_client.put(batch.json()["presignedUrls"]["1"], content=samples.png())
+    put = await api.app_client.put(batch.json()["presignedUrls"]["1"], content=png())
     assert put.status_code == 200
 
     aborted = await api.app_client.delete(base, params={"key": key}, headers=api.headers())
