@@ -13,17 +13,20 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"])
 
 
 @pytest.mark.parametrize(
-    "authorization",
+    ("authorization", "code"),
     [
-        None,
-        "Basic YWxpY2U6c2VjcmV0",
-        "Bearer",
-        "Bearer not-a-jwt",
-        "Bearer " + tokens.hand_built({"alg": "none", "typ": "JWT"}, tokens.claims()),
-        "Bearer " + tokens.hs256(TEST_JWT_SECRET, exp=int(time.time()) - 3600),
-        "Bearer " + tokens.hs256(TEST_JWT_SECRET, sub=None),
-        "Bearer " + tokens.hs256(TEST_JWT_SECRET, exp=None),
-        "Bearer " + tokens.hs256("some other secret"),
+        (None, "missing_token"),
+        ("Basic YWxpY2U6c2VjcmV0", "invalid_token"),
+        ("Bearer", "invalid_token"),
+        ("Bearer not-a-jwt", "invalid_token"),
+        (
+            "Bearer " + tokens.hand_built({"alg": "none", "typ": "JWT"}, tokens.claims()),
+            "unsupported_algorithm",
+        ),
+        ("Bearer " + tokens.hs256(TEST_JWT_SECRET, exp=int(time.time()) - 3600), "token_expired"),
+        ("Bearer " + tokens.hs256(TEST_JWT_SECRET, sub=None), "invalid_claims"),
+        ("Bearer " + tokens.hs256(TEST_JWT_SECRET, exp=None), "invalid_claims"),
+        ("Bearer " + tokens.hs256("some other secret"), "invalid_token"),
     ],
     ids=[
         "missing",
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"])
         "forged",
     ],
 )
-async def test_bad_tokens_answer_401(api: Api, authorization: str | None) -> None:
+async def test_bad_tokens_answer_401(api: Api, authorization: str | None, code: str) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = await api.app_client.get("/v1/files", headers=headers)
     assert response.status_code == 401, response.text
@@ -45,7 +48,7 @@ async def test_bad_tokens_answer_401(api: Api, authorization: str | None) -> Non
     assert response.headers["www-authenticate"].startswith("Bearer")
     problem = response.json()
     assert problem["status"] == 401
-    assert problem["code"]
+    assert problem["code"] == code
 
 
 async def test_open_event_jwt_prefix_is_accepted(api: Api) -> None:
