@@ -57,7 +57,8 @@ async def test_single_request_upload_then_confirm(api: Api) -> None:
         assert params["method"] == "PUT"
     body = pdf(5000)
     stored = await upload_with_parameters(api, params, body)
-    assert stored.status_code in (200, 204), stored.text
+    # S3 answers a form POST without success_action_status 204; a PUT answers 200.
+    assert stored.status_code == (204 if params["method"] == "POST" else 200), stored.text
 
     confirmed = await api.confirm(params["key"])
     assert confirmed.status_code == 200, confirmed.text
@@ -68,7 +69,12 @@ async def test_single_request_upload_then_confirm(api: Api) -> None:
 async def test_single_request_upload_is_held_to_the_profile_size(api: Api) -> None:
     params = (await get_params(api)).json()
     refused = await upload_with_parameters(api, params, pdf(12 * MiB + 1))
-    assert refused.status_code in (400, 413), refused.text  # S3: EntityTooLarge
+    if api.backend.endswith("s3"):
+        assert refused.status_code == 400, refused.text
+        assert "<Code>EntityTooLarge</Code>" in refused.text
+    else:
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["code"] == "entity_too_large"
     assert not await api.object_exists(params["key"])
 
 
@@ -109,7 +115,7 @@ async def test_multipart_upload_as_uppy_does_it(api: Api) -> None:
             f"{base}/{number}", params={"key": key}, headers=api.headers()
         )
         assert signed.status_code == 200, signed.text
-        assert signed.json()["expires"] > 0
+        assert signed.json()["expires"] == api.settings.upload_url_expires_seconds
         put = await api.app_client.put(signed.json()["url"], content=chunk)
         assert put.status_code == 200, put.text
         etags[number] = put.headers["etag"]
