@@ -206,12 +206,16 @@ async def test_generated_client_works_unedited_against_the_running_service(
     client = client_module.AuthenticatedClient(base_url=service.base_url, token=token)
     anonymous = client_module.Client(base_url=service.base_url)
     async with client, anonymous, httpx.AsyncClient(timeout=30) as plain:
-        await _presigned_upload(generated, client, anonymous, plain)
+        await _presigned_upload(generated, client, anonymous, plain, service.settings)
         await _uploads_with_hand_written_bodies(generated, client, plain, tmp_path)
 
 
 async def _presigned_upload(
-    generated: GeneratedClient, client: Any, anonymous: Any, plain: httpx.AsyncClient
+    generated: GeneratedClient,
+    client: Any,
+    anonymous: Any,
+    plain: httpx.AsyncClient,
+    settings: Settings,
 ) -> None:
     """request-url → PUT (plain httpx: storage's API) → confirm → download, all typed."""
     models = generated.module("models")
@@ -286,7 +290,7 @@ async def _presigned_upload(
 
     download = await download_file.asyncio(client=client, file_id=confirmed.file_id)
     assert isinstance(download, models.DownloadUrl), download
-    assert download.expires_in > 0
+    assert download.expires_in == settings.download_url_expires_seconds
     fetched = await plain.get(download.download_url)
     assert fetched.status_code == 200, fetched.text
     assert fetched.content == body
