@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.localstack import LocalStackServer, start_localstack  # noqa: E402
+from tests.support.localstack import LocalStackServer, start_localstack  # noqa: E402
 
 from uploadsvc.cli import run_migrations  # noqa: E402
 from uploadsvc.config import Settings  # noqa: E402

@@ -12,7 +12,7 @@
 # Environment:
 #   UPLOADSVC_TEST_DATABASE_URL  default postgresql+asyncpg://postgres@127.0.0.1:5432/test
 #   UPLOADSVC_TEST_REDIS_URL     default redis://127.0.0.1:6379/0
-#   LOCALSTACK_VENV              default .venv-localstack (tests/localstack.py expects that)
+#   LOCALSTACK_VENV              default .venv-localstack (tests/support/localstack.py expects that)
 #   PYTHON                       interpreter for pip/venv, default python3
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

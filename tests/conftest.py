@@ -22,7 +22,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from tests.localstack import LocalStackServer, start_localstack
+from tests.support import REPO_ROOT
+from tests.support.localstack import LocalStackServer, start_localstack
+from tests.support.tokens import bearer
 from uploadsvc.app import create_app
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
@@ -32,11 +34,12 @@ from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_BASE_URL = "http://uploadsvc.test"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 TEST_SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+# Tests that run at the same time on one machine each take a database number of their own.
+TEST_REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 BACKENDS = ["pg-s3", "pg-local", "sqlite-local"]
 
@@ -103,7 +106,7 @@ class Api:
     backend: str
 
     def headers(self, user: str = "alice", *, admin: bool = False) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.settings, sub=user, admin=admin)}"}
+        return bearer(mint_token(self.settings, sub=user, admin=admin))
 
     async def request_url(
         self, body: bytes, *, user: str = "alice", content_type: str = "text/plain", **fields: Any
@@ -113,6 +116,13 @@ class Api:
         return await self.app_client.post(
             "/v1/uploads/request-url", json=payload, headers=self.headers(user)
         )
+
+    async def grant(self, body: bytes, *, user: str = "alice", **fields: Any) -> dict[str, Any]:
+        """A presigned upload of ``body`` granted (201); its body."""
+        response = await self.request_url(body, user=user, **fields)
+        assert response.status_code == 201, response.text
+        granted: dict[str, Any] = response.json()
+        return granted
 
     async def put(
         self, grant: dict[str, Any], body: bytes, **header_changes: str
@@ -128,11 +138,10 @@ class Api:
 
     async def upload(self, body: bytes, *, user: str = "alice", **fields: Any) -> dict[str, Any]:
         """The whole happy path; returns the confirm body."""
-        grant = await self.request_url(body, user=user, **fields)
-        assert grant.status_code == 201, grant.text
-        put = await self.put(grant.json(), body)
+        grant = await self.grant(body, user=user, **fields)
+        put = await self.put(grant, body)
         assert put.status_code == 200, put.text
-        confirmed = await self.confirm(grant.json()["file_key"], user=user)
+        confirmed = await self.confirm(grant["file_key"], user=user)
         assert confirmed.status_code == 200, confirmed.text
         result: dict[str, Any] = confirmed.json()
         return result

@@ -11,16 +11,11 @@ holds are compared, by SHA-256, with what the browser was given.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
-import os
 import re
-import struct
 import time
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,27 +36,30 @@ from playwright.sync_api import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.browser.byte_counter import CountingProxy
-from tests.browser.servers import (
+from tests.browser.harness import (
     UPPY_DIR,
-    ServiceProcess,
     StaticSite,
     build_uppy_bundle,
     launch_chromium,
-    run_cli,
-    service_env,
-    start_service,
     static_site,
 )
 from tests.conftest import TEST_JWT_SECRET, empty_shared_database
-from tests.localstack import LocalStackServer, free_loopback_port
+from tests.support.files import MiB, pdf, png, sha256_b64
+from tests.support.localstack import LocalStackServer
+from tests.support.servers import (
+    ServerProcess,
+    free_loopback_port,
+    run_cli,
+    start_uploadsvc,
+    uploadsvc_env,
+)
+from tests.support.tokens import bearer
 from uploadsvc.config import Settings
 from uploadsvc.security import mint_token
 
 pytestmark = pytest.mark.s3
 logger = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-PDF_HEADER = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
 # Everything the browser may send the service in one test (the page, its
 # script, JSON requests with their headers) stays under this; the files are
 # 100 times bigger.
@@ -103,7 +101,7 @@ async def browser_database(postgres_url: str) -> AsyncIterator[str]:
 class Stack:
     """The running service, the proxy the browser reaches it through, a second origin."""
 
-    service: ServiceProcess
+    service: ServerProcess
     proxy: CountingProxy
     site: StaticSite
     storage_origin: str
@@ -120,7 +118,7 @@ class Stack:
         """A client straight to the service (not through the proxy: it is not counted)."""
         return httpx.Client(
             base_url=self.service.base_url,
-            headers={"Authorization": f"Bearer {self.token(user)}"},
+            headers=bearer(self.token(user)),
             timeout=30,
         )
 
@@ -133,8 +131,8 @@ def stack(
     api_port, spare_port = free_loopback_port(), free_loopback_port()
     with contextlib.ExitStack() as cleanup:
         site = cleanup.enter_context(static_site())
-        proxy = cleanup.enter_context(CountingProxy(api_port))
-        env = service_env(
+        proxy = cleanup.enter_context(contextlib.closing(CountingProxy(api_port)))
+        env = uploadsvc_env(
             {
                 "env": "development",
                 "database_url": browser_database,
@@ -154,8 +152,9 @@ def stack(
         )
         initialized = run_cli(["storage", "init"], env=env, cwd=workdir)
         assert f"CORS for {proxy.origin}, {site.origin}," in initialized, initialized
-        service = start_service(port=api_port, env=env, workdir=workdir)
-        cleanup.callback(service.stop)
+        service = cleanup.enter_context(
+            start_uploadsvc("serve", port=api_port, env=env, workdir=workdir)
+        )
         yield Stack(
             service=service,
             proxy=proxy,
@@ -182,31 +181,6 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-def png_bytes(width: int, height: int) -> bytes:
-    """A real PNG of random pixels (libmagic reads its header, the browser could show it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    rows = b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows, 1))
-        + chunk(b"IEND", b"")
-    )
-
-
-def pdf_bytes(size: int) -> bytes:
-    return PDF_HEADER + os.urandom(size - len(PDF_HEADER))
 
 
 def part_number_of(url: str) -> int | None:
@@ -266,9 +240,9 @@ def test_demo_page_uploads_three_files_straight_to_storage(
     user = f"demo-{uuid.uuid4().hex[:8]}"
     picked = {
         "notes.txt": b"Minutes of the meeting.\n" * 2000,
-        "chart.png": png_bytes(200, 150),
+        "chart.png": png(200, 150, noise=True),
         # Above the page's 10 MiB threshold: six 5 MiB parts.
-        "recording.pdf": pdf_bytes(30 * MiB),
+        "recording.pdf": pdf(30 * MiB),
     }
     for name, data in picked.items():
         (tmp_path / name).write_bytes(data)
@@ -337,11 +311,12 @@ def test_demo_page_gets_a_fresh_url_for_a_part_whose_url_expired(
     stack: Stack, page: Page, tmp_path: Path
 ) -> None:
     user = f"retry-{uuid.uuid4().hex[:8]}"
-    data = pdf_bytes(12 * MiB)  # three parts: 5 + 5 + 2 MiB
+    data = pdf(12 * MiB)  # three parts: 5 + 5 + 2 MiB
     (tmp_path / "slides.pdf").write_bytes(data)
     # A second instance of the service whose URLs live 3 s, so that one can
     # really expire while the page uses it.
-    service = start_service(
+    service = start_uploadsvc(
+        "serve",
         port=stack.spare_port,
         env={**stack.env, "UPLOADSVC_UPLOAD_URL_EXPIRES_SECONDS": "3"},
         workdir=tmp_path,
@@ -429,7 +404,7 @@ def test_published_uppy_uploads_through_the_service(
     stack: Stack, page: Page, uppy_page_url: str
 ) -> None:
     user = f"uppy-{uuid.uuid4().hex[:8]}"
-    files = {"small.pdf": pdf_bytes(48 * 1024), "large.pdf": pdf_bytes(20 * MiB)}
+    files = {"small.pdf": pdf(48 * 1024), "large.pdf": pdf(20 * MiB)}
     for name, data in files.items():
         stack.site.add(f"/files/{name}", "application/pdf", data)
     requests: list[Request] = []

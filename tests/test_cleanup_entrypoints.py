@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,9 +13,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.browser.servers import run_cli, service_env, start_service
-from tests.conftest import TEST_JWT_SECRET, empty_shared_database, make_settings, running_api
-from tests.localstack import LocalStackServer, free_loopback_port
+from tests.conftest import (
+    TEST_JWT_SECRET,
+    TEST_REDIS_URL,
+    empty_shared_database,
+    make_settings,
+    running_api,
+)
+from tests.support.files import MiB
+from tests.support.localstack import LocalStackServer
+from tests.support.servers import free_loopback_port, run_cli, start_uploadsvc, uploadsvc_env
 from uploadsvc.cli import parse_duration, run_migrations
 from uploadsvc.config import Settings
 from uploadsvc.models.cleanup import CleanupRun
@@ -30,8 +33,6 @@ from uploadsvc.workers.jobs import cleanup_job
 from uploadsvc.workers.settings import cleanup_schedule, create_worker
 
 T = TypeVar("T")
-MiB = 1024 * 1024
-REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.mark.parametrize(
@@ -55,37 +56,23 @@ def test_cli_dry_run_reports_without_deleting(tmp_path: Path) -> None:
     orphan = storage / "objects" / "uploads" / "x" / "2026" / "01" / "01" / "orphan.txt"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"left behind\n")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")},
-        "UPLOADSVC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
-        "UPLOADSVC_LOCAL_STORAGE_DIR": str(storage),
-    }
-    uploadsvc = str(Path(sys.executable).with_name("uploadsvc"))
-    subprocess.run([uploadsvc, "migrate"], env=env, cwd=tmp_path, check=True, capture_output=True)
-    dry = subprocess.run(
-        [uploadsvc, "cleanup", "--dry-run", "--older-than", "0s"],
-        env=env,
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-        text=True,
+    env = uploadsvc_env(
+        {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+            "local_storage_dir": str(storage),
+        }
     )
-    assert "would delete 1" in dry.stdout
+    run_cli(["migrate"], env=env, cwd=tmp_path)
+    dry = run_cli(["cleanup", "--dry-run", "--older-than", "0s"], env=env, cwd=tmp_path)
+    assert "would delete 1" in dry
     assert orphan.exists()
-    real = subprocess.run(
-        [uploadsvc, "cleanup", "--older-than", "0s", "--all-incomplete"],
-        env=env,
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert "deleted 1" in real.stdout
+    real = run_cli(["cleanup", "--older-than", "0s", "--all-incomplete"], env=env, cwd=tmp_path)
+    assert "deleted 1" in real
     assert not orphan.exists()
 
 
 async def test_worker_job_runs_a_recorded_cleanup(tmp_path: Path) -> None:
-    settings = make_settings("sqlite-local", tmp_path=tmp_path, redis_url=REDIS_URL)
+    settings = make_settings("sqlite-local", tmp_path=tmp_path, redis_url=TEST_REDIS_URL)
     await asyncio.to_thread(run_migrations, settings)
     worker = create_worker(
         settings, burst=True, handle_signals=False, queue_name=f"test:{uuid.uuid4()}"
@@ -118,16 +105,15 @@ async def test_a_direct_upload_cut_off_by_a_crash_is_aborted_by_the_next_cleanup
         "s3_addressing_style": "path",
         "jwt_secret": TEST_JWT_SECRET,
     }
-    env = service_env(values)
+    env = uploadsvc_env(values)
     settings = Settings(_env_file=None, **values)
     engine = create_async_engine(postgres_url)
     run_cli(["storage", "init"], env=env, cwd=tmp_path)
-    service = start_service(port=free_loopback_port(), env=env, workdir=tmp_path)
+    service = start_uploadsvc("serve", port=free_loopback_port(), env=env, workdir=tmp_path)
     try:
         async with open_storage(settings) as storage:
             # Two 8 MiB parts of a 30 MiB body, then the server dies.
-            port = int(service.base_url.rsplit(":", 1)[1])
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
             token = mint_token(settings, sub="alice")
             writer.write(
                 b"PUT /v1/uploads/direct?filename=big.txt HTTP/1.1\r\n"
@@ -141,8 +127,7 @@ async def test_a_direct_upload_cut_off_by_a_crash_is_aborted_by_the_next_cleanup
             assert keys[0].startswith("uploads/alice/")
             left = await _eventually(lambda: storage.list_incomplete_uploads(""))
             assert [upload.key for upload in left] == keys
-            os.killpg(service.process.pid, signal.SIGKILL)
-            service.process.wait(timeout=10)
+            service.kill()
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.support import REPO_ROOT
 from uploadsvc.config import DEV_JWT_SECRET, Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_env_example_documents_every_setting() -> None:

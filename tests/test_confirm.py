@@ -8,15 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from tests import samples
 from tests.conftest import Api
-
-
-async def _pending(api: Api, body: bytes, content_type: str, **fields: Any) -> dict[str, Any]:
-    response = await api.request_url(body, content_type=content_type, **fields)
-    assert response.status_code == 201, response.text
-    grant: dict[str, Any] = response.json()
-    return grant
+from tests.support.files import HTML, PNG_SIGNATURE, png, zip_archive
 
 
 async def _assert_rejected(api: Api, grant: dict[str, Any], code: str) -> None:
@@ -34,43 +27,41 @@ async def _assert_rejected(api: Api, grant: dict[str, Any], code: str) -> None:
 
 
 async def test_png_upload_is_confirmed(api: Api) -> None:
-    image = samples.png()
+    image = png()
     file = await api.upload(image, filename="pic.png", content_type="image/png", purpose="avatar")
     assert file["file_key"].startswith("users/alice/avatar/")
     assert file["file_key"].endswith(".png")
 
 
 async def test_size_differing_from_the_declared_one_is_rejected(api: Api) -> None:
-    grant = await _pending(api, b"twelve bytes", "text/plain")
+    grant = await api.grant(b"twelve bytes")
     # Storage holds more bytes than were declared (planted past the signed URL).
     await api.plant(grant["file_key"], b"twelve bytes and then some", "text/plain")
     await _assert_rejected(api, grant, "size_mismatch")
 
 
 async def test_zero_byte_object_is_rejected(api: Api) -> None:
-    grant = await _pending(api, b"something", "text/plain")
+    grant = await api.grant(b"something")
     await api.plant(grant["file_key"], b"", "text/plain")
     await _assert_rejected(api, grant, "empty_object")
 
 
-@pytest.mark.parametrize(
-    "body", [samples.zip_archive(), samples.HTML], ids=["zip-as-png", "html-as-png"]
-)
+@pytest.mark.parametrize("body", [zip_archive(), HTML], ids=["zip-as-png", "html-as-png"])
 async def test_bytes_of_another_type_under_image_png_are_rejected(api: Api, body: bytes) -> None:
-    grant = await _pending(api, body, "image/png", filename="innocent.png")
+    grant = await api.grant(body, content_type="image/png", filename="innocent.png")
     assert (await api.put(grant, body)).status_code == 200
     await _assert_rejected(api, grant, "type_mismatch")
 
 
 async def test_png_header_followed_by_html_is_rejected(api: Api) -> None:
-    body = b"\x89PNG\r\n\x1a\n" + samples.HTML * 4
-    grant = await _pending(api, body, "image/png")
+    body = PNG_SIGNATURE + HTML * 4
+    grant = await api.grant(body, content_type="image/png")
     assert (await api.put(grant, body)).status_code == 200
     await _assert_rejected(api, grant, "type_mismatch")
 
 
 async def test_second_confirm_returns_the_same_body(api: Api) -> None:
-    grant = await _pending(api, b"idempotent\n", "text/plain")
+    grant = await api.grant(b"idempotent\n")
     assert (await api.put(grant, b"idempotent\n")).status_code == 200
     first = await api.confirm(grant["file_key"])
     second = await api.app_client.post(
@@ -90,8 +81,8 @@ def _confirmed_total() -> float:
 
 @pytest.mark.parametrize("backend", ["pg-s3", "sqlite-local"])
 async def test_twenty_concurrent_confirms_make_one_transition(api: Api) -> None:
-    body = samples.png()
-    grant = await _pending(api, body, "image/png")
+    body = png()
+    grant = await api.grant(body, content_type="image/png")
     assert (await api.put(grant, body)).status_code == 200
     before = _confirmed_total()
 

@@ -59,7 +59,7 @@ async def test_the_api_answers_preflights_from_configured_origins_only(api: Api)
 async def test_a_browser_may_put_to_storage_and_read_the_etag(api: Api) -> None:
     await api.resources.storage.initialize(cors_origins=[APP_ORIGIN])
     body = b"from a browser\n"
-    grant = (await api.request_url(body)).json()
+    grant = await api.grant(body)
 
     allowed = await preflight(
         api, grant["upload_url"], APP_ORIGIN, "PUT", "content-type,if-none-match"

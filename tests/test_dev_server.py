@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,52 +12,21 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.browser.servers import launch_chromium
-
-UPLOADSVC = str(Path(sys.executable).with_name("uploadsvc"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.browser.harness import launch_chromium
+from tests.support.files import MiB, pdf
+from tests.support.servers import free_loopback_port, start_uploadsvc, uploadsvc_env
+from tests.support.tokens import bearer
 
 
 @pytest.fixture
 def dev_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The dev server in an empty folder, with no UPLOADSVC_* variables; yields (base, token)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    log = tmp_path / "dev.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [UPLOADSVC, "dev", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"dev server did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        lines = log.read_text().splitlines()
+    with start_uploadsvc(
+        "dev", port=free_loopback_port(), env=uploadsvc_env(), workdir=tmp_path
+    ) as server:
+        lines = server.log_path.read_text().splitlines()
         token = lines[next(i for i, line in enumerate(lines) if "dev token" in line) + 1].strip()
-        yield base, token
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
+        yield server.base_url, token
 
 
 def _curl(*args: str) -> str:
@@ -139,7 +103,7 @@ def test_demo_page_uploads_to_make_dev(dev_server: tuple[str, str], tmp_path: Pa
     picked = {
         "hello.txt": b"Hello from the demo page!\n" * 50,
         # Over the page's 10 MiB threshold: three parts (5, 5 and 2 MiB).
-        "big.pdf": b"%PDF-1.4\n".ljust(12 * 1024 * 1024, b"\x00"),
+        "big.pdf": pdf(12 * MiB),
     }
     for name, data in picked.items():
         (tmp_path / name).write_bytes(data)
@@ -164,16 +128,14 @@ def test_demo_page_uploads_to_make_dev(dev_server: tuple[str, str], tmp_path: Pa
             assert errors == []
         finally:
             browser.close()
-    files = httpx.get(
-        f"{base}/v1/files", headers={"Authorization": f"Bearer {token}"}, timeout=10
-    ).json()["items"]
+    files = httpx.get(f"{base}/v1/files", headers=bearer(token), timeout=10).json()["items"]
     assert sorted((file["filename"], file["size_bytes"]) for file in files) == sorted(
         (name, len(data)) for name, data in picked.items()
     )
     for file in files:
         link = httpx.get(
             f"{base}/v1/files/{file['file_id']}/download",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=bearer(token),
             timeout=10,
         ).json()["download_url"]
         assert httpx.get(link, timeout=30).content == picked[file["filename"]]

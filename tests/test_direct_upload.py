@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests import samples
 from tests.conftest import Api
+from tests.support.files import (
+    HTML,
+    PNG_SIGNATURE,
+    MiB,
+    data_uri,
+    pdf,
+    plain_text,
+    png,
+    sha256_b64,
+    sha256_hex,
+)
 from uploadsvc.storage import S3Storage
 
-MiB = 1024 * 1024
 LIMIT = 12 * MiB  # above one 8 MiB part, so over-limit uploads start a multipart upload
 
 # The start of a multipart body whose `file` part never ends (boundary "B").
@@ -33,11 +40,6 @@ def settings_overrides() -> dict[str, Any]:
     return {"max_attachment_bytes": LIMIT}
 
 
-def _text(size: int) -> bytes:
-    line = b"All work and no play makes Jack a dull boy.\n"
-    return (line * (size // len(line) + 1))[:size]
-
-
 async def _post_form(
     api: Api, files: list[tuple[str, tuple[str, bytes, str]]], **kw: Any
 ) -> httpx.Response:
@@ -51,7 +53,7 @@ async def _download(api: Api, url: str) -> bytes:
 
 
 async def test_multipart_direct_upload_is_confirmed_and_downloadable(api: Api) -> None:
-    image = samples.png()
+    image = png()
     response = await api.app_client.post(
         "/v1/uploads/direct",
         data={"purpose": "avatar"},
@@ -63,7 +65,7 @@ async def test_multipart_direct_upload_is_confirmed_and_downloadable(api: Api) -
     assert file["status"] == "confirmed"
     assert file["file_key"].startswith("users/alice/avatar/")
     assert file["size_bytes"] == len(image)
-    assert file["sha256"] == base64.b64encode(hashlib.sha256(image).digest()).decode()
+    assert file["sha256"] == sha256_b64(image)
     assert await _download(api, file["download_url"]) == image
     listed = await api.app_client.get("/v1/files", headers=api.headers())
     assert [item["file_id"] for item in listed.json()["items"]] == [file["file_id"]]
@@ -71,7 +73,7 @@ async def test_multipart_direct_upload_is_confirmed_and_downloadable(api: Api) -
 
 @pytest.mark.parametrize("route", ["multipart", "raw"])
 async def test_large_direct_upload_streams_in_parts(api: Api, route: str) -> None:
-    body = _text(10 * MiB + 12345)  # two parts on S3; several batches for the hashing thread
+    body = plain_text(10 * MiB + 12345)  # two parts on S3; several batches for the hashing thread
     if route == "multipart":
         response = await _post_form(api, [("file", ("big.txt", body, "text/plain"))])
     else:
@@ -83,7 +85,7 @@ async def test_large_direct_upload_streams_in_parts(api: Api, route: str) -> Non
     assert response.status_code == 201, response.text
     file = response.json()
     assert file["size_bytes"] == len(body)
-    assert file["sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert file["sha256"] == sha256_b64(body)
     assert await _download(api, file["download_url"]) == body
     assert await api.resources.storage.list_incomplete_uploads("") == []
     assert await api.open_multipart_keys() == []
@@ -100,7 +102,7 @@ async def test_s3_requests_are_signed_with_the_hash_of_their_body(api: Api, size
 
     def capture(request: Any, **_: Any) -> None:
         request.body.seek(0)
-        sent = hashlib.sha256(request.body.read()).hexdigest()
+        sent = sha256_hex(request.body.read())
         request.body.seek(0)
         signed.append((request.headers["X-Amz-Content-SHA256"].decode(), sent))
 
@@ -108,7 +110,7 @@ async def test_s3_requests_are_signed_with_the_hash_of_their_body(api: Api, size
     for operation in ("PutObject", "UploadPart"):
         events.register(f"before-send.s3.{operation}", capture, unique_id=f"test-{operation}")
     try:
-        body = _text(size)
+        body = plain_text(size)
         response = await _post_form(api, [("file", ("big.txt", body, "text/plain"))])
     finally:
         for operation in ("PutObject", "UploadPart"):
@@ -120,22 +122,22 @@ async def test_s3_requests_are_signed_with_the_hash_of_their_body(api: Api, size
 
 
 async def test_raw_put_direct_upload(api: Api) -> None:
-    pdf = b"%PDF-1.4\n" + _text(5000)
+    document = pdf(5000)
     response = await api.app_client.put(
         "/v1/uploads/direct?filename=report.pdf",
-        content=pdf,
+        content=document,
         headers={**api.headers(), "Content-Type": "application/pdf"},
     )
     assert response.status_code == 201, response.text
     assert response.json()["content_type"] == "application/pdf"
-    assert await _download(api, response.json()["download_url"]) == pdf
+    assert await _download(api, response.json()["download_url"]) == document
 
 
 @pytest.mark.parametrize(
     ("part", "status", "code"),
     [
-        (("x.png", samples.HTML, "image/png"), 422, "type_mismatch"),
-        (("x.png", b"\x89PNG\r\n\x1a\n" + samples.HTML * 3, "image/png"), 422, "type_mismatch"),
+        (("x.png", HTML, "image/png"), 422, "type_mismatch"),
+        (("x.png", PNG_SIGNATURE + HTML * 3, "image/png"), 422, "type_mismatch"),
         (
             (
                 "x.svg",
@@ -150,7 +152,7 @@ async def test_raw_put_direct_upload(api: Api) -> None:
             422,
             "type_mismatch",
         ),
-        (("x.html", samples.HTML, "text/html"), 415, "unsupported_type"),
+        (("x.html", HTML, "text/html"), 415, "unsupported_type"),
         (("x.txt", b"", "text/plain"), 422, "empty_object"),
     ],
     ids=["html-as-png", "png-header-then-html", "svg", "elf-as-pdf", "html", "empty"],
@@ -169,7 +171,7 @@ async def test_a_purpose_field_after_the_file_is_refused(api: Api) -> None:
     # httpx sends data fields before files: build the body by hand.
     body = (
         b'--b\r\nContent-Disposition: form-data; name="file"; filename="me.png"\r\n'
-        b"Content-Type: image/png\r\n\r\n" + samples.png() + b"\r\n"
+        b"Content-Type: image/png\r\n\r\n" + png() + b"\r\n"
         b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\navatar\r\n--b--\r\n'
     )
     response = await api.app_client.post(
@@ -203,7 +205,7 @@ async def test_non_multipart_and_truncated_bodies_are_refused(api: Api) -> None:
     assert plain.json()["code"] == "expected_multipart"
     truncated = (
         b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
-        b"Content-Type: text/plain\r\n\r\n" + _text(100)
+        b"Content-Type: text/plain\r\n\r\n" + plain_text(100)
     )
     response = await api.app_client.post(
         "/v1/uploads/direct",
@@ -231,7 +233,7 @@ async def test_honest_oversize_length_is_refused_before_reading(api: Api) -> Non
     )
     assert response.status_code == 413
     assert response.json()["code"] == "too_large"
-    assert pulled <= MiB  # nothing (or the transport's first chunk) was read
+    assert pulled == 0  # refused on the Content-Length: not one chunk was read
     await api.assert_nothing_left()
 
 
@@ -246,7 +248,7 @@ async def test_lying_length_is_cut_off_within_one_chunk_of_the_limit(api: Api, r
             head = FILE_PART_HEAD
             pulled += len(head)
             yield head
-        line = _text(chunk)
+        line = plain_text(chunk)
         for _ in range(2 * LIMIT // chunk):
             pulled += chunk
             yield line
@@ -273,7 +275,7 @@ async def test_client_disconnect_mid_body_leaves_nothing(api: Api) -> None:
         head = FILE_PART_HEAD
         yield head
         for _ in range(160):  # 10 MiB: the first 8 MiB part is already in storage
-            yield _text(64 * 1024)
+            yield plain_text(64 * 1024)
         raise Disconnected
 
     with pytest.raises(Disconnected):
@@ -292,7 +294,7 @@ async def test_client_disconnect_mid_body_leaves_nothing(api: Api) -> None:
 async def test_open_event_single_file_returns_one_url(api: Api) -> None:
     response = await api.app_client.post(
         "/v1/upload/file",
-        files={"file": ("slides.pdf", b"%PDF-1.4\n" + _text(3000), "application/octet-stream")},
+        files={"file": ("slides.pdf", pdf(3000), "application/octet-stream")},
         headers=api.headers(),
     )
     assert response.status_code == 200, response.text
@@ -306,7 +308,7 @@ async def test_open_event_single_file_returns_one_url(api: Api) -> None:
 
 async def test_open_event_several_files_return_a_list(api: Api) -> None:
     files = [
-        ("files[]", ("a.png", samples.png(), "image/png")),
+        ("files[]", ("a.png", png(), "image/png")),
         ("files[]", ("b.txt", b"hello\n", "text/plain")),
     ]
     response = await api.app_client.post("/v1/upload/file", files=files, headers=api.headers())
@@ -318,9 +320,9 @@ async def test_open_event_several_files_return_a_list(api: Api) -> None:
 
 async def test_open_event_refused_file_removes_the_ones_before_it(api: Api) -> None:
     files = [
-        ("files[]", ("a.png", samples.png(), "image/png")),
+        ("files[]", ("a.png", png(), "image/png")),
         ("files[]", ("b.txt", b"hello\n", "text/plain")),
-        ("files[]", ("evil.png", samples.HTML, "image/png")),
+        ("files[]", ("evil.png", HTML, "image/png")),
     ]
     response = await api.app_client.post("/v1/upload/file", files=files, headers=api.headers())
     assert response.status_code == 415, response.text
@@ -328,8 +330,8 @@ async def test_open_event_refused_file_removes_the_ones_before_it(api: Api) -> N
 
 
 async def test_open_event_base64_image(api: Api) -> None:
-    image = samples.png()
-    data = "data:image/png;base64," + base64.b64encode(image).decode()
+    image = png()
+    data = data_uri("image/png", image)
     response = await api.app_client.post(
         "/v1/upload/image", json={"data": data}, headers=api.headers()
     )
@@ -340,12 +342,8 @@ async def test_open_event_base64_image(api: Api) -> None:
 @pytest.mark.parametrize(
     ("data", "status", "code"),
     [
-        ("data:image/png;base64," + base64.b64encode(samples.HTML).decode(), 422, "type_mismatch"),
-        (
-            "data:image/svg+xml;base64," + base64.b64encode(b"<svg/>").decode(),
-            415,
-            "unsupported_type",
-        ),
+        (data_uri("image/png", HTML), 422, "type_mismatch"),
+        (data_uri("image/svg+xml", b"<svg/>"), 415, "unsupported_type"),
         ("data:image/png;base64,!!!notbase64", 422, "invalid_data_uri"),
         ("https://example.com/a.png", 422, "invalid_data_uri"),
         ("data:image/png;base64," + "A" * (LIMIT * 4 // 3 + 100), 413, "too_large"),

@@ -11,15 +11,10 @@ presigned URL is storage's API, not the service's.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import importlib
 import io
-import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -32,17 +27,14 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests import samples
 from tests.conftest import TEST_JWT_SECRET, TEST_SIGNING_SECRET, empty_shared_database
-from tests.localstack import free_loopback_port
+from tests.support.files import data_uri, png, sha256_b64
+from tests.support.servers import free_loopback_port, start_uploadsvc, uploadsvc_env
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
 from uploadsvc.security import mint_token
 from uploadsvc.storage import open_storage
 
-UPLOADSVC = str(Path(sys.executable).with_name("uploadsvc"))
-START_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 15.0
 # No post-hooks: they would run ruff over the generated code, which only
 # formats it; the code is used exactly as generated.
 GENERATOR_CONFIG = "post_hooks: []\n"
@@ -72,15 +64,14 @@ class GeneratedClient:
 
 def _environment(settings: Settings) -> dict[str, str]:
     """The UPLOADSVC_* variables that configure a process exactly like ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")}
+    values: dict[str, str] = {}
     for name in settings.model_fields_set:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         assert isinstance(value, str | Path | int), (name, value)
-        env[f"UPLOADSVC_{name.upper()}"] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+        values[name] = str(value)
+    return uploadsvc_env(values)
 
 
 @pytest.fixture
@@ -121,43 +112,13 @@ async def service_settings(
 @pytest.fixture
 def service(service_settings: Settings, tmp_path: Path) -> Iterator[Service]:
     """``uploadsvc serve`` on 127.0.0.1, configured by the environment only; stopped after."""
-    base_url = f"http://127.0.0.1:{service_settings.port}"
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [UPLOADSVC, "serve", "--host", "127.0.0.1", "--port", str(service_settings.port)],
-            cwd=tmp_path,  # no .env here
-            env=_environment(service_settings),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"uploadsvc serve did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield Service(base_url, service_settings)
-    finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    with start_uploadsvc(
+        "serve",
+        port=service_settings.port,
+        env=_environment(service_settings),
+        workdir=tmp_path,
+    ) as server:
+        yield Service(server.base_url, service_settings)
 
 
 @pytest.fixture
@@ -245,12 +206,16 @@ async def test_generated_client_works_unedited_against_the_running_service(
     client = client_module.AuthenticatedClient(base_url=service.base_url, token=token)
     anonymous = client_module.Client(base_url=service.base_url)
     async with client, anonymous, httpx.AsyncClient(timeout=30) as plain:
-        await _presigned_upload(generated, client, anonymous, plain)
+        await _presigned_upload(generated, client, anonymous, plain, service.settings)
         await _uploads_with_hand_written_bodies(generated, client, plain, tmp_path)
 
 
 async def _presigned_upload(
-    generated: GeneratedClient, client: Any, anonymous: Any, plain: httpx.AsyncClient
+    generated: GeneratedClient,
+    client: Any,
+    anonymous: Any,
+    plain: httpx.AsyncClient,
+    settings: Settings,
 ) -> None:
     """request-url → PUT (plain httpx: storage's API) → confirm → download, all typed."""
     models = generated.module("models")
@@ -261,7 +226,7 @@ async def _presigned_upload(
     list_files = generated.module("api.files.list_files")
 
     body = b"Bytes uploaded by a generated client.\n" * 64
-    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    digest = sha256_b64(body)
     request = models.UploadUrlRequest(
         filename="notes.txt",
         content_type="text/plain",
@@ -325,7 +290,7 @@ async def _presigned_upload(
 
     download = await download_file.asyncio(client=client, file_id=confirmed.file_id)
     assert isinstance(download, models.DownloadUrl), download
-    assert download.expires_in > 0
+    assert download.expires_in == settings.download_url_expires_seconds
     fetched = await plain.get(download.download_url)
     assert fetched.status_code == 200, fetched.text
     assert fetched.content == body
@@ -342,7 +307,7 @@ async def _uploads_with_hand_written_bodies(
     direct_upload_raw = generated.module("api.direct_uploads.direct_upload_raw")
     open_event_upload_file = generated.module("api.direct_uploads.open_event_upload_file")
     open_event_upload_image = generated.module("api.direct_uploads.open_event_upload_image")
-    image = samples.png()
+    image = png()
 
     def file(name: str, content: bytes, mime_type: str) -> Any:
         return types.File(payload=io.BytesIO(content), file_name=name, mime_type=mime_type)
@@ -390,9 +355,8 @@ async def _uploads_with_hand_written_bodies(
     assert isinstance(one.url, str)
     assert (await plain.get(one.url)).content == image
 
-    data_uri = "data:image/png;base64," + base64.b64encode(image).decode()
     posted = await open_event_upload_image.asyncio(
-        client=client, body=models.OpenEventUploadImageBody(data=data_uri)
+        client=client, body=models.OpenEventUploadImageBody(data=data_uri("image/png", image))
     )
     assert isinstance(posted, models.FileUrl), posted
     assert (await plain.get(posted.url)).content == image

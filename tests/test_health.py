@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from pathlib import Path
 
-from tests.conftest import make_settings, running_api
+from tests.conftest import TEST_REDIS_URL, make_settings, running_api
+from tests.support.servers import free_loopback_port
 from uploadsvc.cli import run_migrations
-
-REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _migrated(tmp_path: Path, **overrides: str) -> running_api:
@@ -27,14 +17,14 @@ async def _migrated(tmp_path: Path, **overrides: str) -> running_api:
 
 
 async def test_readiness_checks_redis_when_configured(tmp_path: Path) -> None:
-    async with await _migrated(tmp_path, redis_url=REDIS_URL) as api:
+    async with await _migrated(tmp_path, redis_url=TEST_REDIS_URL) as api:
         ready = await api.app_client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "storage": "ok", "redis": "ok"}
 
 
 async def test_readiness_is_503_naming_redis_when_it_is_down(tmp_path: Path) -> None:
-    down = f"redis://127.0.0.1:{_closed_port()}/0"
+    down = f"redis://127.0.0.1:{free_loopback_port()}/0"
     async with await _migrated(tmp_path, redis_url=down) as api:
         ready = await api.app_client.get("/readyz")
         alive = await api.app_client.get("/healthz")

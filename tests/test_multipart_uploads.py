@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 from typing import Any
 
 import pytest
 
-from tests import samples
 from tests.conftest import Api
+from tests.support.files import HTML, sha256_b64
+from tests.support.files import pdf as pdf_of_size
 from uploadsvc.services.multipart_uploads import MiB, choose_part_size, part_count
 
 PART = 5 * MiB
-PDF_HEADER = b"%PDF-1.4\n1 0 obj<<>>endobj\n"
-
-
-def pdf_of_size(size: int) -> bytes:
-    """A PDF header followed by random bytes: libmagic calls it a PDF."""
-    return PDF_HEADER + os.urandom(size - len(PDF_HEADER))
-
-
-def sha256_b64(body: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(body).digest()).decode()
 
 
 async def start(api: Api, body: bytes, *, user: str = "alice", **fields: Any) -> dict[str, Any]:
@@ -172,7 +161,7 @@ async def test_a_wrong_etag_is_refused_and_the_upload_stays_open(api: Api) -> No
 async def test_bytes_that_are_not_the_declared_type_are_rejected_after_completion(
     api: Api,
 ) -> None:
-    body = samples.HTML + os.urandom(PART + 10 - len(samples.HTML))
+    body = HTML + os.urandom(PART + 10 - len(HTML))
     started = await start(api, body, filename="pic.png", content_type="image/png")
     etags = {part["part_number"]: await put_part(api, part, body) for part in started["parts"]}
     completed = await complete(api, started["upload_id"], etags)
@@ -209,7 +198,7 @@ async def test_abort_frees_the_parts_and_ends_the_upload(api: Api) -> None:
 
 
 async def test_abort_of_a_single_put_upload_deletes_its_object(api: Api) -> None:
-    grant = (await api.request_url(b"hello there\n")).json()
+    grant = await api.grant(b"hello there\n")
     assert (await api.put(grant, b"hello there\n")).status_code == 200
     aborted = await api.app_client.delete(
         f"/v1/uploads/{grant['upload_id']}", headers=api.headers()

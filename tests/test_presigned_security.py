@@ -7,22 +7,17 @@ Each refused PUT must leave nothing behind: a later confirm answers 409
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 from tests.conftest import Api
+from tests.support.files import sha256_b64
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local"])
 
 BODY = b"the quick brown fox jumps over the lazy dog\n" * 10
-
-
-def _sha256(body: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(body).digest()).decode()
 
 
 def _tamper_signature(url: str) -> str:
@@ -37,10 +32,7 @@ def _tamper_signature(url: str) -> str:
 
 
 async def _grant(api: Api) -> dict[str, Any]:
-    response = await api.request_url(BODY, sha256=_sha256(BODY))
-    assert response.status_code == 201, response.text
-    grant: dict[str, Any] = response.json()
-    return grant
+    return await api.grant(BODY, sha256=sha256_b64(BODY))
 
 
 async def _assert_nothing_recorded(api: Api, grant: dict[str, Any]) -> None:
@@ -75,7 +67,7 @@ async def test_expired_url_is_refused(api: Api) -> None:
         grant["file_key"],
         content_type="text/plain",
         content_length=len(BODY),
-        sha256=_sha256(BODY),
+        sha256=sha256_b64(BODY),
         expires_in=1,
     )
     await asyncio.sleep(2.5)

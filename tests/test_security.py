@@ -10,14 +10,11 @@ production. Every refusal is checked for status 401 and its stable ``code``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import http.server
 import json
 import os
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
+from tests.support import tokens
+from tests.support.servers import free_loopback_port, serve_in_thread
 from uploadsvc import security
 from uploadsvc.config import Settings
 from uploadsvc.errors import Unauthorized
@@ -109,16 +108,9 @@ def jwks_server() -> Iterator[JwksServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(Handler) as server:
+        state.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class Clock:
@@ -163,29 +155,9 @@ def _settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-def _claims(**changes: Any) -> dict[str, Any]:
-    claims: dict[str, Any] = {"sub": "alice", "exp": int(time.time()) + 600}
-    claims.update(changes)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _b64(data: bytes | dict[str, Any] | list[Any]) -> str:
-    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _hand_built(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
-    return f"{_b64(header)}.{_b64(claims)}.{_b64(signature) if signature else ''}"
-
-
 def _signed(key: PrivateKey, alg: str, kid: str | None, **claims: Any) -> str:
     headers = {"kid": kid} if kid is not None else None
-    token: str = jwt.encode(_claims(**claims), _pem(key), algorithm=alg, headers=headers)
-    return token
-
-
-def _hs256(secret: str = SECRET, **claims: Any) -> str:
-    token: str = jwt.encode(_claims(**claims), secret, algorithm="HS256")
+    token: str = jwt.encode(tokens.claims(**claims), _pem(key), algorithm=alg, headers=headers)
     return token
 
 
@@ -200,7 +172,7 @@ async def _refused(verifier: TokenVerifier, token: str, code: str) -> None:
 
 
 async def test_hs256_token_is_accepted(make_verifier: MakeVerifier) -> None:
-    principal = await make_verifier(jwt_secret=SECRET).verify(_hs256())
+    principal = await make_verifier(jwt_secret=SECRET).verify(tokens.hs256(SECRET))
     assert principal == Principal(user_id="alice", is_admin=False)
 
 
@@ -219,7 +191,7 @@ async def test_jwks_and_secret_together_accept_both(
     jwks_server: JwksServer, make_verifier: MakeVerifier
 ) -> None:
     verifier = make_verifier(jwt_jwks_url=jwks_server.url, jwt_secret=SECRET)
-    assert (await verifier.verify(_hs256())).user_id == "alice"
+    assert (await verifier.verify(tokens.hs256(SECRET))).user_id == "alice"
     assert (await verifier.verify(_signed(RSA_KEY, "RS256", "rsa-1"))).user_id == "alice"
 
 
@@ -244,14 +216,16 @@ async def test_right_aud_and_iss_are_accepted(make_verifier: MakeVerifier) -> No
     values = {"jwt_secret": SECRET, "jwt_audience": "uploadsvc", "jwt_issuer": "https://idp"}
     verifier = make_verifier(**values)
     assert (await verifier.verify(mint_token(_settings(**values), sub="bob"))).user_id == "bob"
-    listed = _hs256(aud=["other", "uploadsvc"], iss="https://idp")
+    listed = tokens.hs256(SECRET, aud=["other", "uploadsvc"], iss="https://idp")
     assert (await verifier.verify(listed)).user_id == "alice"
 
 
 async def test_expiry_within_the_leeway_is_accepted(make_verifier: MakeVerifier) -> None:
     verifier = make_verifier(jwt_secret=SECRET, jwt_leeway_seconds=30)
-    assert (await verifier.verify(_hs256(exp=int(time.time()) - 10))).user_id == "alice"
-    await _refused(verifier, _hs256(exp=int(time.time()) - 60), "token_expired")
+    assert (
+        await verifier.verify(tokens.hs256(SECRET, exp=int(time.time()) - 10))
+    ).user_id == "alice"
+    await _refused(verifier, tokens.hs256(SECRET, exp=int(time.time()) - 60), "token_expired")
 
 
 # --- algorithm and key confusion -------------------------------------------------------
@@ -261,7 +235,7 @@ async def test_expiry_within_the_leeway_is_accepted(make_verifier: MakeVerifier)
 async def test_alg_none_is_refused(
     jwks_server: JwksServer, make_verifier: MakeVerifier, alg: str
 ) -> None:
-    token = _hand_built({"alg": alg, "typ": "JWT"}, _claims())
+    token = tokens.hand_built({"alg": alg, "typ": "JWT"}, tokens.claims())
     for values in (
         {"jwt_secret": SECRET},
         {"jwt_jwks_url": jwks_server.url},
@@ -275,7 +249,7 @@ async def test_alg_none_is_refused(
 async def test_a_header_without_a_string_alg_is_refused(
     make_verifier: MakeVerifier, header: dict[str, Any]
 ) -> None:
-    token = _hand_built(header, _claims(), b"x" * 32)
+    token = tokens.hand_built(header, tokens.claims(), b"x" * 32)
     await _refused(make_verifier(jwt_secret=SECRET), token, "unsupported_algorithm")
 
 
@@ -284,10 +258,10 @@ async def test_algorithms_outside_the_allow_list_are_refused(
 ) -> None:
     verifier = make_verifier(jwt_secret=SECRET, jwt_jwks_url=jwks_server.url)
     for token in (
-        jwt.encode(_claims(), SECRET, algorithm="HS512"),
+        jwt.encode(tokens.claims(), SECRET, algorithm="HS512"),
         _signed(RSA_KEY, "RS512", "rsa-1"),
         _signed(EC_P384_KEY, "ES384", "ec-1"),
-        _hand_built({"alg": "PS256", "kid": "rsa-1"}, _claims(), b"x" * 256),
+        tokens.hand_built({"alg": "PS256", "kid": "rsa-1"}, tokens.claims(), b"x" * 256),
     ):
         await _refused(verifier, token, "unsupported_algorithm")
 
@@ -295,7 +269,9 @@ async def test_algorithms_outside_the_allow_list_are_refused(
 async def test_hs256_is_refused_without_a_secret(
     jwks_server: JwksServer, make_verifier: MakeVerifier
 ) -> None:
-    await _refused(make_verifier(jwt_jwks_url=jwks_server.url), _hs256(), "unsupported_algorithm")
+    await _refused(
+        make_verifier(jwt_jwks_url=jwks_server.url), tokens.hs256(SECRET), "unsupported_algorithm"
+    )
 
 
 async def test_rs256_is_refused_without_a_jwks_url(make_verifier: MakeVerifier) -> None:
@@ -308,9 +284,9 @@ async def test_hs256_signed_with_the_rsa_public_key_is_refused(
 ) -> None:
     # The classic confusion: an HMAC "secret" that is the public key anyone can fetch.
     header = {"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}
-    signing_input = f"{_b64(header)}.{_b64(_claims())}"
+    signing_input = f"{tokens.b64url(header)}.{tokens.b64url(tokens.claims())}"
     digest = hmac.new(_public_pem(RSA_KEY).encode(), signing_input.encode(), hashlib.sha256)
-    token = f"{signing_input}.{_b64(digest.digest())}"
+    token = f"{signing_input}.{tokens.b64url(digest.digest())}"
 
     await _refused(make_verifier(jwt_jwks_url=jwks_server.url), token, "unsupported_algorithm")
     both = make_verifier(jwt_jwks_url=jwks_server.url, jwt_secret=SECRET)
@@ -352,7 +328,7 @@ async def test_jwks_keys_are_held_to_their_curve_alg_and_use(
 
 
 async def test_critical_header_extensions_are_refused(make_verifier: MakeVerifier) -> None:
-    token: str = jwt.encode(_claims(), SECRET, headers={"crit": ["exp"], "exp": 1})
+    token: str = jwt.encode(tokens.claims(), SECRET, headers={"crit": ["exp"], "exp": 1})
     await _refused(make_verifier(jwt_secret=SECRET), token, "invalid_token")
 
 
@@ -362,17 +338,17 @@ async def test_critical_header_extensions_are_refused(make_verifier: MakeVerifie
 @pytest.mark.parametrize(
     ("claims", "code"),
     [
-        (_claims(exp=int(time.time()) - 3600), "token_expired"),
-        (_claims(sub=None), "invalid_claims"),
-        (_claims(sub=""), "invalid_claims"),
-        (_claims(sub=42), "invalid_claims"),
-        (_claims(exp=None), "invalid_claims"),
-        (_claims(exp="tomorrow"), "invalid_claims"),
-        (_claims(nbf=int(time.time()) + 3600), "invalid_claims"),
-        (_claims(aud="someone-else", iss="https://idp.example"), "invalid_claims"),
-        (_claims(aud="uploadsvc", iss="https://evil.example"), "invalid_claims"),
-        (_claims(aud="uploadsvc"), "invalid_claims"),
-        (_claims(iss="https://idp.example"), "invalid_claims"),
+        (tokens.claims(exp=int(time.time()) - 3600), "token_expired"),
+        (tokens.claims(sub=None), "invalid_claims"),
+        (tokens.claims(sub=""), "invalid_claims"),
+        (tokens.claims(sub=42), "invalid_claims"),
+        (tokens.claims(exp=None), "invalid_claims"),
+        (tokens.claims(exp="tomorrow"), "invalid_claims"),
+        (tokens.claims(nbf=int(time.time()) + 3600), "invalid_claims"),
+        (tokens.claims(aud="someone-else", iss="https://idp.example"), "invalid_claims"),
+        (tokens.claims(aud="uploadsvc", iss="https://evil.example"), "invalid_claims"),
+        (tokens.claims(aud="uploadsvc"), "invalid_claims"),
+        (tokens.claims(iss="https://idp.example"), "invalid_claims"),
     ],
     ids=[
         "expired",
@@ -400,7 +376,7 @@ async def test_bad_claims_are_refused(
 async def test_aud_and_iss_are_not_checked_when_not_configured(
     make_verifier: MakeVerifier,
 ) -> None:
-    token = _hs256(aud="anyone", iss="https://anywhere")
+    token = tokens.hs256(SECRET, aud="anyone", iss="https://anywhere")
     assert (await make_verifier(jwt_secret=SECRET).verify(token)).user_id == "alice"
 
 
@@ -420,14 +396,18 @@ async def test_tampered_tokens_are_refused(
     jwks_server: JwksServer, make_verifier: MakeVerifier
 ) -> None:
     verifier = make_verifier(jwt_secret=SECRET, jwt_jwks_url=jwks_server.url)
-    for token in (_hs256(), _signed(RSA_KEY, "RS256", "rsa-1"), _signed(EC_KEY, "ES256", "ec-1")):
+    for token in (
+        tokens.hs256(SECRET),
+        _signed(RSA_KEY, "RS256", "rsa-1"),
+        _signed(EC_KEY, "ES256", "ec-1"),
+    ):
         head, payload, signature = token.split(".")
-        forged_payload = _b64(_claims(sub="mallory", roles=["admin"]))
+        forged_payload = tokens.b64url(tokens.claims(sub="mallory", roles=["admin"]))
         await _refused(verifier, f"{head}.{forged_payload}.{signature}", "invalid_token")
         flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
         await _refused(verifier, f"{head}.{payload}.{flipped}", "invalid_token")
         await _refused(verifier, f"{head}.{payload}.", "invalid_token")
-    await _refused(verifier, _hs256("another-secret-0123456789abcdef"), "invalid_token")
+    await _refused(verifier, tokens.hs256("another-secret-0123456789abcdef"), "invalid_token")
     # Signed by a key the JWKS does not hold, under a kid it does.
     await _refused(verifier, _signed(RSA_KEY_2, "RS256", "rsa-1"), "invalid_token")
 
@@ -443,9 +423,9 @@ async def test_tampered_tokens_are_refused(
         "eyJhbGciOiJIUzI1NiJ9.e30",
         "eyJhbGciOiJIUzI1NiJ9.!!!.abc",
         "eyJhbGciOiJIUzI1NiJ9.e30.abc",  # payload {} has no claims, signature wrong
-        f"{_b64([1, 2])}.e30.abc",  # header is JSON, not an object
-        f"{_b64(b'[' * 100_000)}.e30.abc",  # nesting deep enough to overflow a parser
-        f"{_b64({'alg': 'HS256'})}.{_b64(b'not json')}.abc",
+        f"{tokens.b64url([1, 2])}.e30.abc",  # header is JSON, not an object
+        f"{tokens.b64url(b'[' * 100_000)}.e30.abc",  # nesting deep enough to overflow a parser
+        f"{tokens.b64url({'alg': 'HS256'})}.{tokens.b64url(b'not json')}.abc",
     ],
     ids=lambda token: repr(token[:24]),
 )
@@ -548,9 +528,7 @@ async def test_a_failing_jwks_endpoint_answers_jwks_unavailable(
 async def test_an_unreachable_jwks_server_answers_jwks_unavailable(
     make_verifier: MakeVerifier,
 ) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_loopback_port()
     verifier = make_verifier(jwt_jwks_url=f"http://127.0.0.1:{port}/jwks.json")
     await _refused(verifier, _signed(RSA_KEY, "RS256", "rsa-1"), "jwks_unavailable")
 
@@ -626,7 +604,7 @@ def test_mint_token_needs_a_secret() -> None:
 async def test_the_admin_role(
     make_verifier: MakeVerifier, claims: dict[str, Any], is_admin: bool
 ) -> None:
-    principal = await make_verifier(jwt_secret=SECRET).verify(_hs256(**claims))
+    principal = await make_verifier(jwt_secret=SECRET).verify(tokens.hs256(SECRET, **claims))
     assert principal.is_admin is is_admin
 
 
@@ -673,16 +651,16 @@ async def test_verify_never_raises_anything_but_unauthorized(
     jwks_server: JwksServer, make_verifier: MakeVerifier
 ) -> None:
     verifier = make_verifier(jwt_secret=SECRET, jwt_jwks_url=jwks_server.url)
-    tokens: list[str] = [
-        _hand_built({"alg": "HS256", "kid": ["x"]}, _claims(), b"x" * 32),
-        _hand_built({"alg": "RS256", "kid": {"a": 1}}, _claims(), b"x" * 256),
-        _hand_built({"alg": "ES256"}, {"sub": "a"}, b"x" * 64),
-        _hs256(exp=float("inf")),  # JSON "Infinity": int() of it overflows
-        _hs256(exp=float("nan")),
+    odd_tokens: list[str] = [
+        tokens.hand_built({"alg": "HS256", "kid": ["x"]}, tokens.claims(), b"x" * 32),
+        tokens.hand_built({"alg": "RS256", "kid": {"a": 1}}, tokens.claims(), b"x" * 256),
+        tokens.hand_built({"alg": "ES256"}, {"sub": "a"}, b"x" * 64),
+        tokens.hs256(SECRET, exp=float("inf")),  # JSON "Infinity": int() of it overflows
+        tokens.hs256(SECRET, exp=float("nan")),
         "\x00.\x00.\x00",
         "é.é.é",
     ]
-    checks: list[Awaitable[Principal]] = [verifier.verify(token) for token in tokens]
+    checks: list[Awaitable[Principal]] = [verifier.verify(token) for token in odd_tokens]
     for result in await asyncio.gather(*checks, return_exceptions=True):
         assert isinstance(result, Unauthorized), result
         assert result.status == 401

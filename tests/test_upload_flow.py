@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from typing import Any
 
@@ -11,17 +9,16 @@ import httpx
 import pytest
 
 from tests.conftest import Api
-
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n" + b"x" * 2000
+from tests.support.files import MiB, pdf, sha256_b64
 
 
 async def test_presigned_upload_then_download_returns_the_same_bytes(api: Api) -> None:
-    body = PDF
+    body = pdf(2048)
     grant = await api.request_url(
         body,
         filename="Quarterly report.pdf",
         content_type="application/pdf",
-        sha256=base64.b64encode(hashlib.sha256(body).digest()).decode(),
+        sha256=sha256_b64(body),
     )
     assert grant.status_code == 201, grant.text
     granted = grant.json()
@@ -94,7 +91,7 @@ async def test_files_are_listed_newest_first_with_a_cursor(api: Api) -> None:
     rest = second.json()
     assert rest["next_cursor"] is None
     listed = [item["file_id"] for item in page["items"] + rest["items"]]
-    assert sorted(listed) == sorted(ids)
+    assert listed == ids[::-1]
 
     bad = await api.app_client.get("/v1/files?cursor=not-a-cursor", headers=api.headers())
     assert bad.status_code == 400
@@ -118,7 +115,7 @@ async def test_get_and_delete_a_file(api: Api) -> None:
 
 async def test_reissued_url_still_uploads(api: Api) -> None:
     body = b"slow link\n"
-    grant = (await api.request_url(body)).json()
+    grant = await api.grant(body)
     fresh = await api.app_client.post(
         f"/v1/uploads/{grant['upload_id']}/url", headers=api.headers()
     )
@@ -137,7 +134,7 @@ async def test_reissued_url_still_uploads(api: Api) -> None:
         ({"content_type": "image/svg+xml"}, 415, "unsupported_type"),
         ({"content_type": "application/zip", "purpose": "avatar"}, 415, "unsupported_type"),
         (
-            {"size": 6 * 1024 * 1024, "purpose": "avatar", "content_type": "image/png"},
+            {"size": 6 * MiB, "purpose": "avatar", "content_type": "image/png"},
             413,
             "too_large",
         ),
@@ -157,7 +154,7 @@ async def test_request_url_refuses_bad_declarations(
 
 async def test_another_users_ids_answer_404_on_every_route(api: Api) -> None:
     file = await api.upload(b"alice's file\n")
-    pending = (await api.request_url(b"alice's pending\n")).json()
+    pending = await api.grant(b"alice's pending\n")
     bob = api.headers("bob")
     c = api.app_client
     responses: list[httpx.Response] = [

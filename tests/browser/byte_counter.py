@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
 
 CHUNK_SIZE = 64 * 1024
 ACCEPT_POLL_SECONDS = 0.2
@@ -110,14 +109,3 @@ class CountingProxy:
             sock.close()
         for thread in self._threads:
             thread.join(timeout=5)
-
-    def __enter__(self) -> CountingProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
