@@ -29,7 +29,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials, RefreshableCredentials
 from botocore.exceptions import NoCredentialsError
 
-from tests.localstack import LocalStackServer
+from tests.support.localstack import LocalStackServer
 from uploadsvc.config import Settings
 from uploadsvc.storage.s3 import S3Storage, open_s3_storage
 from uploadsvc.storage.s3_presign import (
