@@ -402,9 +402,9 @@ async def _abort_incomplete(
         # keeps asking part URLs for: while its row is pending, its parts stay.
         # (Once its URLs lapse, the expire claim at the start of a run ends it.)
         in_progress = await _pending_multipart_ids(
-            session_factory, [upload.upload_id for upload in listed]
+            session_factory, [upload.multipart_upload_id for upload in listed]
         )
-        due = [upload for upload in listed if upload.upload_id not in in_progress]
+        due = [upload for upload in listed if upload.multipart_upload_id not in in_progress]
     if not dry_run:
         for upload in due:
             await storage.abort_incomplete_upload(upload)

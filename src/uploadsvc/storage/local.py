@@ -66,15 +66,15 @@ _METHOD = "X-Method"
 _CONTENT_TYPE = "X-Content-Type"
 _CONTENT_LENGTH = "X-Content-Length"
 _MAX_LENGTH = "X-Max-Length"
-_UPLOAD_ID = "X-Upload-Id"
+_MULTIPART_UPLOAD_ID = "X-Upload-Id"
 _PART_NUMBER = "X-Part-Number"
 _SHA256 = "X-Checksum-Sha256"
 _IF_NONE_MATCH = "X-If-None-Match"
 _RESPONSE_TYPE = "response-content-type"
 _RESPONSE_DISPOSITION = "response-content-disposition"
-# A multipart upload is a folder multipart/<upload id>/ holding upload.json and
+# A multipart upload is a folder multipart/<multipart upload id>/ holding upload.json and
 # one file per part, named <part number>-<md5 hex> (the part's ETag).
-_UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+_MULTIPART_UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _PART_FILE = re.compile(r"(?P<number>[0-9]{5})-(?P<etag>[0-9a-f]{32})")
 _UPLOAD_FILE = "upload.json"
 # An object's metadata: meta/<key>.json.
@@ -294,7 +294,7 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             return []
         for entry in entries:
-            if not _UPLOAD_ID_PATTERN.fullmatch(entry.name):
+            if not _MULTIPART_UPLOAD_ID_PATTERN.fullmatch(entry.name):
                 continue  # being completed, or not ours
             try:
                 upload = json.loads((Path(entry.path) / _UPLOAD_FILE).read_text())
@@ -304,14 +304,14 @@ class LocalStorage(Storage):
                 found.append(
                     IncompleteUpload(
                         key=upload["key"],
-                        upload_id=entry.name,
+                        multipart_upload_id=entry.name,
                         initiated=dt.datetime.fromisoformat(upload["initiated"]),
                     )
                 )
         return found
 
     async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
-        await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+        await self.abort_multipart(upload.key, multipart_upload_id=upload.multipart_upload_id)
 
     async def remove_leftover_temporaries(self, before: dt.datetime, *, dry_run: bool) -> int:
         return await to_thread.run_sync(self._remove_leftovers, before.timestamp(), dry_run)
@@ -344,39 +344,39 @@ class LocalStorage(Storage):
 
     async def start_multipart(self, key: str, *, content_type: str) -> str:
         self._object_path(key)  # refuses keys that could leave the folder
-        upload_id = uuid.uuid4().hex
-        folder = anyio.Path(self._multipart / upload_id)
+        multipart_upload_id = uuid.uuid4().hex
+        folder = anyio.Path(self._multipart / multipart_upload_id)
         await folder.mkdir(parents=True)
         initiated = dt.datetime.now(dt.UTC).isoformat()
         await (folder / _UPLOAD_FILE).write_text(
             json.dumps({"key": key, "content_type": content_type, "initiated": initiated})
         )
-        return upload_id
+        return multipart_upload_id
 
     async def presign_part(
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
     ) -> PresignedRequest:
-        params = {_UPLOAD_ID: upload_id, _PART_NUMBER: str(part_number)}
+        params = {_MULTIPART_UPLOAD_ID: multipart_upload_id, _PART_NUMBER: str(part_number)}
         if content_length is not None:
             params[_CONTENT_LENGTH] = str(content_length)
         return PresignedRequest(url=self._signed_url("PUT", key, params, expires_in), method="PUT")
 
-    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
-        folder, _ = await self._upload_folder(key, upload_id)
+    async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
+        folder, _ = await self._upload_folder(key, multipart_upload_id)
         return await to_thread.run_sync(_parts_in, folder)
 
     async def complete_multipart(
-        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+        self, key: str, *, multipart_upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
-        folder, upload = await self._upload_folder(key, upload_id)
+        folder, upload = await self._upload_folder(key, multipart_upload_id)
         # Renaming the folder claims the upload: a second complete finds none.
-        claimed = folder.with_name(_COMPLETING + upload_id)
+        claimed = folder.with_name(_COMPLETING + multipart_upload_id)
         try:
             await anyio.Path(folder).rename(claimed)
         except FileNotFoundError:
@@ -394,9 +394,9 @@ class LocalStorage(Storage):
             await anyio.Path(tmp).unlink(missing_ok=True)
         await to_thread.run_sync(shutil.rmtree, claimed, True)
 
-    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+    async def abort_multipart(self, key: str, *, multipart_upload_id: str) -> None:
         try:
-            folder, _ = await self._upload_folder(key, upload_id)
+            folder, _ = await self._upload_folder(key, multipart_upload_id)
         except NotFound:
             return
         await to_thread.run_sync(shutil.rmtree, folder, True)
@@ -407,11 +407,13 @@ class LocalStorage(Storage):
             return recorded
         return await to_thread.run_sync(_file_sha256, self._object_path(key))
 
-    async def _upload_folder(self, key: str, upload_id: str) -> tuple[Path, dict[str, str]]:
+    async def _upload_folder(
+        self, key: str, multipart_upload_id: str
+    ) -> tuple[Path, dict[str, str]]:
         """A multipart upload of ``key``: its folder and upload.json; ``NotFound`` otherwise."""
-        if not _UPLOAD_ID_PATTERN.fullmatch(upload_id):
+        if not _MULTIPART_UPLOAD_ID_PATTERN.fullmatch(multipart_upload_id):
             raise NotFound("No such multipart upload.", code="upload_not_found")
-        folder = self._multipart / upload_id
+        folder = self._multipart / multipart_upload_id
         try:
             upload: dict[str, str] = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
         except FileNotFoundError:
@@ -447,7 +449,7 @@ class LocalStorage(Storage):
     ) -> str:
         """Store a PUT made to a signed URL (an object or a part); return its ETag."""
         self.verify("PUT", key, query)
-        if _UPLOAD_ID in query:
+        if _MULTIPART_UPLOAD_ID in query:
             return await self._receive_part(key, query, headers, body)
         if headers.get("content-type", "") != query.get(_CONTENT_TYPE):
             raise Forbidden("Content-Type differs from the signed one.", code="signature_mismatch")
@@ -484,7 +486,7 @@ class LocalStorage(Storage):
         headers: Mapping[str, str],
         body: AsyncIterator[bytes],
     ) -> str:
-        folder, _ = await self._upload_folder(key, query[_UPLOAD_ID])
+        folder, _ = await self._upload_folder(key, query[_MULTIPART_UPLOAD_ID])
         number = int(query[_PART_NUMBER])
         declared_length = _signed_length(query, headers)
         digest, written, tmp = await self._write_temp(body, limit=int(declared_length), etag=True)
@@ -618,7 +620,7 @@ def _signed_length(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
             raise BadRequest("The body is empty.", code="entity_too_small")
     elif _CONTENT_LENGTH in query and declared_length != query[_CONTENT_LENGTH]:
         raise Forbidden("Content-Length differs from the signed one.", code="signature_mismatch")
-    elif _CONTENT_LENGTH not in query and _UPLOAD_ID not in query:
+    elif _CONTENT_LENGTH not in query and _MULTIPART_UPLOAD_ID not in query:
         raise Forbidden("This URL signs no Content-Length.", code="signature_mismatch")
     return declared_length
 

@@ -148,7 +148,7 @@ class S3Storage(Storage):
         # overlaps writing to S3. A part is sent from its buffer (see _Part).
         buffers = [bytearray(STREAM_PART_SIZE)]
         current, filled = 0, 0
-        upload_id: str | None = None
+        multipart_upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         in_flight: asyncio.Task[dict[str, Any]] | None = None
         try:
@@ -161,17 +161,19 @@ class S3Storage(Storage):
                     offset += take
                     if filled < STREAM_PART_SIZE:
                         continue
-                    if upload_id is None:
-                        upload_id = await self._start_multipart(key, content_type)
+                    if multipart_upload_id is None:
+                        multipart_upload_id = await self._start_multipart(key, content_type)
                         buffers.append(bytearray(STREAM_PART_SIZE))
                     if in_flight is not None:
                         parts.append(await in_flight)  # frees the other buffer
                     in_flight = asyncio.create_task(
-                        self._upload_part(key, upload_id, len(parts) + 1, buffers[current])
+                        self._upload_part(
+                            key, multipart_upload_id, len(parts) + 1, buffers[current]
+                        )
                     )
                     current, filled = 1 - current, 0
             last = memoryview(buffers[current])[:filled]
-            if upload_id is None:
+            if multipart_upload_id is None:
                 await self._client.put_object(
                     Bucket=self._bucket,
                     Key=key,
@@ -183,11 +185,13 @@ class S3Storage(Storage):
                 parts.append(await in_flight)
                 in_flight = None
             if filled:
-                parts.append(await self._upload_part(key, upload_id, len(parts) + 1, last))
+                parts.append(
+                    await self._upload_part(key, multipart_upload_id, len(parts) + 1, last)
+                )
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=key,
-                UploadId=upload_id,
+                UploadId=multipart_upload_id,
                 MultipartUpload={"Parts": parts},
             )
             await self._tracker.ended(key)
@@ -196,8 +200,8 @@ class S3Storage(Storage):
                 in_flight.cancel()
                 with contextlib.suppress(BaseException):
                     await in_flight
-            if upload_id is not None:
-                await self._abort_quietly(key, upload_id)
+            if multipart_upload_id is not None:
+                await self._abort_quietly(key, multipart_upload_id)
             if isinstance(exc, ClientError | BotoCoreError):
                 raise _storage_error("store an object", exc) from exc
             raise
@@ -216,21 +220,21 @@ class S3Storage(Storage):
         return str(response["UploadId"])
 
     async def _upload_part(
-        self, key: str, upload_id: str, number: int, data: bytearray | memoryview
+        self, key: str, multipart_upload_id: str, number: int, data: bytearray | memoryview
     ) -> dict[str, Any]:
         response = await self._client.upload_part(
             Bucket=self._bucket,
             Key=key,
-            UploadId=upload_id,
+            UploadId=multipart_upload_id,
             PartNumber=number,
             Body=await _Part.of(data),
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    async def _abort_quietly(self, key: str, upload_id: str) -> None:
+    async def _abort_quietly(self, key: str, multipart_upload_id: str) -> None:
         # Shielded: a cancelled request must still not leave parts behind.
         try:
-            await asyncio.shield(self.abort_multipart(key, upload_id=upload_id))
+            await asyncio.shield(self.abort_multipart(key, multipart_upload_id=multipart_upload_id))
         except Exception:
             logger.warning("could not abort multipart upload of %s; cleanup will", key)
 
@@ -335,7 +339,9 @@ class S3Storage(Storage):
             async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 found.extend(
                     IncompleteUpload(
-                        key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"]
+                        key=item["Key"],
+                        multipart_upload_id=item["UploadId"],
+                        initiated=item["Initiated"],
                     )
                     for item in page.get("Uploads", [])
                 )
@@ -344,7 +350,7 @@ class S3Storage(Storage):
         return found
 
     async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
-        await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+        await self.abort_multipart(upload.key, multipart_upload_id=upload.multipart_upload_id)
 
     # --- multipart uploads straight from clients ------------------------------
 
@@ -358,7 +364,7 @@ class S3Storage(Storage):
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
@@ -366,7 +372,7 @@ class S3Storage(Storage):
         params: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": key,
-            "UploadId": upload_id,
+            "UploadId": multipart_upload_id,
             "PartNumber": part_number,
         }
         if content_length is not None:
@@ -377,11 +383,13 @@ class S3Storage(Storage):
         )
         return PresignedRequest(url=url, method="PUT")
 
-    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+    async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
         parts: list[UploadedPart] = []
         paginator = self._client.get_paginator("list_parts")
         try:
-            async for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=upload_id):
+            async for page in paginator.paginate(
+                Bucket=self._bucket, Key=key, UploadId=multipart_upload_id
+            ):
                 parts.extend(
                     UploadedPart(
                         part_number=int(item["PartNumber"]),
@@ -399,13 +407,13 @@ class S3Storage(Storage):
         return parts
 
     async def complete_multipart(
-        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+        self, key: str, *, multipart_upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
         try:
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=key,
-                UploadId=upload_id,
+                UploadId=multipart_upload_id,
                 MultipartUpload={
                     "Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]
                 },
@@ -423,10 +431,10 @@ class S3Storage(Storage):
             raise _storage_error("complete a multipart upload", exc) from exc
         await self._tracker.ended(key)
 
-    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+    async def abort_multipart(self, key: str, *, multipart_upload_id: str) -> None:
         try:
             await self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=key, UploadId=upload_id
+                Bucket=self._bucket, Key=key, UploadId=multipart_upload_id
             )
         except ClientError as exc:
             if _error_code(exc) != "NoSuchUpload":  # aborted meanwhile: the goal is met
