@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uploadsvc.errors import NotFound
+
 
 @dataclass(frozen=True, slots=True)
 class PresignedRequest:
@@ -59,6 +61,16 @@ class IncompleteUpload:
     key: str
     multipart_upload_id: str
     initiated: dt.datetime
+
+
+def no_such_object() -> NotFound:
+    """What every backend raises for a missing object, or a key that cannot name one."""
+    return NotFound("No such object.")
+
+
+def no_such_multipart_upload() -> NotFound:
+    """What every backend raises for a multipart upload it does not (or no longer) hold."""
+    return NotFound("No such multipart upload.", code="upload_not_found")
 
 
 # S3's limits: a listing page and a DeleteObjects call hold at most 1000 keys.
