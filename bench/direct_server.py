@@ -140,22 +140,22 @@ class NullStorage(Storage):
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
     ) -> PresignedRequest:
         raise NotImplementedError("the null storage has no multipart uploads")
 
-    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+    async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
         raise NotImplementedError("the null storage has no multipart uploads")
 
     async def complete_multipart(
-        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+        self, key: str, *, multipart_upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
         raise NotImplementedError("the null storage has no multipart uploads")
 
-    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+    async def abort_multipart(self, key: str, *, multipart_upload_id: str) -> None:
         return None
 
     async def sha256_of(self, key: str) -> str:

@@ -239,7 +239,7 @@ async def test_urls_are_botocores_byte_for_byte(
             expected = _botocore_part(client, setup.bucket, key, upload_id, number, part_length)
             got = await presigner.presign_upload_part(
                 key,
-                upload_id=upload_id,
+                multipart_upload_id=upload_id,
                 part_number=number,
                 content_length=part_length,
                 expires_in=600,
@@ -273,7 +273,7 @@ async def test_signed_headers_are_the_ones_s3storage_signs(
     assert _signed_headers(get) == "host"
     assert parse_qs(urlsplit(get).query)["response-content-disposition"] == ["attachment"]
     part = await presigner.presign_upload_part(
-        "k", upload_id="u", part_number=2, content_length=None, expires_in=60
+        "k", multipart_upload_id="u", part_number=2, content_length=None, expires_in=60
     )
     assert _signed_headers(part) == "host"
     assert urlsplit(part).query.startswith("uploadId=u&partNumber=2&")
@@ -344,14 +344,14 @@ async def test_signing_key_follows_the_date(
         botocore_clock(instant)
         expected = _botocore_part(client, setup.bucket, "k", "u", 1, 5)
         got = await presigner.presign_upload_part(
-            "k", upload_id="u", part_number=1, content_length=5, expires_in=600, now=instant
+            "k", multipart_upload_id="u", part_number=1, content_length=5, expires_in=600, now=instant
         )
         assert got == expected, instant
     # An aware datetime is the same instant as its naive UTC counterpart.
     paris = dt.timezone(dt.timedelta(hours=2))
     aware = await presigner.presign_upload_part(
         "k",
-        upload_id="u",
+        multipart_upload_id="u",
         part_number=1,
         content_length=5,
         expires_in=600,
@@ -527,12 +527,12 @@ async def _both(storage: S3Storage, presigner: S3Presigner) -> list[tuple[str, s
         (
             (
                 await storage.presign_part(
-                    key, upload_id="id+/=", part_number=7, content_length=123, expires_in=600
+                    key, multipart_upload_id="id+/=", part_number=7, content_length=123, expires_in=600
                 )
             ).url,
             await presigner.presign_upload_part(
                 key,
-                upload_id="id+/=",
+                multipart_upload_id="id+/=",
                 part_number=7,
                 content_length=123,
                 expires_in=600,
@@ -718,7 +718,7 @@ async def test_localstack_accepts_a_presigned_part_of_the_signed_size(live: Buck
     upload_id = await live.storage.start_multipart(key, content_type="application/octet-stream")
     body = b"the only part, so it may be small"
     url = await live.presigner.presign_upload_part(
-        key, upload_id=upload_id, part_number=1, content_length=len(body), expires_in=300
+        key, multipart_upload_id=upload_id, part_number=1, content_length=len(body), expires_in=300
     )
     wrong_size = await live.http.put(url, content=body + b"!")
     assert wrong_size.status_code == 403, wrong_size.text
@@ -727,7 +727,7 @@ async def test_localstack_accepts_a_presigned_part_of_the_signed_size(live: Buck
     put = await live.http.put(url, content=body)
     assert put.status_code == 200, put.text
     await live.storage.complete_multipart(
-        key, upload_id=upload_id, parts=[(1, put.headers["etag"])]
+        key, multipart_upload_id=upload_id, parts=[(1, put.headers["etag"])]
     )
     info = await live.storage.head(key)
     assert info is not None

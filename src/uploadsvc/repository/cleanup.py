@@ -142,18 +142,18 @@ def _sqlite_lookup(
 
 
 async def pending_multipart_upload_ids(
-    session: AsyncSession, *, upload_ids: Collection[str]
+    session: AsyncSession, *, multipart_upload_ids: Collection[str]
 ) -> set[str]:
-    """Which of these storage upload ids belong to uploads that are still pending."""
-    if not upload_ids:
+    """Which of these multipart upload ids belong to uploads that are still pending."""
+    if not multipart_upload_ids:
         return set()
     found = await session.scalars(
         select(Upload.multipart_upload_id).where(
-            Upload.multipart_upload_id.in_(upload_ids),
+            Upload.multipart_upload_id.in_(multipart_upload_ids),
             Upload.status == UploadStatus.PENDING,
         )
     )
-    return {upload_id for upload_id in found if upload_id is not None}
+    return {found_id for found_id in found if found_id is not None}
 
 
 async def add_run(session: AsyncSession, run: CleanupRun) -> CleanupRun:

@@ -2,6 +2,7 @@
 
 Only mounted when ``STORAGE_BACKEND=local``. The signed query string is the
 authorisation (as with S3 presigned URLs); there is no bearer token here.
+What a request must match is checked in ``storage/local_server.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from uploadsvc.storage.local import ROUTE_PREFIX, LocalStorage
+from uploadsvc.storage import local_server
+from uploadsvc.storage.local import LocalStorage
+from uploadsvc.storage.local_signing import ROUTE_PREFIX
 
 router = APIRouter(prefix=ROUTE_PREFIX, include_in_schema=False)
 
@@ -22,15 +25,15 @@ def _local_storage(request: Request) -> LocalStorage:
 
 @router.put("/{key:path}")
 async def put_object(key: str, request: Request) -> Response:
-    etag = await _local_storage(request).receive_put(
-        key, request.query_params, request.headers, request.stream()
+    etag = await local_server.receive_put(
+        _local_storage(request), key, request.query_params, request.headers, request.stream()
     )
     return Response(status_code=200, headers={"ETag": etag})
 
 
 @router.get("/{key:path}")
 async def get_object(key: str, request: Request) -> StreamingResponse:
-    download = await _local_storage(request).open_download(
-        key, request.query_params, request.headers.get("range")
+    download = await local_server.open_download(
+        _local_storage(request), key, request.query_params, request.headers.get("range")
     )
     return StreamingResponse(download.body, status_code=download.status, headers=download.headers)

@@ -47,11 +47,13 @@ _UPLOAD_ERRORS = error_responses(BadRequest, NotFound, Conflict, Gone, Unprocess
 async def get_uppy_upload(
     session: SessionDep,
     principal: PrincipalDep,
-    upload_id: Annotated[str, Path(alias="uploadId", max_length=1024)],
+    multipart_upload_id: Annotated[str, Path(alias="uploadId", max_length=1024)],
     key: Annotated[str, Query(min_length=1, max_length=1024)],
 ) -> Upload:
-    """The caller's multipart upload named by Uppy's key and upload id; 404 otherwise."""
-    return await service.find_multipart(session, principal=principal, key=key, upload_id=upload_id)
+    """The caller's upload named by Uppy's key and ``uploadId`` (storage's id); 404 otherwise."""
+    return await service.find_multipart(
+        session, principal=principal, key=key, multipart_upload_id=multipart_upload_id
+    )
 
 
 UppyUpload = Annotated[Upload, Depends(get_uppy_upload)]

@@ -324,9 +324,9 @@ async def _abort_incomplete(
         # (Once its URLs lapse, the expire claim at the start of a run ends it.)
         async with session_factory() as session:
             in_progress = await repository.pending_multipart_upload_ids(
-                session, upload_ids=[upload.upload_id for upload in listed]
+                session, multipart_upload_ids=[upload.multipart_upload_id for upload in listed]
             )
-        due = [upload for upload in listed if upload.upload_id not in in_progress]
+        due = [upload for upload in listed if upload.multipart_upload_id not in in_progress]
     if not dry_run:
         for upload in due:
             await storage.abort_incomplete_upload(upload)

@@ -98,12 +98,14 @@ async def start_in_storage(session: AsyncSession, storage: Storage, upload: Uplo
     try:
         await repository.add(session, upload)
     except BaseException:
-        await storage.abort_multipart(upload.file_key, upload_id=upload.multipart_upload_id)
+        await storage.abort_multipart(
+            upload.file_key, multipart_upload_id=upload.multipart_upload_id
+        )
         raise
 
 
 def require_open_multipart(upload: Upload) -> str:
-    """Storage's upload id of a pending multipart upload; 409/410/422 otherwise."""
+    """Storage's multipart upload id of a pending multipart upload; 409/410/422 otherwise."""
     if upload.status is not UploadStatus.PENDING:
         raise not_pending(upload)
     if upload.multipart_upload_id is None:
@@ -113,8 +115,8 @@ def require_open_multipart(upload: Upload) -> str:
 
 async def list_uploaded_parts(storage: Storage, *, upload: Upload) -> UploadedParts:
     """What storage holds of a pending multipart upload, so a client can resume."""
-    upload_id = require_open_multipart(upload)
-    parts = await storage.list_parts(upload.file_key, upload_id=upload_id)
+    multipart_upload_id = require_open_multipart(upload)
+    parts = await storage.list_parts(upload.file_key, multipart_upload_id=multipart_upload_id)
     return UploadedParts(
         upload_id=upload.id,
         file_key=upload.file_key,
@@ -170,7 +172,7 @@ async def _part_urls(
         size = part_length(upload, number)
         presigned = await storage.presign_part(
             upload.file_key,
-            upload_id=upload.multipart_upload_id,
+            multipart_upload_id=upload.multipart_upload_id,
             part_number=number,
             content_length=size,
             expires_in=settings.upload_url_expires_seconds,
@@ -195,13 +197,13 @@ async def complete_multipart_upload(
     also when an earlier attempt joined the parts but failed before confirming.
     """
     if upload.status is UploadStatus.PENDING:
-        upload_id = require_open_multipart(upload)
+        multipart_upload_id = require_open_multipart(upload)
         # NotFound: joined by an earlier attempt (or aborted). The object
         # decides: confirm answers 409 object_missing when there is none.
         with contextlib.suppress(NotFound):
             await storage.complete_multipart(
                 upload.file_key,
-                upload_id=upload_id,
+                multipart_upload_id=multipart_upload_id,
                 parts=[(part.part_number, part.etag) for part in parts],
             )
     return await confirm_upload(session, storage, settings, upload=upload)

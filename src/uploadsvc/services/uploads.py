@@ -342,7 +342,9 @@ async def abort_upload(session: AsyncSession, storage: Storage, *, upload: Uploa
     await session.commit()
     try:
         if upload.multipart_upload_id is not None:
-            await storage.abort_multipart(upload.file_key, upload_id=upload.multipart_upload_id)
+            await storage.abort_multipart(
+                upload.file_key, multipart_upload_id=upload.multipart_upload_id
+            )
         await storage.delete(upload.file_key)
     except StorageError:
         logger.warning("objects of aborted upload %s left for cleanup", upload.id)

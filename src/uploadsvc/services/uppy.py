@@ -112,11 +112,11 @@ async def create_multipart_upload(
 
 
 async def find_multipart(
-    session: AsyncSession, *, principal: Principal, key: str, upload_id: str
+    session: AsyncSession, *, principal: Principal, key: str, multipart_upload_id: str
 ) -> Upload:
-    """The caller's upload that Uppy names by key and storage upload id; 404 otherwise."""
+    """The caller's upload that Uppy names by key and storage's multipart upload id; else 404."""
     upload = await repository.get_visible_multipart(
-        session, principal=principal, file_key=key, multipart_upload_id=upload_id
+        session, principal=principal, file_key=key, multipart_upload_id=multipart_upload_id
     )
     if upload is None:
         raise NotFound("No such upload.", code="upload_not_found")

@@ -1,4 +1,9 @@
-"""Object storage: one interface (``Storage``), an S3 and a local backend."""
+"""Object storage: one interface (``Storage``), an S3 and a local backend.
+
+``base.py`` is the interface; ``s3.py`` the S3 backend (``s3_signing.py``
+signs its streamed parts); ``local.py`` the disk backend, whose URLs
+``local_signing.py`` signs and verifies and ``local_server.py`` serves.
+"""
 
 from __future__ import annotations
 

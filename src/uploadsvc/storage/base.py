@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uploadsvc.errors import NotFound
+
 
 @dataclass(frozen=True, slots=True)
 class PresignedRequest:
@@ -57,8 +59,18 @@ class IncompleteUpload:
     """A multipart upload that was started and never completed or aborted."""
 
     key: str
-    upload_id: str
+    multipart_upload_id: str
     initiated: dt.datetime
+
+
+def no_such_object() -> NotFound:
+    """What every backend raises for a missing object, or a key that cannot name one."""
+    return NotFound("No such object.")
+
+
+def no_such_multipart_upload() -> NotFound:
+    """What every backend raises for a multipart upload it does not (or no longer) hold."""
+    return NotFound("No such multipart upload.", code="upload_not_found")
 
 
 # S3's limits: a listing page and a DeleteObjects call hold at most 1000 keys.
@@ -205,14 +217,14 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def start_multipart(self, key: str, *, content_type: str) -> str:
-        """Start a multipart upload at ``key``; return storage's upload id."""
+        """Start a multipart upload at ``key``; return storage's multipart upload id."""
 
     @abc.abstractmethod
     async def presign_part(
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
@@ -221,12 +233,12 @@ class Storage(abc.ABC):
         storage refuses a part of any other size."""
 
     @abc.abstractmethod
-    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+    async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
         """The parts received so far, by part number (``NotFound`` if no such upload)."""
 
     @abc.abstractmethod
     async def complete_multipart(
-        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+        self, key: str, *, multipart_upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
         """Join the listed ``(part_number, etag)`` parts into the object.
 
@@ -236,7 +248,7 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+    async def abort_multipart(self, key: str, *, multipart_upload_id: str) -> None:
         """Abort a multipart upload; an unknown or finished one is not an error."""
 
     @abc.abstractmethod

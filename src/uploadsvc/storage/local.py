@@ -1,10 +1,12 @@
-"""Local-disk storage with HMAC-signed, expiring URLs served by the app itself.
+"""Local-disk storage: files, their metadata, multipart folders, listings.
 
 This is what ``make dev`` uses, so a new user can try the whole flow without
-a cloud account. Its URLs enforce what S3 enforces for the same presigned
-URL: the signature over every query parameter, the expiry, the signed
-Content-Type, Content-Length and SHA-256, ``If-None-Match: *``, and Range on
-GET. Object metadata (type, checksum) lives in a JSON file beside each object.
+a cloud account. An object is a file under ``objects/``, its metadata (type,
+checksum) a JSON file under ``meta/``; a multipart upload is a folder under
+``multipart/``; every upload is written to ``tmp/`` first. The URLs this
+backend presigns are HMAC-signed (``local_signing.py``) and served by the
+app itself (``local_server.py``), enforcing what S3 enforces for the same
+presigned URL.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -21,27 +22,15 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import anyio
 from anyio import to_thread
 
-from uploadsvc.errors import (
-    BadRequest,
-    Forbidden,
-    LengthRequired,
-    NotFound,
-    PayloadTooLarge,
-    PreconditionFailed,
-    RangeNotSatisfiable,
-    StorageError,
-    Unprocessable,
-)
+from uploadsvc.errors import BadRequest, NotFound, PreconditionFailed, StorageError, Unprocessable
 from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
@@ -52,29 +41,18 @@ from uploadsvc.storage.base import (
     PresignedRequest,
     Storage,
     UploadedPart,
+    no_such_multipart_upload,
+    no_such_object,
 )
+from uploadsvc.storage.local_signing import Param, UrlSigner
 
 logger = logging.getLogger(__name__)
 
-# Where the app serves the URLs of this backend (see routers/local_storage.py).
-ROUTE_PREFIX = "/v1/storage"
 CHUNK_SIZE = 1024 * 1024
 
-_SIGNATURE = "X-Signature"
-_EXPIRES = "X-Expires"
-_METHOD = "X-Method"
-_CONTENT_TYPE = "X-Content-Type"
-_CONTENT_LENGTH = "X-Content-Length"
-_MAX_LENGTH = "X-Max-Length"
-_UPLOAD_ID = "X-Upload-Id"
-_PART_NUMBER = "X-Part-Number"
-_SHA256 = "X-Checksum-Sha256"
-_IF_NONE_MATCH = "X-If-None-Match"
-_RESPONSE_TYPE = "response-content-type"
-_RESPONSE_DISPOSITION = "response-content-disposition"
-# A multipart upload is a folder multipart/<upload id>/ holding upload.json and
-# one file per part, named <part number>-<md5 hex> (the part's ETag).
-_UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+# A multipart upload is a folder multipart/<multipart upload id>/ holding
+# upload.json and one file per part, named <part number>-<md5 hex> (its ETag).
+_MULTIPART_UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _PART_FILE = re.compile(r"(?P<number>[0-9]{5})-(?P<etag>[0-9a-f]{32})")
 _UPLOAD_FILE = "upload.json"
 # An object's metadata: meta/<key>.json.
@@ -83,50 +61,25 @@ _COMPLETING = "completing-"
 
 
 @dataclass(frozen=True, slots=True)
-class Download:
-    """What the GET route sends: status, headers and the body as chunks."""
+class Received:
+    """A request body, written whole to a temporary file."""
 
-    status: int
-    headers: dict[str, str]
-    body: AsyncIterator[bytes]
+    path: Path
+    size: int
+    # SHA-256, or for a part the MD5 that S3 uses as its ETag.
+    digest: bytes
 
 
 class LocalStorage(Storage):
+    """Objects as files under ``root`` (see the module docstring for the layout)."""
+
     def __init__(self, *, root: Path, secret: str, public_base_url: str) -> None:
         self._objects = root / "objects"
         self._meta = root / "meta"
         self._tmp = root / "tmp"
         self._multipart = root / "multipart"
-        self._secret = secret.encode()
-        self._base_url = public_base_url.rstrip("/") + ROUTE_PREFIX
-
-    # --- signing -----------------------------------------------------------
-
-    def _signature(self, method: str, key: str, params: Mapping[str, str]) -> str:
-        canonical = "\n".join(
-            [method, key, urlencode(sorted((k, v) for k, v in params.items() if k != _SIGNATURE))]
-        )
-        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
-
-    def _signed_url(self, method: str, key: str, params: dict[str, str], expires_in: int) -> str:
-        params = {**params, _METHOD: method, _EXPIRES: str(int(time.time()) + expires_in)}
-        params[_SIGNATURE] = self._signature(method, key, params)
-        return f"{self._base_url}/{quote(key)}?{urlencode(params)}"
-
-    def verify(self, method: str, key: str, query: Mapping[str, str]) -> None:
-        """Refuse a request whose URL was not signed by us for this method and key."""
-        given = query.get(_SIGNATURE, "")
-        expected = self._signature(method, key, query)
-        if query.get(_METHOD) != method or not hmac.compare_digest(given, expected):
-            raise Forbidden(
-                "The request signature does not match this URL.", code="signature_mismatch"
-            )
-        try:
-            expires = int(query.get(_EXPIRES, ""))
-        except ValueError:
-            raise Forbidden("The URL has no valid expiry.", code="signature_mismatch") from None
-        if time.time() > expires:
-            raise Forbidden("The URL has expired.", code="url_expired")
+        # Signs this backend's URLs; local_server.py verifies them with it.
+        self.signer = UrlSigner(secret=secret, public_base_url=public_base_url)
 
     # --- Storage interface -------------------------------------------------
 
@@ -140,47 +93,53 @@ class LocalStorage(Storage):
         expires_in: int,
     ) -> PresignedRequest:
         params = {
-            _CONTENT_TYPE: content_type,
-            _CONTENT_LENGTH: str(content_length),
-            _IF_NONE_MATCH: "*",
+            Param.CONTENT_TYPE: content_type,
+            Param.CONTENT_LENGTH: str(content_length),
+            Param.IF_NONE_MATCH: "*",
         }
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
         if sha256 is not None:
-            params[_SHA256] = sha256
+            params[Param.SHA256] = sha256
             headers["x-amz-checksum-sha256"] = sha256
-        url = self._signed_url("PUT", key, params, expires_in)
+        url = self.signer.sign("PUT", key, params, expires_in)
         return PresignedRequest(url=url, method="PUT", headers=headers)
 
     async def presign_browser_upload(
         self, key: str, *, content_type: str, max_size: int, expires_in: int
     ) -> PresignedRequest:
         # S3 answers a POST policy here; a signed PUT with a size cap does the same job.
-        params = {_CONTENT_TYPE: content_type, _MAX_LENGTH: str(max_size), _IF_NONE_MATCH: "*"}
-        url = self._signed_url("PUT", key, params, expires_in)
+        params = {
+            Param.CONTENT_TYPE: content_type,
+            Param.MAX_LENGTH: str(max_size),
+            Param.IF_NONE_MATCH: "*",
+        }
+        url = self.signer.sign("PUT", key, params, expires_in)
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
         return PresignedRequest(url=url, method="PUT", headers=headers)
 
     async def presign_get(
         self, key: str, *, expires_in: int, content_type: str, content_disposition: str
     ) -> str:
-        params = {_RESPONSE_TYPE: content_type, _RESPONSE_DISPOSITION: content_disposition}
-        return self._signed_url("GET", key, params, expires_in)
+        params = {
+            Param.RESPONSE_TYPE: content_type,
+            Param.RESPONSE_DISPOSITION: content_disposition,
+        }
+        return self.signer.sign("GET", key, params, expires_in)
 
     async def put_stream(
         self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]
     ) -> None:
-        digest, _, tmp = await self._write_temp(chunks, limit=sys.maxsize)
-        try:
-            await self._publish(tmp, key, content_type=content_type, sha256=digest)
-        finally:
-            await anyio.Path(tmp).unlink(missing_ok=True)
+        async with self.receiving(chunks, limit=sys.maxsize) as received:
+            await self.publish(
+                received.path, key, content_type=content_type, sha256=received.digest
+            )
 
     async def download_to(self, key: str, destination: Path) -> None:
         source = self._object_path(key)
         try:
             await to_thread.run_sync(shutil.copyfile, source, destination)
         except FileNotFoundError:
-            raise NotFound("No such object.") from None
+            raise no_such_object() from None
 
     async def head(self, key: str) -> ObjectInfo | None:
         path = anyio.Path(self._object_path(key))
@@ -202,7 +161,7 @@ class LocalStorage(Storage):
             async with await anyio.open_file(self._object_path(key), "rb") as f:
                 return await f.read(length)
         except FileNotFoundError:
-            raise NotFound("No such object.") from None
+            raise no_such_object() from None
 
     async def delete(self, key: str) -> None:
         for path in (self._object_path(key), self._meta_path(key)):
@@ -294,7 +253,7 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             return []
         for entry in entries:
-            if not _UPLOAD_ID_PATTERN.fullmatch(entry.name):
+            if not _MULTIPART_UPLOAD_ID_PATTERN.fullmatch(entry.name):
                 continue  # being completed, or not ours
             try:
                 upload = json.loads((Path(entry.path) / _UPLOAD_FILE).read_text())
@@ -304,14 +263,14 @@ class LocalStorage(Storage):
                 found.append(
                     IncompleteUpload(
                         key=upload["key"],
-                        upload_id=entry.name,
+                        multipart_upload_id=entry.name,
                         initiated=dt.datetime.fromisoformat(upload["initiated"]),
                     )
                 )
         return found
 
     async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
-        await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+        await self.abort_multipart(upload.key, multipart_upload_id=upload.multipart_upload_id)
 
     async def remove_leftover_temporaries(self, before: dt.datetime, *, dry_run: bool) -> int:
         return await to_thread.run_sync(self._remove_leftovers, before.timestamp(), dry_run)
@@ -344,59 +303,59 @@ class LocalStorage(Storage):
 
     async def start_multipart(self, key: str, *, content_type: str) -> str:
         self._object_path(key)  # refuses keys that could leave the folder
-        upload_id = uuid.uuid4().hex
-        folder = anyio.Path(self._multipart / upload_id)
+        multipart_upload_id = uuid.uuid4().hex
+        folder = anyio.Path(self._multipart / multipart_upload_id)
         await folder.mkdir(parents=True)
         initiated = dt.datetime.now(dt.UTC).isoformat()
         await (folder / _UPLOAD_FILE).write_text(
             json.dumps({"key": key, "content_type": content_type, "initiated": initiated})
         )
-        return upload_id
+        return multipart_upload_id
 
     async def presign_part(
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
     ) -> PresignedRequest:
-        params = {_UPLOAD_ID: upload_id, _PART_NUMBER: str(part_number)}
+        params = {
+            Param.MULTIPART_UPLOAD_ID: multipart_upload_id,
+            Param.PART_NUMBER: str(part_number),
+        }
         if content_length is not None:
-            params[_CONTENT_LENGTH] = str(content_length)
-        return PresignedRequest(url=self._signed_url("PUT", key, params, expires_in), method="PUT")
+            params[Param.CONTENT_LENGTH] = str(content_length)
+        return PresignedRequest(url=self.signer.sign("PUT", key, params, expires_in), method="PUT")
 
-    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
-        folder, _ = await self._upload_folder(key, upload_id)
+    async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
+        folder, _ = await self._upload_folder(key, multipart_upload_id)
         return await to_thread.run_sync(_parts_in, folder)
 
     async def complete_multipart(
-        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+        self, key: str, *, multipart_upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
-        folder, upload = await self._upload_folder(key, upload_id)
+        folder, upload = await self._upload_folder(key, multipart_upload_id)
         # Renaming the folder claims the upload: a second complete finds none.
-        claimed = folder.with_name(_COMPLETING + upload_id)
+        claimed = folder.with_name(_COMPLETING + multipart_upload_id)
         try:
             await anyio.Path(folder).rename(claimed)
         except FileNotFoundError:
-            raise NotFound("No such multipart upload.", code="upload_not_found") from None
-        tmp = self._tmp / str(uuid.uuid4())
+            raise no_such_multipart_upload() from None
         try:
-            await anyio.Path(self._tmp).mkdir(parents=True, exist_ok=True)
-            digest = await to_thread.run_sync(_join_parts, claimed, parts, tmp)
-            await self._publish(tmp, key, content_type=upload["content_type"], sha256=digest)
+            async with self._temporary() as tmp:
+                digest = await to_thread.run_sync(_join_parts, claimed, parts, tmp)
+                await self.publish(tmp, key, content_type=upload["content_type"], sha256=digest)
         except BaseException:
             # As on S3, a refused part list leaves the upload open for another try.
             await anyio.Path(claimed).rename(folder)
             raise
-        finally:
-            await anyio.Path(tmp).unlink(missing_ok=True)
         await to_thread.run_sync(shutil.rmtree, claimed, True)
 
-    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
+    async def abort_multipart(self, key: str, *, multipart_upload_id: str) -> None:
         try:
-            folder, _ = await self._upload_folder(key, upload_id)
+            folder, _ = await self._upload_folder(key, multipart_upload_id)
         except NotFound:
             return
         await to_thread.run_sync(shutil.rmtree, folder, True)
@@ -407,20 +366,24 @@ class LocalStorage(Storage):
             return recorded
         return await to_thread.run_sync(_file_sha256, self._object_path(key))
 
-    async def _upload_folder(self, key: str, upload_id: str) -> tuple[Path, dict[str, str]]:
+    async def _upload_folder(
+        self, key: str, multipart_upload_id: str
+    ) -> tuple[Path, dict[str, str]]:
         """A multipart upload of ``key``: its folder and upload.json; ``NotFound`` otherwise."""
-        if not _UPLOAD_ID_PATTERN.fullmatch(upload_id):
-            raise NotFound("No such multipart upload.", code="upload_not_found")
-        folder = self._multipart / upload_id
+        if not _MULTIPART_UPLOAD_ID_PATTERN.fullmatch(multipart_upload_id):
+            raise no_such_multipart_upload()
+        folder = self._multipart / multipart_upload_id
         try:
             upload: dict[str, str] = json.loads(await anyio.Path(folder / _UPLOAD_FILE).read_text())
         except FileNotFoundError:
-            raise NotFound("No such multipart upload.", code="upload_not_found") from None
+            raise no_such_multipart_upload() from None
         if upload.get("key") != key:
-            raise NotFound("No such multipart upload.", code="upload_not_found")
+            raise no_such_multipart_upload()
         return folder, upload
 
-    async def _publish(self, tmp: Path, key: str, *, content_type: str, sha256: bytes) -> None:
+    # --- storing and reading objects (local_server.py serves its URLs with these)
+
+    async def publish(self, tmp: Path, key: str, *, content_type: str, sha256: bytes) -> None:
         """Make a complete temp file the object at ``key``, with its metadata.
 
         A hard link never replaces an existing file: the same no-overwrite
@@ -436,91 +399,55 @@ class LocalStorage(Storage):
         except FileExistsError:
             raise PreconditionFailed("An object already exists at this key.") from None
 
-    # --- what the signed URLs do (served by routers/local_storage.py) ------
+    async def exists(self, key: str) -> bool:
+        """Whether there is an object at ``key``."""
+        return await anyio.Path(self._object_path(key)).exists()
 
-    async def receive_put(
-        self,
-        key: str,
-        query: Mapping[str, str],
-        headers: Mapping[str, str],
-        body: AsyncIterator[bytes],
-    ) -> str:
-        """Store a PUT made to a signed URL (an object or a part); return its ETag."""
-        self.verify("PUT", key, query)
-        if _UPLOAD_ID in query:
-            return await self._receive_part(key, query, headers, body)
-        if headers.get("content-type", "") != query.get(_CONTENT_TYPE):
-            raise Forbidden("Content-Type differs from the signed one.", code="signature_mismatch")
-        declared_length = _signed_length(query, headers)
-        signed_sha256 = query.get(_SHA256)
-        if headers.get("x-amz-checksum-sha256") != signed_sha256:
-            raise Forbidden(
-                "x-amz-checksum-sha256 differs from the signed one.", code="signature_mismatch"
-            )
-        if query.get(_IF_NONE_MATCH) == "*" and headers.get("if-none-match") != "*":
-            raise Forbidden("If-None-Match: * is required.", code="signature_mismatch")
-        if await anyio.Path(self._object_path(key)).exists():
-            raise PreconditionFailed("An object already exists at this key.")
+    @contextlib.asynccontextmanager
+    async def receiving(
+        self, body: AsyncIterator[bytes], *, limit: int, etag: bool = False
+    ) -> AsyncIterator[Received]:
+        """Stream the body into a temporary file, removed when the block ends.
 
-        digest, written, tmp = await self._write_temp(body, limit=int(declared_length))
-        try:
-            if written != int(declared_length):
-                raise BadRequest(
-                    "The body is shorter than its Content-Length.", code="incomplete_body"
-                )
-            if signed_sha256 is not None and base64.b64encode(digest).decode() != signed_sha256:
-                raise BadRequest(
-                    "The SHA-256 you specified did not match the body.", code="bad_digest"
-                )
-            await self._publish(tmp, key, content_type=query[_CONTENT_TYPE], sha256=digest)
-        finally:
-            await anyio.Path(tmp).unlink(missing_ok=True)
-        return f'"{digest.hex()[:32]}"'
+        A body over ``limit`` bytes is refused as it arrives. The digest is
+        SHA-256, or with ``etag`` the MD5 that S3 uses as a part's ETag.
+        """
+        async with self._temporary() as tmp:
+            digest = hashlib.md5(usedforsecurity=False) if etag else hashlib.sha256()
+            written = 0
+            async with await anyio.open_file(tmp, "wb") as f:
+                async for chunk in body:
+                    written += len(chunk)
+                    if written > limit:
+                        raise BadRequest(
+                            "The body is longer than its Content-Length.", code="incomplete_body"
+                        )
+                    digest.update(chunk)
+                    await f.write(chunk)
+            yield Received(path=tmp, size=written, digest=digest.digest())
 
-    async def _receive_part(
-        self,
-        key: str,
-        query: Mapping[str, str],
-        headers: Mapping[str, str],
-        body: AsyncIterator[bytes],
-    ) -> str:
-        folder, _ = await self._upload_folder(key, query[_UPLOAD_ID])
-        number = int(query[_PART_NUMBER])
-        declared_length = _signed_length(query, headers)
-        digest, written, tmp = await self._write_temp(body, limit=int(declared_length), etag=True)
-        try:
-            if written != int(declared_length):
-                raise BadRequest(
-                    "The body is shorter than its Content-Length.", code="incomplete_body"
-                )
-            etag = digest.hex()
-            await to_thread.run_sync(_store_part, folder, number, etag, tmp)
-        finally:
-            await anyio.Path(tmp).unlink(missing_ok=True)
-        return f'"{etag}"'
+    async def part_folder(self, key: str, multipart_upload_id: str) -> Path:
+        """Where the parts of a multipart upload of ``key`` go; ``NotFound`` if there is none."""
+        folder, _ = await self._upload_folder(key, multipart_upload_id)
+        return folder
 
-    async def open_download(
-        self, key: str, query: Mapping[str, str], range_header: str | None
-    ) -> Download:
-        self.verify("GET", key, query)
-        path = self._object_path(key)
-        try:
-            size = (await anyio.Path(path).stat()).st_size
-        except FileNotFoundError:
-            raise NotFound("No such object.") from None
-        headers = {
-            "Content-Type": query.get(_RESPONSE_TYPE, "application/octet-stream"),
-            "Content-Disposition": query.get(_RESPONSE_DISPOSITION, "attachment"),
-            "Accept-Ranges": "bytes",
-            "X-Content-Type-Options": "nosniff",
-        }
-        start, end, status = 0, size - 1, 200
-        if range_header:
-            start, end = _parse_range(range_header, size)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        headers["Content-Length"] = str(max(end - start + 1, 0))
-        return Download(status=status, headers=headers, body=_read_range(path, start, end))
+    async def store_part(self, folder: Path, part_number: int, received: Received) -> None:
+        """Keep a body received with ``etag=True`` as a part, replacing an earlier one."""
+        await to_thread.run_sync(
+            _store_part, folder, part_number, received.digest.hex(), received.path
+        )
+
+    async def read_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``start`` to ``end`` (inclusive) of the object, in chunks."""
+        remaining = end - start + 1
+        async with await anyio.open_file(self._object_path(key), "rb") as f:
+            await f.seek(start)
+            while remaining > 0:
+                chunk = await f.read(min(CHUNK_SIZE, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
 
     # --- files -------------------------------------------------------------
 
@@ -546,81 +473,15 @@ class LocalStorage(Storage):
         await tmp.write_text(json.dumps(meta))
         await tmp.replace(path)
 
-    async def _write_temp(
-        self, body: AsyncIterator[bytes], *, limit: int, etag: bool = False
-    ) -> tuple[bytes, int, Path]:
-        """Stream the body into a temp file; return its digest, size and path.
-
-        The digest is SHA-256, or with ``etag`` the MD5 that S3 uses as a part's ETag.
-        """
-        tmp = self._tmp / str(uuid.uuid4())
+    @contextlib.asynccontextmanager
+    async def _temporary(self) -> AsyncIterator[Path]:
+        """A new path in the temporary folder; whatever is written there goes after the block."""
         await anyio.Path(self._tmp).mkdir(parents=True, exist_ok=True)
-        digest = hashlib.md5(usedforsecurity=False) if etag else hashlib.sha256()
-        written = 0
+        tmp = self._tmp / str(uuid.uuid4())
         try:
-            async with await anyio.open_file(tmp, "wb") as f:
-                async for chunk in body:
-                    written += len(chunk)
-                    if written > limit:
-                        raise BadRequest(
-                            "The body is longer than its Content-Length.", code="incomplete_body"
-                        )
-                    digest.update(chunk)
-                    await f.write(chunk)
-        except BaseException:
+            yield tmp
+        finally:
             await anyio.Path(tmp).unlink(missing_ok=True)
-            raise
-        return digest.digest(), written, tmp
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int]:
-    """One ``bytes=`` range, as S3 accepts it; several ranges are not supported."""
-    unit, _, spec = header.partition("=")
-    if unit.strip() != "bytes" or "," in spec:
-        raise RangeNotSatisfiable("Only a single bytes range is supported.")
-    first, _, last = spec.strip().partition("-")
-    try:
-        if first == "":
-            start, end = max(size - int(last), 0), size - 1
-        else:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-    except ValueError:
-        raise RangeNotSatisfiable("The Range header is malformed.") from None
-    if start > end or start >= size:
-        raise RangeNotSatisfiable(f"The range does not overlap the object's {size} bytes.")
-    return start, end
-
-
-async def _read_range(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
-    remaining = end - start + 1
-    async with await anyio.open_file(path, "rb") as f:
-        await f.seek(start)
-        while remaining > 0:
-            chunk = await f.read(min(CHUNK_SIZE, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
-
-
-def _signed_length(query: Mapping[str, str], headers: Mapping[str, str]) -> str:
-    """The request's Content-Length, checked against the signed length or size cap."""
-    declared_length = headers.get("content-length")
-    if declared_length is None or not declared_length.isdigit():
-        raise LengthRequired("A Content-Length header is required.")
-    if _MAX_LENGTH in query:
-        if int(declared_length) > int(query[_MAX_LENGTH]):
-            raise PayloadTooLarge(
-                "The body is over the size this URL accepts.", code="entity_too_large"
-            )
-        if int(declared_length) == 0:
-            raise BadRequest("The body is empty.", code="entity_too_small")
-    elif _CONTENT_LENGTH in query and declared_length != query[_CONTENT_LENGTH]:
-        raise Forbidden("Content-Length differs from the signed one.", code="signature_mismatch")
-    elif _CONTENT_LENGTH not in query and _UPLOAD_ID not in query:
-        raise Forbidden("This URL signs no Content-Length.", code="signature_mismatch")
-    return declared_length
 
 
 def _parts_in(folder: Path) -> list[UploadedPart]:
@@ -667,7 +528,7 @@ def _store_part(folder: Path, number: int, etag: str, tmp: Path) -> None:
     try:
         os.replace(tmp, folder / name)
     except FileNotFoundError:
-        raise NotFound("No such multipart upload.", code="upload_not_found") from None
+        raise no_such_multipart_upload() from None
     for entry in os.scandir(folder):
         if entry.name.startswith(f"{number:05d}-") and entry.name != name:
             Path(entry.path).unlink(missing_ok=True)
@@ -712,7 +573,7 @@ def _file_sha256(path: Path) -> str:
             while chunk := f.read(CHUNK_SIZE):
                 digest.update(chunk)
     except FileNotFoundError:
-        raise NotFound("No such object.") from None
+        raise no_such_object() from None
     return base64.b64encode(digest.digest()).decode()
 
 
@@ -729,5 +590,5 @@ def _key_parts(key: str) -> list[str]:
     """The path parts of a key; ``NotFound`` for a key that could leave the storage folder."""
     parts = key.split("/")
     if not key or "\\" in key or "\x00" in key or any(part in ("", ".", "..") for part in parts):
-        raise NotFound("No such object.")
+        raise no_such_object()
     return parts

@@ -1,4 +1,9 @@
-"""S3 (and S3-compatible) storage through aioboto3."""
+"""S3 (and S3-compatible) storage through aioboto3: the storage verbs.
+
+Every call to S3 goes through :func:`_s3_errors`, the one place where
+botocore's errors become domain errors. How streamed parts are signed
+without hashing them on the event loop is ``s3_signing.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,18 @@ import base64
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aioboto3
 import anyio
-import botocore.auth
 from aiobotocore.config import AioConfig
 from anyio import to_thread
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from uploadsvc.config import Settings
-from uploadsvc.errors import NotFound, StorageError, Unprocessable
+from uploadsvc.errors import StorageError, Unprocessable, UploadsvcError
 from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
@@ -31,16 +34,22 @@ from uploadsvc.storage.base import (
     PresignedRequest,
     Storage,
     UploadedPart,
+    no_such_multipart_upload,
+    no_such_object,
 )
+from uploadsvc.storage.s3_signing import PrehashedBody, sign_parts_with_their_hash
 
 logger = logging.getLogger(__name__)
 
 # Parts of a streamed upload (S3's minimum is 5 MiB, except for the last part).
 STREAM_PART_SIZE = 8 * 1024 * 1024
+# Reads of whole objects (downloads, hashing) go in chunks of this size.
+_READ_CHUNK_SIZE = 1024 * 1024
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_NO_SUCH_UPLOAD = "NoSuchUpload"
 # What S3 answers to a CompleteMultipartUpload whose part list is wrong.
 _BAD_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
-_HASH_CHUNK_SIZE = 1024 * 1024
+_BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
 def _client_config(settings: Settings) -> AioConfig:
@@ -59,6 +68,63 @@ def _client_config(settings: Settings) -> AioConfig:
 
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _invalid_parts(exc: ClientError) -> UploadsvcError:
+    message = str(exc.response.get("Error", {}).get("Message", _error_code(exc)))
+    return Unprocessable(message, code="invalid_parts")
+
+
+# S3's refusals that are the caller's to handle, by error code: a missing
+# object or upload, a wrong part list. Anything else is storage failing.
+_Refusals = Mapping[str, Callable[[ClientError], UploadsvcError]]
+_OBJECT_MISSING: _Refusals = dict.fromkeys(_MISSING_CODES, lambda exc: no_such_object())
+_UPLOAD_MISSING: _Refusals = {_NO_SUCH_UPLOAD: lambda exc: no_such_multipart_upload()}
+_BAD_PARTS: _Refusals = dict.fromkeys(_BAD_PARTS_CODES, _invalid_parts)
+
+
+class _Tolerated:
+    """Which of its ``tolerate`` codes :func:`_s3_errors` let pass (true when one did)."""
+
+    code: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.code is not None
+
+
+@contextlib.contextmanager
+def _s3_errors(
+    action: str, *, refusals: _Refusals | None = None, tolerate: Collection[str] = ()
+) -> Iterator[_Tolerated]:
+    """Where botocore's errors become domain errors, for every call to S3.
+
+    An S3 error code in ``refusals`` raises the domain error made for it; one
+    in ``tolerate`` ends the block quietly (the yielded value then names the
+    code, and whatever the block was to assign is unset); any other error,
+    the network's included, is a ``StorageError`` saying storage failed to
+    ``action``.
+    """
+    tolerated = _Tolerated()
+    try:
+        yield tolerated
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in tolerate:
+            tolerated.code = code
+            return
+        refusal = (refusals or {}).get(code)
+        if refusal is not None:
+            raise refusal(exc) from None
+        raise _storage_error(action, exc) from exc
+    except BotoCoreError as exc:
+        raise _storage_error(action, exc) from exc
+
+
+def _storage_error(action: str, exc: Exception) -> StorageError:
+    # Log the storage's own words for operators; clients get a generic sentence,
+    # never an endpoint, a bucket policy or a credential.
+    logger.warning("S3 failed to %s: %s", action, exc)
+    return StorageError(f"Object storage failed to {action}; try again later.")
 
 
 class S3Storage(Storage):
@@ -80,7 +146,7 @@ class S3Storage(Storage):
         # Told before every multipart upload starts and after it ends (see
         # repository/multipart_ledger.py); tools without a database pass none.
         self._tracker = tracker or _Untracked()
-        _sign_parts_with_their_hash(client)
+        sign_parts_with_their_hash(client)
 
     @property
     def tracks_multipart_uploads(self) -> bool:
@@ -143,12 +209,16 @@ class S3Storage(Storage):
     async def put_stream(
         self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]
     ) -> None:
+        with _s3_errors("store an object"):
+            await self._put_stream(key, content_type, chunks)
+
+    async def _put_stream(self, key: str, content_type: str, chunks: AsyncIterator[bytes]) -> None:
         # Two part-sized buffers, allocated once: one fills while the other
         # uploads, so memory stays at two parts and reading the client
         # overlaps writing to S3. A part is sent from its buffer (see _Part).
         buffers = [bytearray(STREAM_PART_SIZE)]
         current, filled = 0, 0
-        upload_id: str | None = None
+        multipart_upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         in_flight: asyncio.Task[dict[str, Any]] | None = None
         try:
@@ -161,17 +231,19 @@ class S3Storage(Storage):
                     offset += take
                     if filled < STREAM_PART_SIZE:
                         continue
-                    if upload_id is None:
-                        upload_id = await self._start_multipart(key, content_type)
+                    if multipart_upload_id is None:
+                        multipart_upload_id = await self._start_multipart(key, content_type)
                         buffers.append(bytearray(STREAM_PART_SIZE))
                     if in_flight is not None:
                         parts.append(await in_flight)  # frees the other buffer
                     in_flight = asyncio.create_task(
-                        self._upload_part(key, upload_id, len(parts) + 1, buffers[current])
+                        self._upload_part(
+                            key, multipart_upload_id, len(parts) + 1, buffers[current]
+                        )
                     )
                     current, filled = 1 - current, 0
             last = memoryview(buffers[current])[:filled]
-            if upload_id is None:
+            if multipart_upload_id is None:
                 await self._client.put_object(
                     Bucket=self._bucket,
                     Key=key,
@@ -183,23 +255,23 @@ class S3Storage(Storage):
                 parts.append(await in_flight)
                 in_flight = None
             if filled:
-                parts.append(await self._upload_part(key, upload_id, len(parts) + 1, last))
+                parts.append(
+                    await self._upload_part(key, multipart_upload_id, len(parts) + 1, last)
+                )
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=key,
-                UploadId=upload_id,
+                UploadId=multipart_upload_id,
                 MultipartUpload={"Parts": parts},
             )
             await self._tracker.ended(key)
-        except BaseException as exc:
+        except BaseException:
             if in_flight is not None:
                 in_flight.cancel()
                 with contextlib.suppress(BaseException):
                     await in_flight
-            if upload_id is not None:
-                await self._abort_quietly(key, upload_id)
-            if isinstance(exc, ClientError | BotoCoreError):
-                raise _storage_error("store an object", exc) from exc
+            if multipart_upload_id is not None:
+                await self._abort_quietly(key, multipart_upload_id)
             raise
 
     async def _start_multipart(self, key: str, content_type: str) -> str:
@@ -216,52 +288,47 @@ class S3Storage(Storage):
         return str(response["UploadId"])
 
     async def _upload_part(
-        self, key: str, upload_id: str, number: int, data: bytearray | memoryview
+        self, key: str, multipart_upload_id: str, number: int, data: bytearray | memoryview
     ) -> dict[str, Any]:
         response = await self._client.upload_part(
             Bucket=self._bucket,
             Key=key,
-            UploadId=upload_id,
+            UploadId=multipart_upload_id,
             PartNumber=number,
             Body=await _Part.of(data),
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    async def _abort_quietly(self, key: str, upload_id: str) -> None:
+    async def _abort_quietly(self, key: str, multipart_upload_id: str) -> None:
         # Shielded: a cancelled request must still not leave parts behind.
         try:
-            await asyncio.shield(self.abort_multipart(key, upload_id=upload_id))
+            await asyncio.shield(self.abort_multipart(key, multipart_upload_id=multipart_upload_id))
         except Exception:
             logger.warning("could not abort multipart upload of %s; cleanup will", key)
 
     async def download_to(self, key: str, destination: Path) -> None:
-        try:
+        async with self._open_body(key) as body, await anyio.open_file(destination, "wb") as out:
+            while chunk := await body.read(_READ_CHUNK_SIZE):
+                await out.write(chunk)
+
+    @contextlib.asynccontextmanager
+    async def _open_body(self, key: str) -> AsyncIterator[Any]:
+        """The streaming body of the whole object, closed after the block (``NotFound``)."""
+        with _s3_errors("read an object", refusals=_OBJECT_MISSING):
             response = await self._client.get_object(Bucket=self._bucket, Key=key)
             body = response["Body"]
             try:
-                async with await anyio.open_file(destination, "wb") as out:
-                    while chunk := await body.read(1024 * 1024):
-                        await out.write(chunk)
+                yield body
             finally:
                 body.close()
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
-                raise NotFound("No such object.") from None
-            raise _storage_error("read an object", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("read an object", exc) from exc
 
     async def head(self, key: str) -> ObjectInfo | None:
-        try:
+        with _s3_errors("head", tolerate=_MISSING_CODES) as missing:
             response = await self._client.head_object(
                 Bucket=self._bucket, Key=key, ChecksumMode="ENABLED"
             )
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
-                return None
-            raise _storage_error("head", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("head", exc) from exc
+        if missing:
+            return None
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
@@ -271,25 +338,19 @@ class S3Storage(Storage):
         )
 
     async def read_prefix(self, key: str, length: int) -> bytes:
-        try:
+        with _s3_errors("read", tolerate={"InvalidRange"}) as empty:
             response = await self._client.get_object(
                 Bucket=self._bucket, Key=key, Range=f"bytes=0-{length - 1}"
             )
             async with response["Body"] as body:
                 data: bytes = await body.read()
-        except ClientError as exc:
-            if _error_code(exc) == "InvalidRange":  # an empty object has no byte 0
-                return b""
-            raise _storage_error("read", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("read", exc) from exc
+        if empty:  # an empty object has no byte 0
+            return b""
         return data[:length]
 
     async def delete(self, key: str) -> None:
-        try:
+        with _s3_errors("delete"):
             await self._client.delete_object(Bucket=self._bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("delete", exc) from exc
 
     async def list_pages(
         self, prefix: str = "", *, start_after: str | None = None
@@ -298,7 +359,7 @@ class S3Storage(Storage):
         options: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
         if start_after is not None:
             options["StartAfter"] = start_after
-        try:
+        with _s3_errors("list objects"):
             async for page in paginator.paginate(
                 **options, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
             ):
@@ -308,21 +369,17 @@ class S3Storage(Storage):
                     )
                     for item in page.get("Contents", [])
                 ]
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("list objects", exc) from exc
 
     async def delete_many(self, keys: list[str]) -> None:
         if not keys:
             return
         if len(keys) > DELETE_BATCH_SIZE:
             raise ValueError(f"at most {DELETE_BATCH_SIZE} keys per DeleteObjects call")
-        try:
+        with _s3_errors("delete objects"):
             response = await self._client.delete_objects(
                 Bucket=self._bucket,
                 Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("delete objects", exc) from exc
         errors = response.get("Errors", [])
         if errors:
             logger.warning("S3 refused to delete %d objects: %s", len(errors), errors[:3])
@@ -331,34 +388,32 @@ class S3Storage(Storage):
     async def list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
         found: list[IncompleteUpload] = []
         paginator = self._client.get_paginator("list_multipart_uploads")
-        try:
+        with _s3_errors("list multipart uploads"):
             async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 found.extend(
                     IncompleteUpload(
-                        key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"]
+                        key=item["Key"],
+                        multipart_upload_id=item["UploadId"],
+                        initiated=item["Initiated"],
                     )
                     for item in page.get("Uploads", [])
                 )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("list multipart uploads", exc) from exc
         return found
 
     async def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
-        await self.abort_multipart(upload.key, upload_id=upload.upload_id)
+        await self.abort_multipart(upload.key, multipart_upload_id=upload.multipart_upload_id)
 
     # --- multipart uploads straight from clients ------------------------------
 
     async def start_multipart(self, key: str, *, content_type: str) -> str:
-        try:
+        with _s3_errors("start a multipart upload"):
             return await self._start_multipart(key, content_type)
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("start a multipart upload", exc) from exc
 
     async def presign_part(
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
@@ -366,7 +421,7 @@ class S3Storage(Storage):
         params: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": key,
-            "UploadId": upload_id,
+            "UploadId": multipart_upload_id,
             "PartNumber": part_number,
         }
         if content_length is not None:
@@ -377,11 +432,13 @@ class S3Storage(Storage):
         )
         return PresignedRequest(url=url, method="PUT")
 
-    async def list_parts(self, key: str, *, upload_id: str) -> list[UploadedPart]:
+    async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
         parts: list[UploadedPart] = []
         paginator = self._client.get_paginator("list_parts")
-        try:
-            async for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=upload_id):
+        with _s3_errors("list the parts of an upload", refusals=_UPLOAD_MISSING):
+            async for page in paginator.paginate(
+                Bucket=self._bucket, Key=key, UploadId=multipart_upload_id
+            ):
                 parts.extend(
                     UploadedPart(
                         part_number=int(item["PartNumber"]),
@@ -390,86 +447,53 @@ class S3Storage(Storage):
                     )
                     for item in page.get("Parts", [])
                 )
-        except ClientError as exc:
-            if _error_code(exc) == "NoSuchUpload":
-                raise NotFound("No such multipart upload.", code="upload_not_found") from None
-            raise _storage_error("list the parts of an upload", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("list the parts of an upload", exc) from exc
         return parts
 
     async def complete_multipart(
-        self, key: str, *, upload_id: str, parts: list[tuple[int, str]]
+        self, key: str, *, multipart_upload_id: str, parts: list[tuple[int, str]]
     ) -> None:
-        try:
+        with _s3_errors(
+            "complete a multipart upload", refusals=_BAD_PARTS, tolerate={_NO_SUCH_UPLOAD}
+        ) as missing:
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=key,
-                UploadId=upload_id,
+                UploadId=multipart_upload_id,
                 MultipartUpload={
                     "Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]
                 },
             )
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code == "NoSuchUpload":  # completed (or aborted) already
-                await self._tracker.ended(key)
-                raise NotFound("No such multipart upload.", code="upload_not_found") from None
-            if code in _BAD_PARTS_CODES:
-                message = str(exc.response.get("Error", {}).get("Message", code))
-                raise Unprocessable(message, code="invalid_parts") from None
-            raise _storage_error("complete a multipart upload", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("complete a multipart upload", exc) from exc
+        # Completed now, or (when missing) completed or aborted already: it has ended.
         await self._tracker.ended(key)
+        if missing:
+            raise no_such_multipart_upload()
 
-    async def abort_multipart(self, key: str, *, upload_id: str) -> None:
-        try:
+    async def abort_multipart(self, key: str, *, multipart_upload_id: str) -> None:
+        # An upload aborted meanwhile is no error: the goal is met.
+        with _s3_errors("abort a multipart upload", tolerate={_NO_SUCH_UPLOAD}):
             await self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=key, UploadId=upload_id
+                Bucket=self._bucket, Key=key, UploadId=multipart_upload_id
             )
-        except ClientError as exc:
-            if _error_code(exc) != "NoSuchUpload":  # aborted meanwhile: the goal is met
-                raise _storage_error("abort a multipart upload", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("abort a multipart upload", exc) from exc
         await self._tracker.ended(key)
 
     async def sha256_of(self, key: str) -> str:
         digest = hashlib.sha256()
-        try:
-            response = await self._client.get_object(Bucket=self._bucket, Key=key)
-            body = response["Body"]
-            try:
-                while chunk := await body.read(_HASH_CHUNK_SIZE):
-                    # hashlib lets go of the GIL on big buffers: hash in a thread.
-                    await anyio.to_thread.run_sync(digest.update, chunk)
-            finally:
-                body.close()
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
-                raise NotFound("No such object.") from None
-            raise _storage_error("read an object", exc) from exc
-        except BotoCoreError as exc:
-            raise _storage_error("read an object", exc) from exc
+        async with self._open_body(key) as body:
+            while chunk := await body.read(_READ_CHUNK_SIZE):
+                # hashlib lets go of the GIL on big buffers: hash in a thread.
+                await anyio.to_thread.run_sync(digest.update, chunk)
         return base64.b64encode(digest.digest()).decode()
 
     async def check_ready(self) -> None:
-        try:
+        with _s3_errors("reach the bucket"):
             await self._client.head_bucket(Bucket=self._bucket)
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("reach the bucket", exc) from exc
 
     async def initialize(self, *, cors_origins: list[str]) -> list[str]:
-        done: list[str] = []
-        try:
-            try:
-                await self._client.create_bucket(Bucket=self._bucket)
-                done.append(f"created bucket {self._bucket}")
-            except ClientError as exc:
-                if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                    raise
-                done.append(f"bucket {self._bucket} exists")
+        action = "initialise the bucket"
+        with _s3_errors(action, tolerate=_BUCKET_EXISTS_CODES) as exists:
+            await self._client.create_bucket(Bucket=self._bucket)
+        done = [f"bucket {self._bucket} exists" if exists else f"created bucket {self._bucket}"]
+        with _s3_errors(action):
             await self._client.put_public_access_block(
                 Bucket=self._bucket,
                 PublicAccessBlockConfiguration={
@@ -516,8 +540,6 @@ class S3Storage(Storage):
                     },
                 )
                 done.append(f"CORS for {', '.join(cors_origins)}")
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("initialise the bucket", exc) from exc
         return done
 
 
@@ -529,22 +551,19 @@ class _Untracked(MultipartTracker):
         return None
 
 
-class _Part:
+class _Part(PrehashedBody):
     """The body of one ``put_object``/``upload_part`` request, sent from its buffer.
 
     Given a ``bytearray``, aiohttp copies a part twice on its way to the socket
     (it slices the body to its length, then joins it with the headers), and
-    botocore hashes it for the SigV4 signature on the event loop (over plain
-    HTTP always; over HTTPS too unless the request carries a checksum), which
-    blocks the loop for milliseconds per part. So a part is:
+    botocore hashes it on the event loop (see ``s3_signing.py``). So a part is:
 
     - file-like for botocore (``read``/``seek``/``len``: a valid blob, rewound
       before a retry);
     - an async iterable of memoryview slices for aiohttp, which writes them to
       the socket without a copy (the first slice is small because aiohttp joins
       the first write with the headers);
-    - hashed once, in a worker thread (hashlib releases the GIL), and
-      :class:`_PrehashedS3SigV4Auth` signs that hash instead of hashing again.
+    - hashed once, in a worker thread, for the signer of ``s3_signing.py``.
 
     The buffer must not change until the request is done: ``put_stream``
     refills a buffer only after its part's request has returned.
@@ -553,9 +572,9 @@ class _Part:
     FIRST_WRITE = 64 * 1024
 
     def __init__(self, data: memoryview, sha256_hex: str) -> None:
+        super().__init__(sha256_hex)
         self._data = data
         self._position = 0
-        self.sha256_hex = sha256_hex
 
     @classmethod
     async def of(cls, data: bytearray | memoryview) -> _Part:
@@ -587,52 +606,6 @@ class _Part:
 
 def _sha256_hex(data: memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class _PrehashedS3SigV4Auth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
-    """S3's SigV4 signer that takes a :class:`_Part`'s payload hash from the part.
-
-    Everything else, the signature included, is what ``s3v4`` does.
-    """
-
-    def payload(self, request: AWSRequest) -> str:
-        body = request.body
-        if (
-            isinstance(body, _Part)
-            and not self._is_streaming_checksum_payload(request)
-            and self._should_sha256_sign_payload(request)
-        ):
-            return body.sha256_hex
-        payload: str = super().payload(request)
-        return payload
-
-
-# botocore looks signers up by name in this table; the name is ours alone.
-_PREHASHED_SIGNER = "s3v4-uploadsvc-prehashed"
-botocore.auth.AUTH_TYPE_MAPS.setdefault(_PREHASHED_SIGNER, _PrehashedS3SigV4Auth)
-
-
-def _sign_parts_with_their_hash(client: Any) -> None:
-    """Make ``client`` sign the requests that may carry a :class:`_Part` with its hash."""
-    for operation in ("PutObject", "UploadPart"):
-        client.meta.events.register_first(
-            f"choose-signer.s3.{operation}",
-            _choose_prehashed_signer,
-            unique_id=f"uploadsvc-prehashed-{operation}",
-        )
-
-
-def _choose_prehashed_signer(signature_version: str, **kwargs: Any) -> str | None:
-    # Only where botocore would sign a request with plain "s3v4": presigned
-    # URLs ("s3v4-query") and other schemes keep botocore's own choice.
-    return _PREHASHED_SIGNER if signature_version == "s3v4" else None
-
-
-def _storage_error(action: str, exc: Exception) -> StorageError:
-    # Log the storage's own words for operators; clients get a generic sentence,
-    # never an endpoint, a bucket policy or a credential.
-    logger.warning("S3 failed to %s: %s", action, exc)
-    return StorageError(f"Object storage failed to {action}; try again later.")
 
 
 @contextlib.asynccontextmanager

@@ -213,14 +213,14 @@ class S3Presigner:
         self,
         key: str,
         *,
-        upload_id: str,
+        multipart_upload_id: str,
         part_number: int,
         content_length: int | None,
         expires_in: int,
         now: dt.datetime | None = None,
     ) -> str:
         """An UploadPart URL; with ``content_length``, S3 refuses a part of any other size."""
-        query = (("uploadId", upload_id), ("partNumber", str(part_number)))
+        query = (("uploadId", multipart_upload_id), ("partNumber", str(part_number)))
         headers = {} if content_length is None else {"Content-Length": str(content_length)}
         return await self.presign(
             "PUT", key, query=query, headers=headers, expires_in=expires_in, now=now
