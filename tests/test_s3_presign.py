@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import hashlib
 import importlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,7 +345,12 @@ async def test_signing_key_follows_the_date(
         botocore_clock(instant)
         expected = _botocore_part(client, setup.bucket, "k", "u", 1, 5)
         got = await presigner.presign_upload_part(
-            "k", multipart_upload_id="u", part_number=1, content_length=5, expires_in=600, now=instant
+            "k",
+            multipart_upload_id="u",
+            part_number=1,
+            content_length=5,
+            expires_in=600,
+            now=instant,
         )
         assert got == expected, instant
     # An aware datetime is the same instant as its naive UTC counterpart.
@@ -490,54 +496,62 @@ def _s3_settings(**values: Any) -> Settings:
     )
 
 
-async def _both(storage: S3Storage, presigner: S3Presigner) -> list[tuple[str, str]]:
-    """The same three URLs from S3Storage (through aiobotocore) and from the presigner."""
+async def _botocore_and_storage(storage: S3Storage) -> list[tuple[str, str]]:
+    """Three URLs from aiobotocore, with the parameters S3Storage once gave it, and from S3Storage.
+
+    S3Storage signs with its presigner now; its botocore client (kept for
+    POST policies) is configured as before, so it is the oracle.
+    """
     key = "uploads/alice/ünï code+~//1.txt"
+    client = storage._presign_client
+    disposition = "attachment; filename*=UTF-8''%C3%BC.txt"
+    put_params = {
+        "Bucket": BUCKET,
+        "Key": key,
+        "ContentType": "text/plain",
+        "ContentLength": 44,
+        "IfNoneMatch": "*",
+        "ChecksumSHA256": SHA256,
+    }
+    get_params = {
+        "Bucket": BUCKET,
+        "Key": key,
+        "ResponseContentType": "text/plain",
+        "ResponseContentDisposition": disposition,
+    }
+    part_params = {
+        "Bucket": BUCKET,
+        "Key": key,
+        "UploadId": "id+/=",
+        "PartNumber": 7,
+        "ContentLength": 123,
+    }
     return [
         (
+            await client.generate_presigned_url("put_object", Params=put_params, ExpiresIn=900),
             (
                 await storage.presign_put(
                     key, content_type="text/plain", content_length=44, sha256=SHA256, expires_in=900
                 )
             ).url,
-            await presigner.presign_put_object(
-                key,
-                content_type="text/plain",
-                content_length=44,
-                sha256=SHA256,
-                expires_in=900,
-                now=NOW,
-            ),
         ),
         (
+            await client.generate_presigned_url("get_object", Params=get_params, ExpiresIn=3600),
             await storage.presign_get(
-                key,
-                expires_in=3600,
-                content_type="text/plain",
-                content_disposition="attachment; filename*=UTF-8''%C3%BC.txt",
-            ),
-            await presigner.presign_get_object(
-                key,
-                expires_in=3600,
-                content_type="text/plain",
-                content_disposition="attachment; filename*=UTF-8''%C3%BC.txt",
-                now=NOW,
+                key, expires_in=3600, content_type="text/plain", content_disposition=disposition
             ),
         ),
         (
+            await client.generate_presigned_url("upload_part", Params=part_params, ExpiresIn=600),
             (
                 await storage.presign_part(
-                    key, multipart_upload_id="id+/=", part_number=7, content_length=123, expires_in=600
+                    key,
+                    multipart_upload_id="id+/=",
+                    part_number=7,
+                    content_length=123,
+                    expires_in=600,
                 )
             ).url,
-            await presigner.presign_upload_part(
-                key,
-                multipart_upload_id="id+/=",
-                part_number=7,
-                content_length=123,
-                expires_in=600,
-                now=NOW,
-            ),
         ),
     ]
 
@@ -555,14 +569,17 @@ async def _both(storage: S3Storage, presigner: S3Presigner) -> list[tuple[str, s
     ],
     ids=["public-endpoint-virtual-host", "one-endpoint-path-style", "aws-auto"],
 )
-async def test_open_presigner_signs_what_s3storage_signs(
-    values: dict[str, Any], botocore_clock: Callable[[dt.datetime], None]
+async def test_s3storage_signs_what_botocore_signs(
+    values: dict[str, Any],
+    botocore_clock: Callable[[dt.datetime], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Both clocks at NOW: botocore's (the fixture) and the presigner's.
+    stopped = NOW.replace(tzinfo=dt.UTC).timestamp()
+    monkeypatch.setattr(time, "time", lambda: stopped)
     settings = _s3_settings(s3_access_key_id=ACCESS_KEY, s3_secret_access_key=SECRET_KEY, **values)
-    session = aioboto3.Session()
-    presigner = await open_presigner(settings, session=session)
     async with open_s3_storage(settings) as storage:
-        for expected, got in await _both(storage, presigner):
+        for expected, got in await _botocore_and_storage(storage):
             assert got == expected
 
 
@@ -580,12 +597,15 @@ def chain_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 async def test_open_presigner_takes_the_provider_chains_credentials(
-    chain_credentials: None, botocore_clock: Callable[[dt.datetime], None]
+    chain_credentials: None,
+    botocore_clock: Callable[[dt.datetime], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    stopped = NOW.replace(tzinfo=dt.UTC).timestamp()
+    monkeypatch.setattr(time, "time", lambda: stopped)
     settings = _s3_settings(s3_endpoint_url="http://127.0.0.1:4566", s3_addressing_style="path")
-    presigner = await open_presigner(settings, session=aioboto3.Session())
     async with open_s3_storage(settings) as storage:
-        pairs = await _both(storage, presigner)
+        pairs = await _botocore_and_storage(storage)
     for expected, got in pairs:
         assert got == expected
         query = parse_qs(urlsplit(got).query)

@@ -37,6 +37,7 @@ from uploadsvc.storage.base import (
     no_such_multipart_upload,
     no_such_object,
 )
+from uploadsvc.storage.s3_presign import S3Presigner, open_presigner
 from uploadsvc.storage.s3_signing import PrehashedBody, sign_parts_with_their_hash
 
 logger = logging.getLogger(__name__)
@@ -135,13 +136,18 @@ class S3Storage(Storage):
         *,
         client: Any,
         presign_client: Any,
+        presigner: S3Presigner,
         bucket: str,
         tracker: MultipartTracker | None = None,
     ) -> None:
-        # `client` reaches S3 from the service; `presign_client` signs URLs
-        # for the host that browsers and apps reach (S3_PUBLIC_ENDPOINT_URL).
+        # `client` reaches S3 from the service. URLs are signed for the host
+        # that browsers and apps reach (S3_PUBLIC_ENDPOINT_URL): PUT, GET and
+        # part URLs by `presigner` (the hot path: no per-call endpoint
+        # resolution, see storage/s3_presign.py), POST policies by
+        # `presign_client`, botocore.
         self._client = client
         self._presign_client = presign_client
+        self._presigner = presigner
         self._bucket = bucket
         # Told before every multipart upload starts and after it ends (see
         # repository/multipart_ledger.py); tools without a database pass none.
@@ -161,19 +167,15 @@ class S3Storage(Storage):
         sha256: str | None,
         expires_in: int,
     ) -> PresignedRequest:
-        params: dict[str, Any] = {
-            "Bucket": self._bucket,
-            "Key": key,
-            "ContentType": content_type,
-            "ContentLength": content_length,
-            "IfNoneMatch": "*",
-        }
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
         if sha256 is not None:
-            params["ChecksumSHA256"] = sha256
             headers["x-amz-checksum-sha256"] = sha256
-        url = await self._presign_client.generate_presigned_url(
-            "put_object", Params=params, ExpiresIn=expires_in
+        url = await self._presigner.presign_put_object(
+            key,
+            content_type=content_type,
+            content_length=content_length,
+            sha256=sha256,
+            expires_in=expires_in,
         )
         return PresignedRequest(url=url, method="PUT", headers=headers)
 
@@ -194,15 +196,11 @@ class S3Storage(Storage):
     async def presign_get(
         self, key: str, *, expires_in: int, content_type: str, content_disposition: str
     ) -> str:
-        url: str = await self._presign_client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self._bucket,
-                "Key": key,
-                "ResponseContentType": content_type,
-                "ResponseContentDisposition": content_disposition,
-            },
-            ExpiresIn=expires_in,
+        url = await self._presigner.presign_get_object(
+            key,
+            expires_in=expires_in,
+            content_type=content_type,
+            content_disposition=content_disposition,
         )
         return url
 
@@ -418,17 +416,14 @@ class S3Storage(Storage):
         content_length: int | None,
         expires_in: int,
     ) -> PresignedRequest:
-        params: dict[str, Any] = {
-            "Bucket": self._bucket,
-            "Key": key,
-            "UploadId": multipart_upload_id,
-            "PartNumber": part_number,
-        }
-        if content_length is not None:
-            # Signed into the URL: S3 refuses a part of any other size.
-            params["ContentLength"] = content_length
-        url = await self._presign_client.generate_presigned_url(
-            "upload_part", Params=params, ExpiresIn=expires_in
+        # With `content_length`, it is signed into the URL: S3 refuses a part
+        # of any other size.
+        url = await self._presigner.presign_upload_part(
+            key,
+            multipart_upload_id=multipart_upload_id,
+            part_number=part_number,
+            content_length=content_length,
+            expires_in=expires_in,
         )
         return PresignedRequest(url=url, method="PUT")
 
@@ -631,9 +626,11 @@ async def open_s3_storage(
             presign_client = await stack.enter_async_context(
                 session.client("s3", endpoint_url=public_endpoint, **client_args)
             )
+        presigner = await open_presigner(settings, session=session, config=_client_config(settings))
         yield S3Storage(
             client=client,
             presign_client=presign_client,
+            presigner=presigner,
             bucket=settings.s3_bucket,
             tracker=tracker,
         )
