@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = Field(default=600, ge=1)
     # PENDING/STARTED imports untouched for this long are re-enqueued (Redis lost them).
     import_stale_after_seconds: int = Field(default=900, ge=1)
+    # Runs of one import job, at most: a transient failure (database or storage
+    # unreachable) is tried again after 2 s, 4 s, ...; the last run records FAILURE.
+    import_max_tries: int = Field(default=5, ge=1, le=20)
 
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None

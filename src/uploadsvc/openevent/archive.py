@@ -1,5 +1,5 @@
-"""A strict reader of Open Event archives (docs/api.md, "The Open Event archive"): everything about the zip
-is checked before and while it is read.
+"""A strict reader of Open Event archives (docs/api.md, "The Open Event archive"):
+everything about the zip is checked before and while it is read.
 
 Plain blocking code: the import job runs it in worker threads, two at once
 (one parses JSON while another copies media), so a lock serialises every use

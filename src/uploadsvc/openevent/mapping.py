@@ -1,5 +1,5 @@
-"""Map an Open Event archive's JSON onto our tables (docs/api.md, "The Open Event archive"): strict about
-shape where it must be, lenient about the data.
+"""Map an Open Event archive's JSON onto our tables (docs/api.md, "The Open Event
+archive"): strict about shape where it must be, lenient about the data.
 
 Pure, synchronous code: the worker runs it in a thread. ``ImportStream``
 reads the archive file by file and record by record, and yields
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from uploadsvc import content_types as ct
+from uploadsvc.models.events import Progress
 
 # Which names each field goes by in the two dialects (first match wins).
 _F: dict[str, tuple[str, ...]] = {
@@ -145,14 +146,6 @@ class MediaRef:
     record_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    stage: str  # the file being read: "sessions"
-    records: int  # records of that file read so far
-    done: int  # bytes of that file read so far
-    total: int  # bytes in that file (as the zip declares it)
-
-
 @dataclass
 class RowBatch:
     """Rows to insert together, by table (write them in ``TABLES`` order), and the
@@ -232,9 +225,9 @@ class ImportStream:
     """One archive's rows, batch by batch; ``batches()`` runs once.
 
     When it is done, ``event_name``, ``counts`` and ``warnings`` describe the
-    import. References are resolved as docs/api.md ("The Open Event archive") says: tracks, rooms, session
-    types, speakers and sponsors are read before the sessions that point at
-    them; a session embedding an entity its file lacks creates it once;
+    import. References are resolved as docs/api.md ("The Open Event archive")
+    says: tracks, rooms, session types, speakers and sponsors are read before
+    the sessions that point at them; a session embedding an entity its file lacks creates it once;
     anything else unresolvable becomes null with a warning. Speaker ↔ session
     links are the union of both sides.
     """
@@ -306,8 +299,20 @@ class ImportStream:
     def _progress(self) -> Progress:
         stage, records = self._file
         if records is None:
-            return Progress(stage, 0, 0, 0)
-        return Progress(stage, records.count, records.done, records.size)
+            return Progress(stage, 0, 0, f"Importing {stage}")
+        # ``done`` counts inflated bytes, ``size`` is what the zip declares: a
+        # lying zip must not report more than all of its file.
+        return Progress(
+            stage,
+            min(records.done, records.size),
+            records.size,
+            f"Importing {stage} ({records.count} read)",
+        )
+
+    @property
+    def progress(self) -> Progress:
+        """Where the stream is now: the file being read (an error names this stage)."""
+        return self._progress()
 
     def _take(self) -> RowBatch:
         progress = self._progress()

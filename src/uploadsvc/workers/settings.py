@@ -38,11 +38,14 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "functions": [
             # keep_result=0: the outcome lives in PostgreSQL, and a kept arq
             # result would stop the reconciler from enqueueing the id again.
+            # max_tries: a transient failure raises Retry (workers/jobs.py);
+            # the job's last try records FAILURE rather than asking again.
             func(
                 import_event,
                 name="import_event",
                 timeout=settings.job_timeout_seconds,
                 keep_result=0,
+                max_tries=settings.import_max_tries,
             )
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
