@@ -72,6 +72,8 @@ class InProcessQueue(JobQueue):
         self._run: ImportRunner | None = None
         self._max_tries = 1
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Runs that asked to be tried again (as arq's Worker.jobs_retried).
+        self.jobs_retried = 0
 
     def bind(self, run: ImportRunner, *, max_tries: int) -> None:
         self._run = run
@@ -92,6 +94,7 @@ class InProcessQueue(JobQueue):
                 await run(job_id, job_try)
                 return
             except Retry as retry:
+                self.jobs_retried += 1
                 if job_try == self._max_tries:
                     # As arq does; the job's row says why (or the reconciler finds it).
                     logger.error("in-process import %s: max %d tries", job_id, job_try)
