@@ -2,8 +2,9 @@
 
 ``close()`` stops listening and cuts every open connection, so clients see
 what a crashed server or a lost network gives them (connections reset, then
-refused); ``open()`` listens again on the same port. It runs in the test's
-event loop.
+refused); ``open()`` listens again on the same port. ``pause()`` keeps the
+connections but passes nothing on (a server that hangs) until ``resume()``.
+It runs in the test's event loop.
 
     proxy = await TcpProxy.start("127.0.0.1", 5432)
     ...  # point a client at proxy.port
@@ -27,6 +28,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @classmethod
     async def start(cls, target_host: str, target_port: int) -> TcpProxy:
@@ -46,6 +49,13 @@ class TcpProxy:
             self._server = await asyncio.start_server(
                 self._accept, "127.0.0.1", self.port, reuse_address=True
             )
+
+    def pause(self) -> None:
+        """Keep connections open but pass no byte on: a server that hangs."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def close(self) -> None:
         """Refuse new connections and reset the open ones."""
@@ -84,10 +94,10 @@ class TcpProxy:
                 self._writers.discard(end)
                 end.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         # One side ended: the other learns it (as with a real connection).

@@ -236,6 +236,37 @@ async def test_an_import_on_arq_outlasts_a_database_outage(
     assert worker.worker.jobs_retried <= retried_before + 1
 
 
+async def test_an_import_on_arq_stopped_by_its_deadline_is_retried(
+    s3_redis_api: Api, localstack: LocalStackServer
+) -> None:
+    api = s3_redis_api
+    proxy = await TcpProxy.start(*_port_of(localstack.endpoint_url))
+    try:
+        # Storage accepts connections and then says nothing: only the job's
+        # deadline (well below botocore's read timeout) ends the run.
+        worker_settings = api.settings.model_copy(
+            update={"s3_endpoint_url": _through(proxy), "job_timeout_seconds": 2}
+        )
+        task_id = await _post(api)
+        proxy.pause()
+        worker = BurstWorker(worker_settings)
+
+        async def retried() -> bool:
+            return worker.running() and worker.worker.jobs_retried >= 1
+
+        await _until(retried, "a retry")
+        # arq did not cancel the run (which would not be retried): it stopped itself.
+        assert worker.worker.jobs_failed == 0
+        assert (await _task(api, task_id))["state"] == "STARTED"
+        proxy.resume()
+        await worker.finished()
+    finally:
+        await proxy.close()
+    task = await _task(api, task_id)
+    assert task["state"] == "SUCCESS", task
+    assert await _events(api) == 1
+
+
 def _broken_archive(dialect: str) -> bytes:
     key = "session-types" if dialect == "kebab" else "session_types"
     return build_zip(

@@ -12,7 +12,7 @@ from tests import samples
 from tests.conftest import Api
 from tests.openevent_archives import SAMPLES, build_zip, expected
 from uploadsvc.job_queue import InProcessQueue
-from uploadsvc.models.events import Event
+from uploadsvc.models.events import Event, ImportJob
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local", "sqlite-local"])
 
@@ -226,12 +226,24 @@ async def test_not_a_zip_fails_cleanly(api: Api) -> None:
         },
         headers=api.headers(),
     )
-    # The magic bytes of a broken zip are not a zip: refused before anything is stored.
-    assert response.status_code in (202, 415), response.text
-    if response.status_code == 202:
-        await api.resources.jobs.wait_idle()  # type: ignore[attr-defined]
-        task = await api.app_client.get(response.json()["task_url"], headers=api.headers())
-        assert task.json()["state"] == "FAILURE"
+    # A zip's signature alone does not make a zip (libmagic finds no entry in
+    # it): refused by type before anything is stored or any job is made.
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await api.row_count() == 0
+    assert await api.stored_keys() == []
+    async with api.resources.session_factory() as session:
+        assert await session.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+async def test_a_truncated_zip_fails_in_the_archive_stage(api: Api) -> None:
+    whole = build_zip({"event": {"name": "Cut short"}, "sessions": [{"id": 1, "title": "T"}]})
+    # Its first entry is intact (so it is a zip by type); the central directory is gone.
+    task = await import_zip(api, whole[: len(whole) // 2])
+    assert task["state"] == "FAILURE", task
+    assert "not a readable zip archive" in task["error"]["message"]
+    assert task["result"] == task["error"]["message"]
+    assert task["progress"]["stage"] == "archive"
     assert await _event_rows(api) == 0
 
 
@@ -274,7 +286,7 @@ async def test_other_users_tasks_and_events_are_404(api: Api) -> None:
 
 
 async def test_rerunning_a_job_never_makes_a_second_event(api: Api) -> None:
-    from uploadsvc.models.events import ImportJob, ImportState
+    from uploadsvc.models.events import ImportState
     from uploadsvc.services.imports import run_import
 
     task = await import_zip(api, _messy("kebab"))

@@ -75,6 +75,11 @@ class ImportInterrupted(Exception):
     unreachable, a timeout) and left nothing behind: run it again later."""
 
 
+class DeadlineExceeded(TimeoutError):
+    """The run took longer than ``job_timeout_seconds`` (a transient failure too:
+    a busy database or worker; a run that never fits fails at its last try)."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` says a dependency is down or slow, rather than that the input is bad."""
     if isinstance(exc, StorageError | OSError | TimeoutError):
@@ -198,7 +203,7 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
     run = _Run(resources, job, last_try=max(job_try, job.attempts) >= max_tries)
     workdir = Path(await to_thread.run_sync(tempfile.mkdtemp, None, "uploadsvc-import-"))
     try:
-        await _download_and_import(run, workdir)
+        await _within_deadline(run, workdir)
     except (ArchiveError, ImportDataError) as exc:
         await _delete(resources, run.stored)
         await _fail(run, _error_of(exc))
@@ -218,9 +223,12 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
             await _fail(run, {"file": None, "record_id": None, "message": "Internal error"})
         elif run.last_try:
             logger.error("import job %s gave up after %d attempts: %r", job_id, job.attempts, exc)
-            message = (
-                f"Gave up after {job.attempts} attempts: the database or storage was unavailable."
+            reason = (
+                str(exc)
+                if isinstance(exc, DeadlineExceeded)
+                else "the database or storage was unavailable"
             )
+            message = f"Gave up after {job.attempts} attempts: {reason}."
             await _fail(run, {"file": None, "record_id": None, "message": message})
         else:
             logger.warning("import job %s hit a transient error, to be retried: %r", job_id, exc)
@@ -265,6 +273,21 @@ def _next(batches: Iterator[RowBatch]) -> RowBatch | None:
 
 def _parse_next(batches: Iterator[RowBatch]) -> asyncio.Future[RowBatch | None]:
     return asyncio.ensure_future(to_thread.run_sync(_next, batches))
+
+
+async def _within_deadline(run: _Run, workdir: Path) -> None:
+    """The run's work, stopped at ``job_timeout_seconds``. arq's own timeout of the
+    job is a little longer (workers/settings.py): this one ends first, so the
+    run cleans up and asks to be retried rather than being cancelled."""
+    seconds = run.resources.settings.job_timeout_seconds
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            await _download_and_import(run, workdir)
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise DeadlineExceeded(f"the import took longer than {seconds} s") from exc
+        raise
 
 
 async def _download_and_import(run: _Run, workdir: Path) -> None:
