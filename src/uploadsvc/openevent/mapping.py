@@ -81,6 +81,8 @@ COUNTED = {
 # batch (and the one being parsed behind it) to a few MiB.
 BATCH_ROWS = 1000
 MAX_WARNINGS = 500
+# How an entity that a session embeds without an id is known while importing.
+_EMBEDDED = "embedded:"
 
 
 # Our ids in the rows: UUIDs in their canonical text form. A dict that holds only
@@ -379,9 +381,21 @@ class ImportStream:
         if table in COUNTED:
             self.counts[COUNTED[table]] += 1
 
+    def _name(self, record: dict[str, Any], field: str, limit: int, label: str) -> str:
+        """A name or title as the archive has it. None is made up for a record
+        that has none: it stays empty (the columns are NOT NULL), with a warning."""
+        name = _text(record.get(field), limit)
+        if not name:
+            self.warn(f"{label} has no {field}; left empty")
+            return ""
+        return name
+
     def _entity(self, kind: str, sid: str, record: dict[str, Any]) -> RowId:
         """A track, room, session type, speaker or sponsor, from its file or embedded."""
         row = self._makers[kind](sid, record)
+        if sid.startswith(_EMBEDDED):
+            # Embedded without an id: the key only finds it again; it is no archive id.
+            row["source_id"] = None
         entity_id: RowId = row["id"]
         self._ids[kind][sid] = entity_id
         self._add(kind, row)
@@ -444,9 +458,7 @@ class ImportStream:
     # --- one function per kind of record --------------------------------------------
 
     def _event(self, record: dict[str, Any]) -> None:
-        name = _text(record.get("name"), 1024)
-        if not name:
-            raise ImportDataError("The event has no name.", file="event")
+        name = self._name(record, "name", 1024, "event")
         self.event_name = name
         sid = source_id(record.get("id"))
         row: dict[str, Any] = {
@@ -492,7 +504,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Track {sid}",
+            "name": self._name(record, "name", 1024, f"tracks id {sid}"),
             "color": _text(record.get("color"), 32),
             "description": _text(record.get("description")),
         }
@@ -502,7 +514,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Room {sid}",
+            "name": self._name(record, "name", 1024, f"microlocations id {sid}"),
             "floor": _text(record.get("floor"), 64),
             "room": _text(record.get("room"), 255),
             "latitude": _number(record.get("latitude")),
@@ -514,7 +526,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Session type {sid}",
+            "name": self._name(record, "name", 1024, f"session_types id {sid}"),
             "length": _text(record.get("length"), 32),
         }
 
@@ -523,7 +535,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Speaker {sid}",
+            "name": self._name(record, "name", 1024, f"speakers id {sid}"),
             "email": _text(record.get("email"), 255),
             "organisation": _text(record.get("organisation"), 1024),
             "position": _text(record.get("position"), 1024),
@@ -550,7 +562,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Sponsor {sid}",
+            "name": self._name(record, "name", 1024, f"sponsors id {sid}"),
             "url": _text(record.get("url"), 2048),
             "level": _text(record.get("level"), 64),
             "sponsor_type": _text(_pick(record, "sponsor_type"), 255),
@@ -578,7 +590,7 @@ class ImportStream:
             return known[sid]
         if isinstance(value, dict) and _text(value.get("name")):
             if sid is None:
-                sid = f"embedded:{_text(value.get('name'), 50)}"
+                sid = f"{_EMBEDDED}{_text(value.get('name'), 50)}"
                 if sid in known:
                     return known[sid]
             return self._entity(kind, sid, value)
@@ -591,7 +603,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "title": _text(record.get("title"), 2048) or f"Session {sid}",
+            "title": self._name(record, "title", 2048, where),
             "subtitle": _text(record.get("subtitle"), 2048),
             "short_abstract": _text(_pick(record, "short_abstract")),
             "long_abstract": _text(_pick(record, "long_abstract")),

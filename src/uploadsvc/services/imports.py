@@ -379,6 +379,8 @@ async def _store_media(
         try:
             data = await to_thread.run_sync(archive.media, ref.path)
         except ArchiveError as exc:
+            # A batch can hold rows of several files: the stage is the record's.
+            run.stage = Progress(ref.file, 0, 0, f"Storing the media of {ref.file}")
             raise ImportDataError(
                 f"{ref.label}: {exc}", file=ref.file, record_id=ref.record_id
             ) from None
