@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,38 @@ async def test_killing_the_worker_midway_ends_with_one_event(
         job = await session.get(ImportJob, uuid.UUID(task["task_id"]))
     assert job is not None
     assert job.attempts == 2
+
+
+def test_resources_know_no_import_service(tmp_path: Path) -> None:
+    """The in-process queue's runner is bound by the app, not by resources.py:
+    opening resources (no Redis) loads neither the import service nor the jobs."""
+    probe = textwrap.dedent(
+        """
+        import asyncio, sys
+        from uploadsvc.config import Settings
+        from uploadsvc.resources import open_resources
+
+        async def main():
+            async with open_resources(Settings(_env_file=None, **settings)):
+                loaded = sorted(
+                    m for m in sys.modules
+                    if m.startswith(("uploadsvc.services.imports", "uploadsvc.workers"))
+                )
+            print(loaded)
+
+        asyncio.run(main())
+        """
+    )
+    settings = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}",
+        "local_storage_dir": str(tmp_path / "storage"),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")}
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"settings = {settings!r}\n{probe}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.strip()
+    assert loaded == "[]"

@@ -205,19 +205,19 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
     try:
         await _within_deadline(run, workdir)
     except (ArchiveError, ImportDataError) as exc:
-        await _delete(resources, run.stored)
+        await _delete_stored(resources, run.stored)
         await _fail(run, _error_of(exc))
     except NotFound:
-        await _delete(resources, run.stored)
+        await _delete_stored(resources, run.stored)
         await _fail(
             run, {"file": None, "record_id": None, "message": "The archive is not in storage."}
         )
     except sa_exc.IntegrityError:
         # Another run of the same job committed its event first.
-        await _delete(resources, run.stored)
+        await _delete_stored(resources, run.stored)
         logger.info("import job %s already produced its event", job_id)
     except Exception as exc:
-        await _delete(resources, run.stored)
+        await _delete_stored(resources, run.stored)
         if not is_transient(exc):
             logger.exception("import job %s failed", job_id)
             await _fail(run, {"file": None, "record_id": None, "message": "Internal error"})
@@ -235,7 +235,7 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
             raise ImportInterrupted(f"transient failure: {exc!r}") from exc
     except BaseException:
         # Cancelled (arq's job timeout, a shutdown): nothing may stay behind.
-        await asyncio.shield(_delete(resources, run.stored))
+        await asyncio.shield(_delete_stored(resources, run.stored))
         raise
     finally:
         await to_thread.run_sync(shutil.rmtree, workdir, True)
@@ -404,7 +404,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _delete(resources: Resources, keys: list[str]) -> None:
+async def _delete_stored(resources: Resources, keys: list[str]) -> None:
     for start in range(0, len(keys), DELETE_BATCH):
         with contextlib.suppress(StorageError):
             await resources.storage.delete_many(keys[start : start + DELETE_BATCH])
