@@ -43,6 +43,11 @@ async def get_visible_event(
     return await session.scalar(query)
 
 
+async def event_of_import_job(session: AsyncSession, *, job_id: uuid.UUID) -> uuid.UUID | None:
+    """The id of the event an import job created, if it committed one."""
+    return await session.scalar(select(Event.id).where(Event.import_job_id == job_id))
+
+
 async def count_rows(session: AsyncSession, *, event_id: uuid.UUID) -> dict[str, int]:
     """How many rows of each kind in ``COUNTED`` the event has (one query)."""
     counts = [

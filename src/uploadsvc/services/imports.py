@@ -51,6 +51,7 @@ from uploadsvc.openevent.mapping import (
     RowBatch,
 )
 from uploadsvc.profiles import Purpose, profile_for
+from uploadsvc.repository import events
 from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
@@ -213,22 +214,27 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
             run, {"file": None, "record_id": None, "message": "The archive is not in storage."}
         )
     except sa_exc.IntegrityError:
-        # Another run of the same job committed its event first.
         await _delete_stored(resources, run.stored)
-        logger.info("import job %s already produced its event", job_id)
+        if await _has_event(resources, job_id):
+            # Another run of the same job committed its event first.
+            logger.info("import job %s already produced its event", job_id)
+        else:
+            logger.exception("import job %s failed", job_id)
+            await _fail(run, {"file": None, "record_id": None, "message": "Internal error"})
     except Exception as exc:
         await _delete_stored(resources, run.stored)
         if not is_transient(exc):
             logger.exception("import job %s failed", job_id)
             await _fail(run, {"file": None, "record_id": None, "message": "Internal error"})
         elif run.last_try:
-            logger.error("import job %s gave up after %d attempts: %r", job_id, job.attempts, exc)
+            logger.error("import job %s gave up: %r", job_id, exc)
             reason = (
                 str(exc)
                 if isinstance(exc, DeadlineExceeded)
                 else "the database or storage was unavailable"
             )
-            message = f"Gave up after {job.attempts} attempts: {reason}."
+            tries = max(job_try, job.attempts)
+            message = f"Gave up after {tries} attempt{'s' if tries > 1 else ''}: {reason}."
             await _fail(run, {"file": None, "record_id": None, "message": message})
         else:
             logger.warning("import job %s hit a transient error, to be retried: %r", job_id, exc)
@@ -265,6 +271,11 @@ async def _start(resources: Resources, job_id: uuid.UUID, *, max_tries: int) -> 
         job.started_at = job.started_at or now
         job.heartbeat_at = now
         return job
+
+
+async def _has_event(resources: Resources, job_id: uuid.UUID) -> bool:
+    async with resources.session_factory() as session:
+        return await events.event_of_import_job(session, job_id=job_id) is not None
 
 
 def _next(batches: Iterator[RowBatch]) -> RowBatch | None:
