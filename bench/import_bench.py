@@ -39,10 +39,10 @@ from bench.common import REPO, scratch_database, settings, table, write_section
 from uploadsvc.db import utcnow
 from uploadsvc.models.events import (
     Event,
+    EventSession,
     ImportJob,
     ImportState,
     Microlocation,
-    Session,
     Speaker,
     Track,
     session_speakers,
@@ -187,7 +187,7 @@ async def row_by_row(resources: Resources, path: Path) -> int:
             (Track, "tracks"),
             (Microlocation, "microlocations"),
             (Speaker, "speakers"),
-            (Session, "sessions"),
+            (EventSession, "sessions"),
         ):
             for row in rows.get(name, []):
                 session.add(model(**row))

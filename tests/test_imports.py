@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from tests import samples
 from tests.conftest import Api
 from tests.openevent_archives import SAMPLES, build_zip, expected
 from uploadsvc.job_queue import InProcessQueue
-from uploadsvc.models.events import Event
+from uploadsvc.models.events import Event, EventSession, ImportJob, Track
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local", "sqlite-local"])
 
@@ -183,12 +184,18 @@ async def test_messy_archives_import_with_warnings(api: Api, dialect: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("files", "media", "file", "message"),
+    ("files", "media", "file", "message", "stage"),
     [
-        ({"event": {"name": "x"}, "../evil": "{}"}, {}, "../evil", ""),
-        ({"sessions": []}, {}, "event", "no 'event'"),
-        ({"event": "[1, 2"}, {}, "event", ""),
-        ({"event": {"name": "x"}, "sessions": {"not": "a list"}}, {}, "sessions", "array"),
+        ({"event": {"name": "x"}, "../evil": "{}"}, {}, "../evil", "", "archive"),
+        ({"sessions": []}, {}, "event", "no 'event'", "event"),
+        ({"event": "[1, 2"}, {}, "event", "", "event"),
+        (
+            {"event": {"name": "x"}, "sessions": {"not": "a list"}},
+            {},
+            "sessions",
+            "array",
+            "sessions",
+        ),
         (
             {
                 "event": {"name": "x"},
@@ -200,12 +207,18 @@ async def test_messy_archives_import_with_warnings(api: Api, dialect: str) -> No
             {"images/a.png": samples.png()},
             None,
             "",
+            "speakers",
         ),
     ],
     ids=["traversal", "no-event", "broken-json", "sessions-not-a-list", "media-outside"],
 )
 async def test_failed_imports_leave_nothing(
-    api: Api, files: dict[str, Any], media: dict[str, bytes], file: str | None, message: str
+    api: Api,
+    files: dict[str, Any],
+    media: dict[str, bytes],
+    file: str | None,
+    message: str,
+    stage: str,
 ) -> None:
     task = await import_zip(api, build_zip(files, media))
     assert task["state"] == "FAILURE", task
@@ -214,6 +227,9 @@ async def test_failed_imports_leave_nothing(
     if file is not None:
         assert error["file"] == file or file in error["message"], error
     assert message in error["message"]
+    # Open Event's frontend shows `result`; the stage is where the import stopped.
+    assert task["result"] == error["message"]
+    assert task["progress"]["stage"] == stage, task
     assert await _event_rows(api) == 0
     assert await _event_objects(api) == []
 
@@ -226,12 +242,24 @@ async def test_not_a_zip_fails_cleanly(api: Api) -> None:
         },
         headers=api.headers(),
     )
-    # The magic bytes of a broken zip are not a zip: refused before anything is stored.
-    assert response.status_code in (202, 415), response.text
-    if response.status_code == 202:
-        await api.resources.jobs.wait_idle()  # type: ignore[attr-defined]
-        task = await api.app_client.get(response.json()["task_url"], headers=api.headers())
-        assert task.json()["state"] == "FAILURE"
+    # A zip's signature alone does not make a zip (libmagic finds no entry in
+    # it): refused by type before anything is stored or any job is made.
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await api.row_count() == 0
+    assert await api.stored_keys() == []
+    async with api.resources.session_factory() as session:
+        assert await session.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+async def test_a_truncated_zip_fails_in_the_archive_stage(api: Api) -> None:
+    whole = build_zip({"event": {"name": "Cut short"}, "sessions": [{"id": 1, "title": "T"}]})
+    # Its first entry is intact (so it is a zip by type); the central directory is gone.
+    task = await import_zip(api, whole[: len(whole) // 2])
+    assert task["state"] == "FAILURE", task
+    assert "not a readable zip archive" in task["error"]["message"]
+    assert task["result"] == task["error"]["message"]
+    assert task["progress"]["stage"] == "archive"
     assert await _event_rows(api) == 0
 
 
@@ -274,7 +302,7 @@ async def test_other_users_tasks_and_events_are_404(api: Api) -> None:
 
 
 async def test_rerunning_a_job_never_makes_a_second_event(api: Api) -> None:
-    from uploadsvc.models.events import ImportJob, ImportState
+    from uploadsvc.models.events import ImportState
     from uploadsvc.services.imports import run_import
 
     task = await import_zip(api, _messy("kebab"))
@@ -361,3 +389,103 @@ async def test_a_media_path_outside_the_archive_names_its_record(api: Api) -> No
     assert "outside the archive" in task["error"]["message"]
     assert await _event_rows(api) == 0
     assert await _event_objects(api) == []
+
+
+def _dialect_keys(dialect: str) -> Callable[[str, str], str]:
+    def k(kebab: str, snake: str) -> str:
+        return kebab if dialect == "kebab" else snake
+
+    return k
+
+
+@pytest.mark.parametrize("dialect", ["kebab", "snake"])
+async def test_invalid_json_deep_in_an_archive_reports_its_file_and_stage(
+    api: Api, dialect: str
+) -> None:
+    k = _dialect_keys(dialect)
+    files = {
+        "event": {"name": f"Broken {dialect}", k("starts-at", "start_time"): "2026-05-01T09:00"},
+        "tracks": [{"id": 1, "name": "Main", k("font-color", "font_color"): "#fff"}],
+        "session_types": '[{"id": 1, "name": "Talk", "length": "00:30"}, {"id": 2,',
+        "sessions": [{"id": 1, "title": "T", k("session-type", "session_type"): 1}],
+    }
+    task = await import_zip(api, build_zip(files))
+    assert task["state"] == "FAILURE", task
+    assert task["error"]["file"] == "session_types"
+    assert task["error"]["message"].startswith("record 1: invalid JSON"), task
+    assert task["result"] == task["error"]["message"]
+    assert task["progress"]["stage"] == "session_types"
+    assert await _event_rows(api) == 0
+
+
+@pytest.mark.parametrize("dialect", ["kebab", "snake"])
+async def test_missing_names_and_titles_stay_empty_with_one_warning_each(
+    api: Api, dialect: str
+) -> None:
+    k = _dialect_keys(dialect)
+    files = {
+        "event": {"id": 3, k("starts-at", "start_time"): "2026-05-01T09:00:00Z"},
+        "tracks": [{"id": 1}, {"id": 2, "name": ""}],
+        "microlocations": [{"id": 1, "name": None, "floor": 1}],
+        "session_types": [{"id": 1, "length": "00:30"}],
+        "speakers": [{"id": 1, k("photo-url", "photo"): "https://example.com/p.png"}],
+        "sponsors": [{"id": 1, "url": "https://example.com"}],
+        "sessions": [
+            {
+                "id": 247,
+                k("starts-at", "start_time"): "2026-05-01T10:00:00Z",
+                "track": 1,
+                "microlocation": 1,
+                k("session-type", "session_type"): 1,
+                "speakers": [1],
+            },
+            {"id": 248, "title": "", "track": {"name": "Embedded, no id"}},
+            {"id": 249, "title": "Named", "track": 2},
+        ],
+    }
+    task = await import_zip(api, build_zip(files))
+    assert task["state"] == "SUCCESS", task
+    result = task["result"]
+    assert result["event_name"] == ""
+    warnings: list[str] = result["warnings"]
+    for label in (
+        "event has no name",
+        "tracks id 1 has no name",
+        "tracks id 2 has no name",
+        "microlocations id 1 has no name",
+        "session_types id 1 has no name",
+        "speakers id 1 has no name",
+        "sponsors id 1 has no name",
+        "sessions id 247 has no title",
+        "sessions id 248 has no title",
+    ):
+        assert sum(w.startswith(label) for w in warnings) == 1, (label, warnings)
+    assert not any("249" in w for w in warnings), warnings
+    base = f"/v1/events/{result['id']}"
+    event = (await api.app_client.get(base, headers=api.headers())).json()
+    assert event["name"] == ""
+    sessions = {s["title"]: s for s in await get_items(api, f"{base}/sessions")}
+    assert set(sessions) == {"", "Named"}
+    untitled = [s for s in await get_items(api, f"{base}/sessions") if s["title"] == ""]
+    assert len(untitled) == 2
+    by_track = {(s["track"] or {}).get("name") for s in untitled}
+    assert by_track == {"", "Embedded, no id"}
+    session_247 = next(s for s in untitled if s["microlocation"] is not None)
+    assert session_247["microlocation"]["name"] == ""
+    assert session_247["session_type"]["name"] == ""
+    assert len(session_247["speaker_ids"]) == 1
+    for kind in ("speakers", "sponsors", "microlocations", "session-types"):
+        assert [row["name"] for row in await get_items(api, f"{base}/{kind}")] == [""], kind
+    assert sorted(t["name"] for t in await get_items(api, f"{base}/tracks")) == [
+        "",
+        "",
+        "Embedded, no id",
+    ]
+    # Nothing the archive did not hold: the embedded track has no archive id either.
+    async with api.resources.session_factory() as session:
+        source_ids = set(
+            await session.scalars(select(Track.source_id).where(Track.name == "Embedded, no id"))
+        )
+        titles = set(await session.scalars(select(EventSession.title)))
+    assert source_ids == {None}
+    assert titles == {"", "Named"}

@@ -32,6 +32,7 @@ from uploadsvc.routers import (
     uploads,
     uppy,
 )
+from uploadsvc.workers.jobs import bind_in_process_jobs
 from uploadsvc.workers.scheduler import run_in_process_schedule
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
+            bind_in_process_jobs(resources)
             app.state.resources = resources
             scheduler = None
             if resources.redis is None:

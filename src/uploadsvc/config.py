@@ -60,12 +60,16 @@ class Settings(BaseSettings):
     cleanup_every_minutes: int = Field(default=60, ge=1, le=1440)
 
     # --- event imports (docs/api.md, "Event import") -----------------------
-    # A background job (import, cleanup) running longer than this is stopped
-    # by arq and retried. A job whose worker died is picked up again this
-    # long + 10 s after it started (arq's in-progress lease).
+    # An import running longer than this stops and is retried (up to
+    # import_max_tries); a cleanup is stopped by arq and runs at its next time.
+    # A job whose worker died is picked up again this long + 15 s after it
+    # started (arq's in-progress lease).
     job_timeout_seconds: int = Field(default=600, ge=1)
     # PENDING/STARTED imports untouched for this long are re-enqueued (Redis lost them).
     import_stale_after_seconds: int = Field(default=900, ge=1)
+    # Runs of one import job, at most: a transient failure (database or storage
+    # unreachable) is tried again after 2 s, 4 s, ...; the last run records FAILURE.
+    import_max_tries: int = Field(default=5, ge=1, le=20)
 
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None

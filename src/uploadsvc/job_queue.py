@@ -2,6 +2,9 @@
 
 Both queues take the same job, by id, with the same job function, so the
 task URL a client polls behaves the same in ``make dev`` and in production.
+A run that raises arq's ``Retry`` (a transient failure) runs again after the
+delay it asks for, on both: arq counts the tries (``job_try``), and so does
+``InProcessQueue``, up to the same bound.
 """
 
 from __future__ import annotations
@@ -13,15 +16,26 @@ from collections.abc import Awaitable, Callable
 
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
+from arq.worker import Retry
 
 logger = logging.getLogger(__name__)
 
 IMPORT_FUNCTION = "import_event"
+# Seconds to wait before the next try, per try already made: 2 s, 4 s, 6 s...
+RETRY_BACKOFF_SECONDS = 2
+
+# One run of an import job: (job id, job_try counted from 1). Raises Retry to run again.
+ImportRunner = Callable[[uuid.UUID, int], Awaitable[None]]
 
 
 def import_job_key(job_id: uuid.UUID) -> str:
     """The arq job id of an import: fixed, so enqueueing twice runs it once."""
     return f"import:{job_id}"
+
+
+def retry_after(job_try: int) -> Retry:
+    """arq's Retry for a transient failure of try ``job_try``: a short, growing backoff."""
+    return Retry(defer=job_try * RETRY_BACKOFF_SECONDS)
 
 
 class JobQueue:
@@ -48,36 +62,55 @@ class ArqQueue(JobQueue):
 
 
 class InProcessQueue(JobQueue):
-    """Runs jobs as tasks of this event loop (the zero-config setup)."""
+    """Runs jobs as tasks of this event loop (the zero-config setup).
+
+    Its runner is bound by the code that composes the process (the app's
+    lifespan), which knows the job functions; ``resources`` only makes the queue.
+    """
 
     def __init__(self) -> None:
-        self._run: Callable[[uuid.UUID], Awaitable[None]] | None = None
+        self._run: ImportRunner | None = None
+        self._max_tries = 1
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # Runs that asked to be tried again (as arq's Worker.jobs_retried).
+        self.jobs_retried = 0
 
-    def bind(self, run: Callable[[uuid.UUID], Awaitable[None]]) -> None:
+    def bind(self, run: ImportRunner, *, max_tries: int) -> None:
         self._run = run
+        self._max_tries = max_tries
 
     async def enqueue_import(self, job_id: uuid.UUID) -> None:
-        assert self._run is not None, "InProcessQueue.bind() was not called"
+        if self._run is None:
+            raise RuntimeError("InProcessQueue.bind() was not called: no job runner")
         if job_id in self._tasks:
             return
-        task = asyncio.create_task(self._guarded(job_id))
+        task = asyncio.create_task(self._tries(self._run, job_id))
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
-    async def _guarded(self, job_id: uuid.UUID) -> None:
-        assert self._run is not None
-        try:
-            await self._run(job_id)
-        except Exception:
-            # arq would retry; here the reconciler picks the job up again.
-            logger.exception("in-process import %s failed", job_id)
+    async def _tries(self, run: ImportRunner, job_id: uuid.UUID) -> None:
+        for job_try in range(1, self._max_tries + 1):
+            try:
+                await run(job_id, job_try)
+                return
+            except Retry as retry:
+                self.jobs_retried += 1
+                if job_try == self._max_tries:
+                    # As arq does; the job's row says why (or the reconciler finds it).
+                    logger.error("in-process import %s: max %d tries", job_id, job_try)
+                    return
+                delay = (retry.defer_score or 0) / 1000
+                logger.info("in-process import %s: try %d again in %.1f s", job_id, job_try, delay)
+                await asyncio.sleep(delay)
+            except Exception:
+                logger.exception("in-process import %s failed", job_id)
+                return
 
     async def is_queued_or_running(self, job_id: uuid.UUID) -> bool:
         return job_id in self._tasks
 
     async def wait_idle(self) -> None:
-        """Wait for every running job (tests, shutdown)."""
+        """Wait for every running job, retries included (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 

@@ -70,6 +70,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             stack.push_async_callback(redis.aclose)
             jobs = ArqQueue(redis)
         else:
+            # Its runner is bound by whoever composes the process (the app's
+            # lifespan): this module knows no job and no service.
             jobs = InProcessQueue()
         stack.push_async_callback(jobs.aclose)
         resources = Resources(
@@ -81,9 +83,4 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             redis=redis,
             jobs=jobs,
         )
-        if isinstance(jobs, InProcessQueue):
-            # Imported here: the import service needs Resources itself.
-            from uploadsvc.services.imports import run_import
-
-            jobs.bind(lambda job_id: run_import(resources, job_id))
         yield resources

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -38,7 +39,30 @@ class ImportState(enum.StrEnum):
     FAILURE = "FAILURE"
 
 
+# One shape for the progress of an import job: what the import stream reports
+# batch by batch, what ``import_jobs.progress`` holds, and the task's
+# ``progress`` in the API (whose description is the docstring).
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far an import has come: its stage, bytes done of the stage's total, a message."""
+
+    stage: str  # "queued", "download", "archive", a JSON file being read ("sessions"), "done"
+    done: int  # bytes of that file read so far
+    total: int  # bytes in that file (as the zip declares it)
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "message": self.message,
+        }
+
+
 class ImportJob(Base):
+    """One import of an Open Event archive (the API calls it a task: ``/v1/tasks/{id}``)."""
+
     __tablename__ = "import_jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -146,7 +170,9 @@ class Speaker(Base):
     photo_key: Mapped[str | None] = mapped_column(String(1024))
 
 
-class Session(Base):
+class EventSession(Base):
+    """A session of the conference's programme (a talk, a workshop): not a database session."""
+
     __tablename__ = "sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

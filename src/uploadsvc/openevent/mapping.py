@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from uploadsvc import content_types as ct
+from uploadsvc.models.events import Progress
 
 # Which names each field goes by in the two dialects (first match wins).
 _F: dict[str, tuple[str, ...]] = {
@@ -81,6 +82,8 @@ COUNTED = {
 # batch (and the one being parsed behind it) to a few MiB.
 BATCH_ROWS = 1000
 MAX_WARNINGS = 500
+# How an entity that a session embeds without an id is known while importing.
+_EMBEDDED = "embedded:"
 
 
 # Our ids in the rows: UUIDs in their canonical text form. A dict that holds only
@@ -144,14 +147,6 @@ class MediaRef:
     label: str  # for warnings: "speakers id 12 photo"
     file: str  # for errors: the JSON file and the record's archive id
     record_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    stage: str  # the file being read: "sessions"
-    records: int  # records of that file read so far
-    done: int  # bytes of that file read so far
-    total: int  # bytes in that file (as the zip declares it)
 
 
 @dataclass
@@ -308,8 +303,20 @@ class ImportStream:
     def _progress(self) -> Progress:
         stage, records = self._file
         if records is None:
-            return Progress(stage, 0, 0, 0)
-        return Progress(stage, records.count, records.done, records.size)
+            return Progress(stage, 0, 0, f"Importing {stage}")
+        # ``done`` counts inflated bytes, ``size`` is what the zip declares: a
+        # lying zip must not report more than all of its file.
+        return Progress(
+            stage,
+            min(records.done, records.size),
+            records.size,
+            f"Importing {stage} ({records.count} read)",
+        )
+
+    @property
+    def progress(self) -> Progress:
+        """Where the stream is now: the file being read (an error names this stage)."""
+        return self._progress()
 
     def _take(self) -> RowBatch:
         progress = self._progress()
@@ -376,9 +383,21 @@ class ImportStream:
         if table in COUNTED:
             self.counts[COUNTED[table]] += 1
 
+    def _name(self, record: dict[str, Any], field: str, limit: int, label: str) -> str:
+        """A name or title as the archive has it. None is made up for a record
+        that has none: it stays empty (the columns are NOT NULL), with a warning."""
+        name = _text(record.get(field), limit)
+        if not name:
+            self.warn(f"{label} has no {field}; left empty")
+            return ""
+        return name
+
     def _entity(self, kind: str, sid: str, record: dict[str, Any]) -> RowId:
         """A track, room, session type, speaker or sponsor, from its file or embedded."""
         row = self._makers[kind](sid, record)
+        if sid.startswith(_EMBEDDED):
+            # Embedded without an id: the key only finds it again; it is no archive id.
+            row["source_id"] = None
         entity_id: RowId = row["id"]
         self._ids[kind][sid] = entity_id
         self._add(kind, row)
@@ -441,9 +460,7 @@ class ImportStream:
     # --- one function per kind of record --------------------------------------------
 
     def _event(self, record: dict[str, Any]) -> None:
-        name = _text(record.get("name"), 1024)
-        if not name:
-            raise ImportDataError("The event has no name.", file="event")
+        name = self._name(record, "name", 1024, "event")
         self.event_name = name
         sid = source_id(record.get("id"))
         row: dict[str, Any] = {
@@ -489,7 +506,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Track {sid}",
+            "name": self._name(record, "name", 1024, f"tracks id {sid}"),
             "color": _text(record.get("color"), 32),
             "description": _text(record.get("description")),
         }
@@ -499,7 +516,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Room {sid}",
+            "name": self._name(record, "name", 1024, f"microlocations id {sid}"),
             "floor": _text(record.get("floor"), 64),
             "room": _text(record.get("room"), 255),
             "latitude": _number(record.get("latitude")),
@@ -511,7 +528,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Session type {sid}",
+            "name": self._name(record, "name", 1024, f"session_types id {sid}"),
             "length": _text(record.get("length"), 32),
         }
 
@@ -520,7 +537,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Speaker {sid}",
+            "name": self._name(record, "name", 1024, f"speakers id {sid}"),
             "email": _text(record.get("email"), 255),
             "organisation": _text(record.get("organisation"), 1024),
             "position": _text(record.get("position"), 1024),
@@ -547,7 +564,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "name": _text(record.get("name"), 1024) or f"Sponsor {sid}",
+            "name": self._name(record, "name", 1024, f"sponsors id {sid}"),
             "url": _text(record.get("url"), 2048),
             "level": _text(record.get("level"), 64),
             "sponsor_type": _text(_pick(record, "sponsor_type"), 255),
@@ -575,7 +592,7 @@ class ImportStream:
             return known[sid]
         if isinstance(value, dict) and _text(value.get("name")):
             if sid is None:
-                sid = f"embedded:{_text(value.get('name'), 50)}"
+                sid = f"{_EMBEDDED}{_text(value.get('name'), 50)}"
                 if sid in known:
                     return known[sid]
             return self._entity(kind, sid, value)
@@ -588,7 +605,7 @@ class ImportStream:
             "id": new_id(),
             "event_id": self._event_id,
             "source_id": sid,
-            "title": _text(record.get("title"), 2048) or f"Session {sid}",
+            "title": self._name(record, "title", 2048, where),
             "subtitle": _text(record.get("subtitle"), 2048),
             "short_abstract": _text(_pick(record, "short_abstract")),
             "long_abstract": _text(_pick(record, "long_abstract")),

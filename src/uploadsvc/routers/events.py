@@ -82,7 +82,7 @@ async def import_event_upload(
 @router.get("/tasks/{task_id}", tags=["tasks"], responses=error_responses(NotFound))
 async def get_task(task_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> TaskRead:
     """An import's state, progress and result or error."""
-    return await service.get_task(session, principal=principal, task_id=task_id)
+    return await service.get_import_job(session, principal=principal, job_id=task_id)
 
 
 @router.get("/import-jobs", tags=["tasks"], responses=error_responses())

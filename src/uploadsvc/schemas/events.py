@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from uploadsvc.models.events import ImportState
+from uploadsvc.models.events import ImportState, Progress
 
 
 class ImportByKey(BaseModel):
@@ -20,13 +20,6 @@ class ImportByKey(BaseModel):
 class TaskAccepted(BaseModel):
     task_id: uuid.UUID
     task_url: str
-
-
-class Progress(BaseModel):
-    stage: str
-    done: int
-    total: int
-    message: str
 
 
 class TaskError(BaseModel):
@@ -47,7 +40,10 @@ class TaskRead(BaseModel):
     task_id: uuid.UUID
     state: ImportState
     progress: Progress | None = None
-    result: ImportResult | None = None
+    result: ImportResult | str | None = Field(
+        default=None,
+        description="On SUCCESS the imported event; on FAILURE the error's message.",
+    )
     error: TaskError | None = None
     created_at: dt.datetime
     finished_at: dt.datetime | None = None

@@ -1,27 +1,27 @@
-"""Reading imported events and import tasks; everything is visible to its owner only."""
+"""Reading imported events and import jobs; everything is visible to its owner only
+(and to admins)."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.errors import NotFound
 from uploadsvc.models.events import (
     Event,
+    EventSession,
     ImportJob,
+    ImportState,
     Microlocation,
-    Session,
     SessionType,
-    SocialLink,
     Speaker,
     Sponsor,
     Track,
-    session_speakers,
 )
+from uploadsvc.repository import events as repository
+from uploadsvc.repository import imports as jobs
 from uploadsvc.schemas.events import (
     EventRead,
     ImportJobList,
@@ -37,29 +37,22 @@ from uploadsvc.schemas.events import (
 )
 from uploadsvc.security import Principal
 
-_COUNTED: dict[str, Any] = {
-    "sessions": Session,
-    "speakers": Speaker,
-    "tracks": Track,
-    "microlocations": Microlocation,
-    "session_types": SessionType,
-    "sponsors": Sponsor,
-}
 
+def as_task(job: ImportJob) -> TaskRead:
+    """An import job as the Open Event-compatible API shows it: a task.
 
-def _visible(principal: Principal, owner_column: Any) -> Any:
-    return (
-        owner_column == principal.user_id if not principal.is_admin else owner_column.is_not(None)
-    )
-
-
-def task_read(job: ImportJob) -> TaskRead:
+    A failed task's ``result`` is its error's one-line message, where Open
+    Event's frontend looks for it; ``error`` keeps the file and record.
+    """
+    result: object = job.result
+    if job.state is ImportState.FAILURE and job.error is not None:
+        result = job.error.get("message")
     return TaskRead.model_validate(
         {
             "task_id": job.id,
             "state": job.state,
             "progress": job.progress,
-            "result": job.result,
+            "result": result,
             "error": job.error,
             "created_at": job.created_at,
             "finished_at": job.finished_at,
@@ -67,44 +60,31 @@ def task_read(job: ImportJob) -> TaskRead:
     )
 
 
-async def get_task(session: AsyncSession, *, principal: Principal, task_id: uuid.UUID) -> TaskRead:
-    job = await session.scalar(
-        select(ImportJob).where(ImportJob.id == task_id, _visible(principal, ImportJob.owner_id))
-    )
+async def get_import_job(
+    session: AsyncSession, *, principal: Principal, job_id: uuid.UUID
+) -> TaskRead:
+    job = await jobs.get_visible_job(session, principal=principal, job_id=job_id)
     if job is None:
         raise NotFound("No such task.", code="task_not_found")
-    return task_read(job)
+    return as_task(job)
 
 
 async def list_import_jobs(session: AsyncSession, *, principal: Principal) -> ImportJobList:
-    jobs = await session.scalars(
-        select(ImportJob)
-        .where(ImportJob.owner_id == principal.user_id)
-        .order_by(ImportJob.created_at.desc())
-        .limit(200)
+    return ImportJobList(
+        items=[as_task(job) for job in await jobs.list_jobs(session, owner_id=principal.user_id)]
     )
-    return ImportJobList(items=[task_read(job) for job in jobs])
 
 
 async def get_event(session: AsyncSession, *, principal: Principal, event_id: uuid.UUID) -> Event:
-    event = await session.scalar(
-        select(Event).where(Event.id == event_id, _visible(principal, Event.owner_id))
-    )
+    event = await repository.get_visible_event(session, principal=principal, event_id=event_id)
     if event is None:
         raise NotFound("No such event.", code="event_not_found")
     return event
 
 
 async def event_read(session: AsyncSession, event: Event) -> EventRead:
-    counts = {}
-    for name, model in _COUNTED.items():
-        counts[name] = int(
-            await session.scalar(
-                select(func.count()).select_from(model).where(model.event_id == event.id)
-            )
-            or 0
-        )
-    links = await session.scalars(select(SocialLink).where(SocialLink.event_id == event.id))
+    counts = await repository.count_rows(session, event_id=event.id)
+    links = await repository.social_links(session, event_id=event.id)
     return EventRead.model_validate(
         as_dict(event, EventRead)
         | {
@@ -114,79 +94,56 @@ async def event_read(session: AsyncSession, event: Event) -> EventRead:
     )
 
 
-async def _rows(session: AsyncSession, model: Any, event: Event) -> list[Any]:
-    return list(
-        await session.scalars(
-            select(model).where(model.event_id == event.id).order_by(model.source_id, model.id)
-        )
-    )
-
-
 async def tracks(session: AsyncSession, event: Event) -> list[TrackRead]:
-    return [
-        TrackRead.model_validate(as_dict(r, TrackRead)) for r in await _rows(session, Track, event)
-    ]
+    rows = await repository.list_rows(session, Track, event_id=event.id)
+    return [TrackRead.model_validate(as_dict(row, TrackRead)) for row in rows]
 
 
 async def microlocations(session: AsyncSession, event: Event) -> list[MicrolocationRead]:
-    rows = await _rows(session, Microlocation, event)
-    return [MicrolocationRead.model_validate(as_dict(r, MicrolocationRead)) for r in rows]
+    rows = await repository.list_rows(session, Microlocation, event_id=event.id)
+    return [MicrolocationRead.model_validate(as_dict(row, MicrolocationRead)) for row in rows]
 
 
 async def session_types(session: AsyncSession, event: Event) -> list[SessionTypeRead]:
-    rows = await _rows(session, SessionType, event)
-    return [SessionTypeRead.model_validate(as_dict(r, SessionTypeRead)) for r in rows]
+    rows = await repository.list_rows(session, SessionType, event_id=event.id)
+    return [SessionTypeRead.model_validate(as_dict(row, SessionTypeRead)) for row in rows]
 
 
 async def sponsors(session: AsyncSession, event: Event) -> list[SponsorRead]:
-    rows = await _rows(session, Sponsor, event)
-    return [SponsorRead.model_validate(as_dict(r, SponsorRead)) for r in rows]
-
-
-async def _links(session: AsyncSession, event: Event) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    result = await session.execute(
-        select(session_speakers.c.session_id, session_speakers.c.speaker_id)
-        .join(Session, Session.id == session_speakers.c.session_id)
-        .where(Session.event_id == event.id)
-    )
-    return [(row[0], row[1]) for row in result]
+    rows = await repository.list_rows(session, Sponsor, event_id=event.id)
+    return [SponsorRead.model_validate(as_dict(row, SponsorRead)) for row in rows]
 
 
 async def speakers(session: AsyncSession, event: Event) -> list[SpeakerRead]:
     by_speaker: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for session_id, speaker_id in await _links(session, event):
+    for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
         by_speaker[speaker_id].append(session_id)
     return [
         SpeakerRead.model_validate(
-            as_dict(r, SpeakerRead) | {"session_ids": sorted(by_speaker[r.id])}
+            as_dict(row, SpeakerRead) | {"session_ids": sorted(by_speaker[row.id])}
         )
-        for r in await _rows(session, Speaker, event)
+        for row in await repository.list_rows(session, Speaker, event_id=event.id)
     ]
 
 
 async def sessions(session: AsyncSession, event: Event) -> list[SessionRead]:
     by_session: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for session_id, speaker_id in await _links(session, event):
+    for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
         by_session[session_id].append(speaker_id)
-    names: dict[uuid.UUID, str] = {}
-    for model in (Track, Microlocation, SessionType):
-        for row_id, name in await session.execute(
-            select(model.id, model.name).where(model.event_id == event.id)
-        ):
-            names[row_id] = name
+    names = await repository.reference_names(session, event_id=event.id)
 
     def ref(row_id: uuid.UUID | None) -> Ref | None:
         return Ref(id=row_id, name=names[row_id]) if row_id in names else None
 
     return [
         SessionRead.model_validate(
-            as_dict(r, SessionRead)
+            as_dict(row, SessionRead)
             | {
-                "track": ref(r.track_id),
-                "microlocation": ref(r.microlocation_id),
-                "session_type": ref(r.session_type_id),
-                "speaker_ids": sorted(by_session[r.id]),
+                "track": ref(row.track_id),
+                "microlocation": ref(row.microlocation_id),
+                "session_type": ref(row.session_type_id),
+                "speaker_ids": sorted(by_session[row.id]),
             }
         )
-        for r in await _rows(session, Session, event)
+        for row in await repository.list_rows(session, EventSession, event_id=event.id)
     ]

@@ -9,8 +9,14 @@ its JSON as a stream of row batches, parsed and mapped in a worker thread
 (``openevent.ImportStream``). Each batch's media are stored and its rows
 written with bulk inserts, all in one transaction, so the worker's memory
 stays bounded however large the archive is. All or nothing: on failure no
-event row remains and the media objects it stored are deleted; the job
-records an error naming the file and record.
+event row remains and the media objects it stored are deleted.
+
+A failure has one of two kinds of cause. The archive's own (a broken zip,
+data that cannot be imported) fails the job at once, FAILURE with an error
+naming the file, record and stage. A transient one (the database or storage
+unreachable, a timeout) raises ``ImportInterrupted``: the job's runner tries
+it again after a backoff, until ``import_max_tries`` runs; the last run
+records FAILURE instead.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import shutil
 import tempfile
@@ -29,15 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import JSON, Table, Uuid, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc import content_types as ct
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError, Unprocessable
 from uploadsvc.formdata import FormReader
-from uploadsvc.models.events import Event, ImportJob, ImportState
+from uploadsvc.models.events import ImportJob, ImportState, Progress
 from uploadsvc.models.uploads import UploadStatus
 from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
 from uploadsvc.openevent.mapping import (
@@ -49,6 +53,8 @@ from uploadsvc.openevent.mapping import (
     RowBatch,
 )
 from uploadsvc.profiles import Purpose, profile_for
+from uploadsvc.repository import events
+from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
 from uploadsvc.services.incoming_files import IncomingFile, store_file
@@ -56,32 +62,49 @@ from uploadsvc.services.uploads import find_upload
 
 logger = logging.getLogger(__name__)
 
-# Give up (FAILURE) after this many starts; arq retries transient errors until then.
-MAX_ATTEMPTS = 5
-# Rows per INSERT statement.
-INSERT_BATCH = 1000
 # Progress (and heartbeat) writes while rows stream in: at most this often.
 PROGRESS_EVERY_SECONDS = 0.5
+# Keys per storage delete request (S3's maximum).
+DELETE_BATCH = 1000
+
+QUEUED = Progress("queued", 0, 0, "Waiting for a worker")
+DOWNLOAD = Progress("download", 0, 1, "Downloading the archive")
+CHECK = Progress("archive", 0, 1, "Checking the archive")
+DONE = Progress("done", 1, 1, "Imported")
 
 
-def task_url(job: ImportJob) -> str:
-    return f"/v1/tasks/{job.id}"
+class ImportInterrupted(Exception):
+    """The job stopped for a reason outside the archive (the database or storage
+    unreachable, a timeout) and left nothing behind: run it again later."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The run took longer than ``job_timeout_seconds`` (a transient failure too:
+    a busy database or worker; a run that never fits fails at its last try)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says a dependency is down or slow, rather than that the input is bad."""
+    if isinstance(exc, StorageError | OSError | TimeoutError):
+        # StorageError is what storage/ makes of S3's and the disk's outages;
+        # OSError covers refused and reset connections (asyncpg raises them as
+        # they are) and TimeoutError is asyncio's too.
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        # Integrity and data errors are the statement's fault; a lost or
+        # refused connection, a server shutting down or a statement timeout
+        # are the database's state.
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    # The pool waited too long for a connection; a connection died on checkout.
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError)
 
 
 async def _new_job(session: AsyncSession, *, principal: Principal, source_key: str) -> ImportJob:
-    job = ImportJob(
-        id=uuid.uuid4(),
-        owner_id=principal.user_id,
-        source_key=source_key,
-        state=ImportState.PENDING,
-        progress={"stage": "queued", "done": 0, "total": 0, "message": "Waiting for a worker"},
-        attempts=0,
-        created_at=utcnow(),
-        heartbeat_at=utcnow(),
+    return await repository.add_job(
+        session, owner_id=principal.user_id, source_key=source_key, progress=QUEUED
     )
-    session.add(job)
-    await session.flush()
-    return job
 
 
 async def submit_import(
@@ -108,7 +131,7 @@ async def enqueue_after_commit(
     try:
         await resources.jobs.enqueue_import(job.id)
     except Exception:
-        logger.exception("could not enqueue import %s; the reconciler will", job.id)
+        logger.exception("could not enqueue import job %s; the reconciler will", job.id)
     return job
 
 
@@ -146,90 +169,115 @@ async def submit_archive_upload(
 # --- the job -------------------------------------------------------------------
 
 
-class _Progress:
-    def __init__(self, resources: Resources, job_id: uuid.UUID) -> None:
+class _Run:
+    """One run of an import job: what it has stored, and where it is."""
+
+    def __init__(self, resources: Resources, job: ImportJob, *, last_try: bool) -> None:
         self.resources = resources
-        self.job_id = job_id
+        self.job = job
+        self.last_try = last_try
+        self.stored: list[str] = []
+        self.stage = DOWNLOAD
 
-    async def __call__(self, stage: str, done: int, total: int, message: str) -> None:
+    async def report(self, progress: Progress) -> None:
+        self.stage = progress
         async with self.resources.session_factory() as session, session.begin():
-            await session.execute(
-                update(ImportJob)
-                .where(ImportJob.id == self.job_id)
-                .values(
-                    progress={"stage": stage, "done": done, "total": total, "message": message},
-                    heartbeat_at=utcnow(),
-                )
-            )
+            await repository.set_progress(session, job_id=self.job.id, progress=progress)
 
 
-async def run_import(resources: Resources, job_id: uuid.UUID) -> None:
-    """The import job. Safe to run again for the same job: it never makes a second event."""
-    job = await _start(resources, job_id)
+async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 1) -> None:
+    """One run of the import job ``job_id``, the ``job_try``-th of its runner.
+
+    Safe to run again for the same job: it never makes a second event. Raises
+    ``ImportInterrupted`` after a transient failure unless this is the last
+    try (of the runner's, or of the job's recorded attempts), which records
+    FAILURE instead.
+    """
+    max_tries = resources.settings.import_max_tries
+    try:
+        job = await _start(resources, job_id, max_tries=max_tries)
+    except Exception as exc:
+        if is_transient(exc):
+            logger.warning("import job %s could not start: %r", job_id, exc)
+            raise ImportInterrupted(f"could not start: {exc!r}") from exc
+        raise
     if job is None:
         return
-    progress = _Progress(resources, job_id)
+    run = _Run(resources, job, last_try=max(job_try, job.attempts) >= max_tries)
     workdir = Path(await to_thread.run_sync(tempfile.mkdtemp, None, "uploadsvc-import-"))
-    stored: list[str] = []
     try:
-        await progress("download", 0, 1, "Downloading the archive")
-        archive_path = workdir / "archive.zip"
-        await resources.storage.download_to(job.source_key, archive_path)
-        limits = ArchiveLimits(max_compressed_bytes=resources.settings.max_event_import_bytes)
-        archive = await to_thread.run_sync(OpenEventArchive.open, archive_path, limits)
-        try:
-            stream = ImportStream(
-                archive, event_id=uuid.uuid4(), owner_id=job.owner_id, import_job_id=job.id
-            )
-            await _import(resources, job, archive, stream, stored, progress)
-        finally:
-            await to_thread.run_sync(archive.close)
+        await _within_deadline(run, workdir)
     except (ArchiveError, ImportDataError) as exc:
-        await _delete(resources, stored)
-        await _fail(resources, job_id, _error_of(exc))
-    except IntegrityError:
-        # Another run of the same job committed its event first.
-        await _delete(resources, stored)
-        logger.info("import %s already produced its event", job_id)
-    except (StorageError, OSError, ConnectionError) as exc:
-        # Transient: arq retries the job (the reconciler, without Redis).
-        await _delete(resources, stored)
-        logger.warning("import %s hit a transient error: %s", job_id, exc)
-        raise
-    except Exception:
-        await _delete(resources, stored)
-        logger.exception("import %s failed", job_id)
+        await _delete_stored(resources, run.stored)
+        await _fail(run, _error_of(exc))
+    except NotFound:
+        await _delete_stored(resources, run.stored)
         await _fail(
-            resources, job_id, {"file": None, "record_id": None, "message": "Internal error"}
+            run, {"file": None, "record_id": None, "message": "The archive is not in storage."}
         )
+    except sa_exc.IntegrityError:
+        await _delete_stored(resources, run.stored)
+        if await _has_event(resources, job_id):
+            # Another run of the same job committed its event first.
+            logger.info("import job %s already produced its event", job_id)
+        else:
+            logger.exception("import job %s failed", job_id)
+            await _fail(run, {"file": None, "record_id": None, "message": "Internal error"})
+    except Exception as exc:
+        await _delete_stored(resources, run.stored)
+        if not is_transient(exc):
+            logger.exception("import job %s failed", job_id)
+            await _fail(run, {"file": None, "record_id": None, "message": "Internal error"})
+        elif run.last_try:
+            logger.error("import job %s gave up: %r", job_id, exc)
+            reason = (
+                str(exc)
+                if isinstance(exc, DeadlineExceeded)
+                else "the database or storage was unavailable"
+            )
+            tries = max(job_try, job.attempts)
+            message = f"Gave up after {tries} attempt{'s' if tries > 1 else ''}: {reason}."
+            await _fail(run, {"file": None, "record_id": None, "message": message})
+        else:
+            logger.warning("import job %s hit a transient error, to be retried: %r", job_id, exc)
+            raise ImportInterrupted(f"transient failure: {exc!r}") from exc
+    except BaseException:
+        # Cancelled (arq's job timeout, a shutdown): nothing may stay behind.
+        await asyncio.shield(_delete_stored(resources, run.stored))
+        raise
     finally:
         await to_thread.run_sync(shutil.rmtree, workdir, True)
 
 
-async def _start(resources: Resources, job_id: uuid.UUID) -> ImportJob | None:
+async def _start(resources: Resources, job_id: uuid.UUID, *, max_tries: int) -> ImportJob | None:
     """Mark the job STARTED; None when there is nothing (more) to do."""
     async with resources.session_factory() as session, session.begin():
-        job = await session.get(ImportJob, job_id, with_for_update=not _sqlite(resources))
+        job = await repository.lock_job(
+            session, job_id=job_id, for_update=not resources.settings.uses_sqlite
+        )
         if job is None or job.state in (ImportState.SUCCESS, ImportState.FAILURE):
             return None
-        if job.attempts >= MAX_ATTEMPTS:
-            job.state = ImportState.FAILURE
-            job.error = {
+        if job.attempts >= max_tries:
+            # A job that ended its worker every time (killed, out of memory)
+            # comes back through the reconciler: count those starts too.
+            error = {
                 "file": None,
                 "record_id": None,
                 "message": f"Gave up after {job.attempts} attempts.",
             }
-            job.finished_at = utcnow()
+            await repository.mark_failed(session, job_id=job_id, error=error, progress=None)
             return None
+        now = utcnow()
         job.state = ImportState.STARTED
         job.attempts += 1
-        job.started_at = job.started_at or utcnow()
-        job.heartbeat_at = utcnow()
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
         return job
 
 
-def _sqlite(resources: Resources) -> bool:
-    return resources.settings.uses_sqlite
+async def _has_event(resources: Resources, job_id: uuid.UUID) -> bool:
+    async with resources.session_factory() as session:
+        return await events.event_of_import_job(session, job_id=job_id) is not None
 
 
 def _next(batches: Iterator[RowBatch]) -> RowBatch | None:
@@ -240,21 +288,47 @@ def _parse_next(batches: Iterator[RowBatch]) -> asyncio.Future[RowBatch | None]:
     return asyncio.ensure_future(to_thread.run_sync(_next, batches))
 
 
-async def _import(
-    resources: Resources,
-    job: ImportJob,
-    archive: OpenEventArchive,
-    stream: ImportStream,
-    stored: list[str],
-    progress: _Progress,
-) -> None:
+async def _within_deadline(run: _Run, workdir: Path) -> None:
+    """The run's work, stopped at ``job_timeout_seconds``. arq's own timeout of the
+    job is a little longer (workers/settings.py): this one ends first, so the
+    run cleans up and asks to be retried rather than being cancelled."""
+    seconds = run.resources.settings.job_timeout_seconds
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            await _download_and_import(run, workdir)
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise DeadlineExceeded(f"the import took longer than {seconds} s") from exc
+        raise
+
+
+async def _download_and_import(run: _Run, workdir: Path) -> None:
+    resources = run.resources
+    await run.report(DOWNLOAD)
+    archive_path = workdir / "archive.zip"
+    await resources.storage.download_to(run.job.source_key, archive_path)
+    run.stage = CHECK
+    limits = ArchiveLimits(max_compressed_bytes=resources.settings.max_event_import_bytes)
+    archive = await to_thread.run_sync(OpenEventArchive.open, archive_path, limits)
+    try:
+        stream = ImportStream(
+            archive, event_id=uuid.uuid4(), owner_id=run.job.owner_id, import_job_id=run.job.id
+        )
+        await _import(run, archive, stream)
+    finally:
+        await to_thread.run_sync(archive.close)
+
+
+async def _import(run: _Run, archive: OpenEventArchive, stream: ImportStream) -> None:
     """Batch by batch: parse and map in a thread, store the media, insert the rows;
     one transaction from the event row to the job's SUCCESS."""
+    resources = run.resources
     media_warnings: list[str] = []
     # SQLite holds its write lock until the commit: a progress write from another
     # connection would wait for it (and time out), so only PostgreSQL reports
     # progress while the rows stream in.
-    reporting = not _sqlite(resources)
+    reporting = not resources.settings.uses_sqlite
     reported = time.monotonic()
     batches = stream.batches()
     # Each batch is parsed in a worker thread while the one before it is
@@ -263,39 +337,38 @@ async def _import(
     parsing = _parse_next(batches)
     try:
         async with resources.session_factory() as session, session.begin():
-            while (batch := await parsing) is not None:
+            while True:
+                try:
+                    batch = await parsing
+                finally:
+                    # Where the parser is: the stage a parse error is reported in.
+                    run.stage = stream.progress
+                if batch is None:
+                    break
+                run.stage = batch.progress
                 parsing = _parse_next(batches)
-                await _store_media(resources, archive, batch, stored, media_warnings)
+                await _store_media(run, archive, batch, media_warnings)
                 for table in TABLES:
-                    await _insert(session, table, batch.rows.get(table))
-                if reporting and time.monotonic() - reported >= PROGRESS_EVERY_SECONDS:
-                    step = batch.progress
-                    await progress(
-                        step.stage,
-                        min(step.done, step.total),
-                        step.total,
-                        f"Importing {step.stage} ({step.records} read)",
+                    await repository.insert_rows(
+                        session, table=table, rows=batch.rows.get(table, [])
                     )
+                if reporting and time.monotonic() - reported >= PROGRESS_EVERY_SECONDS:
+                    await run.report(batch.progress)
                     reported = time.monotonic()
             warnings = stream.warnings + media_warnings
             if len(warnings) > MAX_WARNINGS:
                 warnings = [*warnings[:MAX_WARNINGS], "more warnings were left out"]
-            await session.execute(
-                update(ImportJob)
-                .where(ImportJob.id == job.id)
-                .values(
-                    state=ImportState.SUCCESS,
-                    result={
-                        "id": str(stream.event_id),
-                        "event_name": stream.event_name,
-                        "url": f"/v1/events/{stream.event_id}",
-                        "counts": stream.counts,
-                        "warnings": warnings,
-                    },
-                    progress={"stage": "done", "done": 1, "total": 1, "message": "Imported"},
-                    finished_at=utcnow(),
-                    heartbeat_at=utcnow(),
-                )
+            await repository.mark_succeeded(
+                session,
+                job_id=run.job.id,
+                result={
+                    "id": str(stream.event_id),
+                    "event_name": stream.event_name,
+                    "url": f"/v1/events/{stream.event_id}",
+                    "counts": stream.counts,
+                    "warnings": warnings,
+                },
+                progress=DONE,
             )
     finally:
         # A generator must never run in two threads at once: let the parse in
@@ -305,11 +378,7 @@ async def _import(
 
 
 async def _store_media(
-    resources: Resources,
-    archive: OpenEventArchive,
-    batch: RowBatch,
-    stored: list[str],
-    warnings: list[str],
+    run: _Run, archive: OpenEventArchive, batch: RowBatch, warnings: list[str]
 ) -> None:
     """Copy the media this batch's rows point at, and set their *_key columns."""
     if not batch.media:
@@ -323,6 +392,8 @@ async def _store_media(
         try:
             data = await to_thread.run_sync(archive.media, ref.path)
         except ArchiveError as exc:
+            # A batch can hold rows of several files: the stage is the record's.
+            run.stage = Progress(ref.file, 0, 0, f"Storing the media of {ref.file}")
             raise ImportDataError(
                 f"{ref.label}: {exc}", file=ref.file, record_id=ref.record_id
             ) from None
@@ -335,8 +406,10 @@ async def _store_media(
         except ct.TypeRefused:
             warnings.append(f"{ref.label}: {ref.path} is {detected}, not {ref.kind}; skipped")
             continue
-        await resources.storage.put_stream(ref.key, content_type=content_type, chunks=_once(data))
-        stored.append(ref.key)
+        await run.resources.storage.put_stream(
+            ref.key, content_type=content_type, chunks=_once(data)
+        )
+        run.stored.append(ref.key)
         rows[ref.row_id][ref.column] = ref.key
 
 
@@ -344,52 +417,10 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _insert(session: AsyncSession, table: str, rows: list[dict[str, Any]] | None) -> None:
-    if not rows:
-        return
-    if table == Event.__tablename__:
-        # One row, through SQLAlchemy so that its column defaults (created_at) apply.
-        await session.execute(insert(Event), _as_uuids(Event.metadata.tables[table], rows))
-        return
-    await _bulk_insert(session, Event.metadata.tables[table], rows)
-
-
-def _as_uuids(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for SQLAlchemy, whose Uuid type wants uuid.UUID where the stream has text."""
-    names = [column.name for column in table.columns if isinstance(column.type, Uuid)]
-    return [
-        {**row, **{name: uuid.UUID(row[name]) for name in names if row.get(name) is not None}}
-        for row in rows
-    ]
-
-
-async def _bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        # COPY is PostgreSQL's bulk path: an order of magnitude faster than
-        # multi-row INSERTs, and inside the same transaction.
-        raw = await connection.get_raw_connection()
-        columns = [column.name for column in table.columns]
-        records = [tuple(map(row.get, columns)) for row in rows]
-        if any(isinstance(column.type, JSON) for column in table.columns):
-            records = [tuple(map(_copy_value, record)) for record in records]
-        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            table.name, records=records, columns=columns
-        )
-        return
-    for start in range(0, len(rows), INSERT_BATCH):
-        await session.execute(insert(table), _as_uuids(table, rows[start : start + INSERT_BATCH]))
-
-
-def _copy_value(value: Any) -> Any:
-    # COPY bypasses SQLAlchemy's type processing: JSON goes in as text.
-    return json.dumps(value) if isinstance(value, dict | list) else value
-
-
-async def _delete(resources: Resources, keys: list[str]) -> None:
-    for start in range(0, len(keys), 1000):
+async def _delete_stored(resources: Resources, keys: list[str]) -> None:
+    for start in range(0, len(keys), DELETE_BATCH):
         with contextlib.suppress(StorageError):
-            await resources.storage.delete_many(keys[start : start + 1000])
+            await resources.storage.delete_many(keys[start : start + DELETE_BATCH])
 
 
 def _error_of(exc: ArchiveError | ImportDataError) -> dict[str, Any]:
@@ -398,40 +429,37 @@ def _error_of(exc: ArchiveError | ImportDataError) -> dict[str, Any]:
     return {"file": exc.file, "record_id": exc.record_id, "message": exc.message}
 
 
-async def _fail(resources: Resources, job_id: uuid.UUID, error: dict[str, Any]) -> None:
-    async with resources.session_factory() as session, session.begin():
-        await session.execute(
-            update(ImportJob)
-            .where(ImportJob.id == job_id, ImportJob.state != ImportState.SUCCESS)
-            .values(state=ImportState.FAILURE, error=error, finished_at=utcnow())
-        )
+async def _fail(run: _Run, error: dict[str, Any]) -> None:
+    """Record FAILURE and the stage it happened in; a database that cannot take
+    the record makes the run transient like any other outage."""
+    stage = run.stage
+    progress = Progress(stage.stage, stage.done, stage.total, f"Failed: {error['message']}")
+    try:
+        async with run.resources.session_factory() as session, session.begin():
+            await repository.mark_failed(session, job_id=run.job.id, error=error, progress=progress)
+    except Exception as exc:
+        if is_transient(exc) and not run.last_try:
+            logger.warning("import job %s could not record its failure: %r", run.job.id, exc)
+            raise ImportInterrupted(f"could not record the failure: {exc!r}") from exc
+        raise
 
 
 # --- reconciling with the queue ----------------------------------------------------
 
 
 async def reconcile_imports(resources: Resources, *, stale_after: dt.timedelta) -> int:
-    """Re-enqueue imports the queue lost (Redis flushed, worker killed); returns how many."""
+    """Re-enqueue import jobs the queue lost (Redis flushed, worker killed); returns how many."""
     cutoff = utcnow() - stale_after
     async with resources.session_factory() as session:
-        stale = (
-            await session.scalars(
-                select(ImportJob.id).where(
-                    ImportJob.state.in_([ImportState.PENDING, ImportState.STARTED]),
-                    ImportJob.heartbeat_at < cutoff,
-                )
-            )
-        ).all()
+        stale = await repository.stale_job_ids(session, cutoff=cutoff)
     requeued = 0
     for job_id in stale:
         if await resources.jobs.is_queued_or_running(job_id):
             continue
         async with resources.session_factory() as session, session.begin():
-            await session.execute(
-                update(ImportJob).where(ImportJob.id == job_id).values(heartbeat_at=utcnow())
-            )
+            await repository.touch(session, job_id=job_id)
         await resources.jobs.enqueue_import(job_id)
         requeued += 1
     if requeued:
-        logger.info("re-enqueued %d lost imports", requeued)
+        logger.info("re-enqueued %d lost import jobs", requeued)
     return requeued

@@ -6,16 +6,36 @@ import uuid
 from typing import Any
 
 from uploadsvc.config import Settings
+from uploadsvc.job_queue import InProcessQueue, retry_after
 from uploadsvc.resources import Resources
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
-from uploadsvc.services.imports import reconcile_imports, run_import
+from uploadsvc.services.imports import ImportInterrupted, reconcile_imports, run_import
 
 logger = logging.getLogger(__name__)
 
 
 async def import_event(ctx: dict[str, Any], job_id: str) -> None:
     """An Open Event import (enqueued by the API after its commit, id ``import:<job id>``)."""
-    await run_import(ctx["resources"], uuid.UUID(job_id))
+    await run_import_try(ctx["resources"], uuid.UUID(job_id), job_try=ctx["job_try"])
+
+
+async def run_import_try(resources: Resources, job_id: uuid.UUID, *, job_try: int) -> None:
+    """One try of an import job; a transient failure asks its queue for another
+    (arq's ``Retry``, after a backoff). arq's ``max_tries`` and the service agree
+    on the bound: the last try records FAILURE instead of asking."""
+    try:
+        await run_import(resources, job_id, job_try=job_try)
+    except ImportInterrupted as exc:
+        raise retry_after(job_try) from exc
+
+
+def bind_in_process_jobs(resources: Resources) -> None:
+    """Without Redis, this process runs the import jobs it enqueues."""
+    if isinstance(resources.jobs, InProcessQueue):
+        resources.jobs.bind(
+            lambda job_id, job_try: run_import_try(resources, job_id, job_try=job_try),
+            max_tries=resources.settings.import_max_tries,
+        )
 
 
 async def reconcile_job(ctx: dict[str, Any]) -> int:

@@ -13,6 +13,10 @@ from uploadsvc.config import Settings
 from uploadsvc.resources import open_resources
 from uploadsvc.workers.jobs import cleanup_job, import_event, reconcile_job
 
+# Time an import job has, past its own deadline, to delete what it stored and
+# record its outcome before arq cancels it.
+IMPORT_GRACE_SECONDS = 5
+
 
 def cleanup_schedule(settings: Settings) -> tuple[set[int], set[int] | None]:
     """arq cron (minute, hour) fields for "every N minutes" (validated in Settings)."""
@@ -38,11 +42,16 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "functions": [
             # keep_result=0: the outcome lives in PostgreSQL, and a kept arq
             # result would stop the reconciler from enqueueing the id again.
+            # max_tries: a transient failure raises Retry (workers/jobs.py);
+            # the job's last try records FAILURE rather than asking again.
+            # The job stops itself at job_timeout_seconds (and is retried);
+            # arq's timeout, a grace period later, only backs that up.
             func(
                 import_event,
                 name="import_event",
-                timeout=settings.job_timeout_seconds,
+                timeout=settings.job_timeout_seconds + IMPORT_GRACE_SECONDS,
                 keep_result=0,
+                max_tries=settings.import_max_tries,
             )
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
@@ -68,8 +77,9 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         # arq polls the queue; its default 0.5 s would dominate the time from
         # "202 Accepted" to "STARTED". 50 ms costs Redis ~20 cheap reads a second.
         "poll_delay": 0.05,
-        # Also bounds arq's in-progress lease (the longest timeout + 10 s): how
-        # soon another worker takes over the job of a worker that died.
+        # arq's in-progress lease is the longest function timeout + 10 s (for
+        # imports: job_timeout_seconds + IMPORT_GRACE_SECONDS + 10 s): how soon
+        # another worker takes over the job of a worker that died.
         "job_timeout": settings.job_timeout_seconds,
         "on_startup": startup,
         "on_shutdown": shutdown,
