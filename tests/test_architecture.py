@@ -64,7 +64,8 @@ def _imported_modules(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-        return [node.module]
+        # `from sqlalchemy import exc` is sqlalchemy.exc; `from sqlalchemy import select` is not.
+        return [f"{node.module}.{alias.name}" for alias in node.names]
     return []
 
 
