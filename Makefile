@@ -23,7 +23,10 @@ endif
 # `make test PYTEST_ARGS="-x -k confirm"`
 PYTEST_ARGS ?=
 
-.PHONY: help install dev test lint format typecheck bench migrate clean distclean
+# `make token SUB=alice` mints a token for another user.
+SUB ?= dev-user
+
+.PHONY: help install dev token test lint format typecheck bench migrate clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) \
@@ -34,6 +37,10 @@ install: ## libmagic, uv and the locked Python environment (.venv)
 
 dev: install ## run the service with zero configuration (SQLite, local storage)
 	uv run uploadsvc dev
+
+token: ## print a development token (for SUB=dev-user unless given)
+	@command -v uv >/dev/null || { echo "uv is missing: run make dev (or make install) first" >&2; exit 1; }
+	@uv run uploadsvc token --sub '$(SUB)'
 
 test: ## the whole suite: installs LocalStack, checks PostgreSQL and Redis, runs pytest
 	@$(BOOTSTRAP) --test

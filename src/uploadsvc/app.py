@@ -24,6 +24,7 @@ from uploadsvc.resources import open_resources
 from uploadsvc.routers import (
     demo,
     direct,
+    docs,
     events,
     files,
     health,
@@ -76,8 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Presigned uploads to S3, confirmed by the server before they are recorded.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # Served from the package by install_docs, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    docs.install_docs(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

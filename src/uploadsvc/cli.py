@@ -2,7 +2,8 @@
 
 ``dev`` runs everything with zero configuration; ``serve`` runs the API as
 the environment configures it; ``migrate`` applies the Alembic migrations;
-``token`` mints a development token; ``storage init`` prepares the bucket.
+``token`` mints a development token; ``storage init`` prepares the bucket;
+``example-archive`` writes an Open Event archive to try imports with.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     cleanup.set_defaults(handler=_cleanup)
 
+    example = commands.add_parser(
+        "example-archive", help="write a small Open Event archive to try the importer with"
+    )
+    example.add_argument("path", type=Path, help="where to write the zip, e.g. event.zip")
+    example.set_defaults(handler=_example_archive)
+
     storage = commands.add_parser("storage", help="object storage commands")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
     init = storage_commands.add_parser(
@@ -90,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_migrations(settings: Settings) -> None:
     """Bring the database schema to the newest revision (blocking; call from a thread)."""
+    # Alembic logs one "setup plugin" line per autogenerate plugin as it is
+    # imported: noise before every start of `uploadsvc dev`.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
 
@@ -150,7 +160,19 @@ async def _run_cleanup(settings: Settings, args: argparse.Namespace) -> str:
 
 
 def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    # The service logs each run's summary for the scheduled runs; here the
+    # command prints it as its output, so the log line would say it twice.
+    logging.getLogger("uploadsvc.services.cleanup").setLevel(logging.WARNING)
     print(asyncio.run(_run_cleanup(settings, args)))
+    return 0
+
+
+def _example_archive(_: Settings, args: argparse.Namespace) -> int:
+    from uploadsvc.example_archive import EVENT_NAME, build_example_archive
+
+    data = build_example_archive()
+    args.path.write_bytes(data)
+    print(f"{args.path}: an Open Event archive of {EVENT_NAME!r} ({len(data)} bytes)")
     return 0
 
 
@@ -215,10 +237,15 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     for line in asyncio.run(_initialize_storage(settings)):
         logger.info("storage: %s", line)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"\n  uploadsvc (development) on {base}\n  API docs:  {base}/docs")
+    print(
+        f"\n  uploadsvc (development) on {base}"
+        f"\n  demo page: {base}/demo  (paste the token below, drop files)"
+        f"\n  API docs:  {base}/docs"
+    )
     if settings.effective_jwt_secret is not None:
         token = mint_token(settings, sub="dev-user")
-        print(f"  dev token (user dev-user, 24 h):\n    {token}\n")
+        print(f"  dev token (user dev-user, 24 h):\n    {token}")
+        print("  more tokens: make token, or uv run uploadsvc token --sub USER\n")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
     return 0
 

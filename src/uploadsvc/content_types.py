@@ -9,6 +9,9 @@ type is one of the types its bytes can legitimately be detected as.
 
 from __future__ import annotations
 
+import codecs
+import re
+
 import magic
 from anyio import to_thread
 
@@ -29,6 +32,9 @@ ALIASES: dict[str, str] = {
     "audio/m4a": "audio/mp4",
     "application/x-zip-compressed": "application/zip",
     "application/x-zip": "application/zip",
+    "text/x-markdown": "text/markdown",
+    # What browsers on Linux call a .log file (shared-mime-info).
+    "text/x-log": "text/plain",
 }
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -53,8 +59,12 @@ _TYPES: dict[str, tuple[str, frozenset[str]]] = {
     "application/vnd.oasis.opendocument.text": (".odt", _ZIP),
     "application/vnd.oasis.opendocument.spreadsheet": (".ods", _ZIP),
     "application/vnd.oasis.opendocument.presentation": (".odp", _ZIP),
-    "text/plain": (".txt", frozenset({"text/csv", "application/json"})),
+    # Harmless text: libmagic tells these apart only by guessing (a CSV or JSON
+    # cut at the prefix reads as plain text), so each accepts the others' bytes.
+    "text/plain": (".txt", frozenset({"text/csv", "text/markdown", "application/json"})),
+    "text/markdown": (".md", frozenset({"text/plain"})),
     "text/csv": (".csv", frozenset({"text/plain"})),
+    "application/json": (".json", frozenset({"text/plain"})),
     "audio/mpeg": (".mp3", frozenset()),
     "audio/ogg": (".ogg", frozenset({"application/ogg", "video/ogg"})),
     "audio/wav": (".wav", frozenset({"audio/x-wav"})),
@@ -71,7 +81,7 @@ _TYPES: dict[str, tuple[str, frozenset[str]]] = {
 
 KNOWN_TYPES = frozenset(_TYPES)
 OFFICE_TYPES = frozenset(t for t, (_, detected) in _TYPES.items() if detected in (_OLE, _ZIP))
-TEXT_TYPES = frozenset({"text/plain", "text/csv"})
+TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
 AUDIO_TYPES = frozenset(t for t in _TYPES if t.startswith("audio/"))
 VIDEO_TYPES = frozenset(t for t in _TYPES if t.startswith("video/"))
 
@@ -99,14 +109,58 @@ def bytes_match_type(declared: str, detected: str) -> bool:
     return detected_canonical == declared or detected in _TYPES[declared][1]
 
 
+# Every type libmagic may report for bytes we accept: such a guess is kept.
+_RECOGNISED = frozenset(
+    name.lower() for declared, (_, detected) in _TYPES.items() for name in (declared, *detected)
+)
+# Markup and programs that a browser, a viewer or a shell runs. Printable text
+# that libmagic calls one of these keeps that name, so it never passes as plain text.
+_ACTIVE_MARKERS = ("html", "xml", "svg", "script", "php", "postscript", "rtf")
+# Other text/* names are kept (scripts are text/x-shellscript and the like),
+# except this one that libmagic makes of ordinary prose: a first line starting
+# with "." or "'" is troff to it.
+_PROSE_MISREAD = frozenset({"text/troff"})
+# C0 and C1 control characters other than tab, line feed, form feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
+def is_printable_text(prefix: bytes) -> bool:
+    """Whether bytes are UTF-8 text (ASCII included) with no control characters.
+
+    The prefix may end inside a multi-byte character; that tail is not held
+    against it.
+    """
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(prefix, final=False)
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and _CONTROL.search(text) is None
+
+
+def _text_unless_recognised(guess: str, prefix: bytes) -> str:
+    """``text/plain`` for printable text that libmagic gave an exotic name."""
+    lowered = guess.lower()
+    if lowered in _RECOGNISED or any(marker in lowered for marker in _ACTIVE_MARKERS):
+        return guess
+    if lowered.startswith(("text/", "image/", "audio/", "video/")) and (
+        lowered not in _PROSE_MISREAD
+    ):
+        return guess
+    return "text/plain" if is_printable_text(prefix) else guess
+
+
 def _detect_sync(prefix: bytes) -> str:
     # python-magic guards its shared libmagic handle with a lock, so this is
     # safe to call from worker threads.
-    return str(magic.from_buffer(prefix, mime=True))
+    return _text_unless_recognised(str(magic.from_buffer(prefix, mime=True)), prefix)
 
 
 async def detect_type(prefix: bytes) -> str:
     """The MIME type libmagic reads from the first bytes of an object.
+
+    Printable text that libmagic names as something exotic (text starting
+    with ``NP`` is a pen plotter's commands to it) is ``text/plain``; markup
+    and scripts keep their names, so they stay refused.
 
     libmagic is C code with unbounded worst cases on hostile input, so it
     runs in a worker thread rather than on the event loop.

@@ -3,12 +3,18 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from uploadsvc.profiles import Purpose
+
+# What `sha256sum` prints: 64 hex digits. It is also valid base64 (of 48
+# bytes), so it is named for what it is rather than reported as a wrong length.
+_HEX_DIGEST = re.compile(r"[0-9A-Fa-f]{64}")
+HOW_TO_ENCODE = "openssl dgst -sha256 -binary FILE | base64"
 
 
 class UploadUrlRequest(BaseModel):
@@ -19,7 +25,8 @@ class UploadUrlRequest(BaseModel):
     size: int = Field(gt=0, description="Exact size of the file in bytes.", examples=[48213])
     sha256: str | None = Field(
         default=None,
-        description="Base64 of the file's 32-byte SHA-256 digest; storage then verifies it.",
+        description="Base64 of the file's 32-byte SHA-256 digest (not hex: "
+        f"`{HOW_TO_ENCODE}`); storage then verifies it.",
         examples=["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],
     )
     purpose: Purpose = Purpose.ATTACHMENT
@@ -29,12 +36,17 @@ class UploadUrlRequest(BaseModel):
     def _sha256_is_base64_digest(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if _HEX_DIGEST.fullmatch(value):
+            raise ValueError(
+                "must be the base64 of the 32-byte SHA-256 digest, not its hex form "
+                f"(what sha256sum prints): `{HOW_TO_ENCODE}`"
+            )
         try:
             digest = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError("must be base64") from None
+            raise ValueError(f"must be base64: `{HOW_TO_ENCODE}`") from None
         if len(digest) != 32:
-            raise ValueError("must be the base64 of a 32-byte SHA-256 digest")
+            raise ValueError(f"must be the base64 of a 32-byte SHA-256 digest: `{HOW_TO_ENCODE}`")
         return value
 
 

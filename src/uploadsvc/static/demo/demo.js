@@ -160,9 +160,26 @@ async function sha256Base64(blob) {
   return btoa(String.fromCharCode(...digest));
 }
 
+// Browsers leave a file's type empty when the system does not know its
+// extension (.md and .log, often): the text types the service takes are named
+// by extension here. Confirm still checks the bytes.
+const TEXT_TYPES_BY_EXTENSION = {
+  md: "text/markdown",
+  markdown: "text/markdown",
+  csv: "text/csv",
+  json: "application/json",
+  log: "text/plain",
+  txt: "text/plain",
+};
+
 function declaredType(file) {
   // The service checks the type against the purpose and, on confirm, the magic bytes.
-  return file.type || "application/octet-stream";
+  if (file.type) {
+    return file.type;
+  }
+  const dot = file.name.lastIndexOf(".");
+  const extension = dot > 0 ? file.name.slice(dot + 1).toLowerCase() : "";
+  return TEXT_TYPES_BY_EXTENSION[extension] || "application/octet-stream";
 }
 
 // --- one small file: one PUT -----------------------------------------------
