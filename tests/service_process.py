@@ -81,9 +81,12 @@ def _output(service: ServiceProcess) -> str:
 
 
 def log_lines(service: ServiceProcess) -> list[dict[str, Any]]:
-    """Every line the service wrote to stdout, each parsed as JSON (which it must be)."""
+    """Every line the service wrote to stdout, each parsed as JSON (which it must be).
+
+    While it runs, the text after the last newline may be a line still being written.
+    """
     text = service.log_path.read_text()
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.split("\n")[:-1] if line.strip()]
     parsed = []
     for line in lines:
         value = json.loads(line)

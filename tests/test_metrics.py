@@ -125,9 +125,9 @@ def test_serve_with_two_workers_counts_every_request_once(tmp_path: Path) -> Non
             for _ in range(40):
                 assert _concurrently(f"{service.base_url}/healthz", 20) == [200] * 20
                 sent += 20
-                if len(_healthz_pids(service)) == 2:
+                if len(_healthz_pids(service, sent)) == 2:
                     break
-            per_pid = _healthz_pids(service)
+            per_pid = _healthz_pids(service, sent)
             assert len(per_pid) == 2, per_pid
             assert sum(per_pid.values()) == sent
 
@@ -165,13 +165,22 @@ def _concurrently(url: str, count: int) -> list[int]:
         return [future.result() for future in futures]
 
 
-def _healthz_pids(service: ServiceProcess) -> collections.Counter[int]:
-    """Which worker answered the /healthz requests, from the access lines."""
-    return collections.Counter(
-        line["pid"]
-        for line in log_lines(service)
-        if line.get("logger") == "uploadsvc.access" and line.get("route") == "/healthz"
-    )
+def _healthz_pids(service: ServiceProcess, sent: int) -> collections.Counter[int]:
+    """Which worker answered the /healthz requests, from the access lines.
+
+    A worker counts a request and writes its access line just after the last
+    byte of the response: wait (within a hang bound) for all ``sent`` lines.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        per_pid = collections.Counter(
+            line["pid"]
+            for line in log_lines(service)
+            if line.get("logger") == "uploadsvc.access" and line.get("route") == "/healthz"
+        )
+        if sum(per_pid.values()) >= sent or time.monotonic() > deadline:
+            return per_pid
+        time.sleep(0.1)
 
 
 def _multiprocess_folder(service: ServiceProcess) -> Path:
