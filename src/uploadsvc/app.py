@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from uploadsvc import __version__
 from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
+from uploadsvc.http_middleware import REQUEST_ID_HEADER, install_request_observability
 from uploadsvc.resources import open_resources
 from uploadsvc.routers import (
     demo,
@@ -93,10 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Content-Type",
                 "X-Amz-Checksum-Sha256",
                 "If-None-Match",
+                REQUEST_ID_HEADER,
             ],
-            expose_headers=["ETag", "Location"],
+            expose_headers=["ETag", "Location", REQUEST_ID_HEADER],
             max_age=600,
         )
+    install_request_observability(app)
     app.include_router(uploads.router)
     app.include_router(uppy.router)
     app.include_router(direct.router)
@@ -104,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    if settings.metrics_public:
+        app.include_router(health.metrics_router)
     app.include_router(demo.router)
     if settings.storage_backend == "local":
         app.include_router(local_storage.router)

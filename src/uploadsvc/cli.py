@@ -18,6 +18,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from uploadsvc.config import Settings
+from uploadsvc.telemetry import (
+    configure_command_logging,
+    metrics_shared_by_workers,
+    serve_metrics_port,
+    uvicorn_logging,
+)
 
 logger = logging.getLogger("uploadsvc")
 
@@ -25,13 +31,13 @@ logger = logging.getLogger("uploadsvc")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
     except ValidationError as exc:
         # Placeholder secrets outside development end up here: say why, no traceback.
         print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    configure_command_logging(settings, args.command)
     handler = args.handler
     result: int = handler(settings, args)
     return result
@@ -182,6 +188,7 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
     if not settings.redis_url:
         print("uploadsvc: the worker needs UPLOADSVC_REDIS_URL", file=sys.stderr)
         return 2
+    serve_metrics_port(settings)
     create_worker(settings).run()
     return 0
 
@@ -244,9 +251,17 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     )
     if settings.effective_jwt_secret is not None:
         token = mint_token(settings, sub="dev-user")
-        print(f"  dev token (user dev-user, 24 h):\n    {token}")
-        print("  more tokens: make token, or uv run uploadsvc token --sub USER\n")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        print(f"  dev token (user dev-user, 24 h):
+    {token}")
+        print("  more tokens: make token, or uv run uploadsvc token --sub USER
+")
+    serve_metrics_port(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        **uvicorn_logging(settings, "dev"),
+    )
     return 0
 
 
@@ -255,13 +270,28 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
+    logging_options = uvicorn_logging(settings, "serve")
     if args.workers > 1:
-        # Several workers need an import string; each builds its app from the environment.
-        uvicorn.run(
-            "uploadsvc.app:create_app", factory=True, host=host, port=port, workers=args.workers
-        )
+        with metrics_shared_by_workers() as metrics_dir:
+            logger.info("metrics of %d workers add up in %s", args.workers, metrics_dir)
+            serve_metrics_port(settings, host=host)
+            # Several workers need an import string; each builds its app from the environment.
+            uvicorn.run(
+                "uploadsvc.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=args.workers,
+                # A worker answers the supervisor's first health ping only once
+                # Python, the settings and logging are loaded: on a busy machine
+                # that takes longer than uvicorn's 5 s, and uvicorn would kill
+                # and respawn it again and again.
+                timeout_worker_healthcheck=30,
+                **logging_options,
+            )
     else:
         from uploadsvc.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port)
+        serve_metrics_port(settings, host=host)
+        uvicorn.run(create_app(settings), host=host, port=port, **logging_options)
     return 0

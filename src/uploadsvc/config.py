@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- logs and metrics (README.md, "Logs and metrics") -----
+    # json | console. Unset: console for `uploadsvc dev`, JSON lines everywhere else.
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Serve /metrics on the API's own port.
+    metrics_public: bool = True
+    # Also serve the metrics on this port (of `host`), e.g. for a scraper the
+    # public port does not reach; `uploadsvc worker` serves its own there.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     # --- uploads --------------------------------------------------------
     upload_url_expires_seconds: int = Field(default=900, ge=1, le=604800)
     download_url_expires_seconds: int = Field(default=3600, ge=1, le=604800)
@@ -99,6 +109,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("public_base_url", "s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod

@@ -1,11 +1,16 @@
-"""Liveness, readiness and Prometheus metrics (at the root, not under /v1)."""
+"""Liveness, readiness and Prometheus metrics (at the root, not under /v1).
+
+``/metrics`` has a router of its own: operators who do not expose it on the
+API's port leave it out (``UPLOADSVC_METRICS_PUBLIC=false``) and may scrape
+``UPLOADSVC_METRICS_PORT`` instead.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from uploadsvc import metrics as metric_series
 from uploadsvc.deps import ResourcesDep
 from uploadsvc.schemas.health import Health, Readiness
 from uploadsvc.services.health import check_readiness
@@ -32,6 +37,13 @@ async def readyz(resources: ResourcesDep) -> Readiness | JSONResponse:
     return readiness
 
 
-@router.get("/metrics", response_class=Response, include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get("/metrics", response_class=Response, include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus text format; under ``serve --workers N``, the sum over the workers."""
+    # Plain `def`: FastAPI runs it in a thread, and in multiprocess mode a
+    # scrape reads one file per worker.
+    body, content_type = metric_series.render()
+    return Response(body, media_type=content_type)
