@@ -12,9 +12,14 @@ from typing import Any
 
 import httpx
 
-from tests.browser.servers import UPLOADSVC, ServiceProcess, run_cli, service_env
 from tests.conftest import TEST_JWT_SECRET, TEST_SIGNING_SECRET
-from tests.localstack import free_loopback_port
+from tests.support.servers import (
+    UPLOADSVC,
+    ServerProcess,
+    free_loopback_port,
+    run_cli,
+    uploadsvc_env,
+)
 
 # Generous: a worker imports the whole app, and this machine may be busy with other suites.
 READY_TIMEOUT_SECONDS = 120.0
@@ -36,11 +41,11 @@ def sqlite_local_values(workdir: Path, port: int, **overrides: str) -> dict[str,
 @contextlib.contextmanager
 def served(
     workdir: Path, *, workers: int = 1, **overrides: str
-) -> Iterator[tuple[ServiceProcess, dict[str, str]]]:
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
     """A migrated ``uploadsvc serve`` on a free port; yields it and its settings."""
     port = free_loopback_port()
     values = sqlite_local_values(workdir, port, **overrides)
-    env = service_env(values)
+    env = uploadsvc_env(values)
     run_cli(["migrate"], env=env, cwd=workdir)
     run_cli(["storage", "init"], env=env, cwd=workdir)
     log_path = workdir / "serve.log"
@@ -55,7 +60,7 @@ def served(
             stderr=errors,
             start_new_session=True,
         )
-    service = ServiceProcess(f"http://127.0.0.1:{port}", process, log_path)
+    service = ServerProcess("uploadsvc serve", port, process, log_path)
     try:
         _wait_ready(service)
         yield service, values
@@ -63,7 +68,7 @@ def served(
         service.stop()
 
 
-def _wait_ready(service: ServiceProcess) -> None:
+def _wait_ready(service: ServerProcess) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
@@ -75,12 +80,12 @@ def _wait_ready(service: ServiceProcess) -> None:
     raise RuntimeError(f"uploadsvc serve was not ready in time:\n{_output(service)}")
 
 
-def _output(service: ServiceProcess) -> str:
+def _output(service: ServerProcess) -> str:
     stderr = service.log_path.with_name("serve.stderr").read_text(errors="replace")
     return f"{service.log_tail()}\n--- stderr ---\n{stderr[-4000:]}"
 
 
-def log_lines(service: ServiceProcess) -> list[dict[str, Any]]:
+def log_lines(service: ServerProcess) -> list[dict[str, Any]]:
     """Every line the service wrote to stdout, each parsed as JSON (which it must be).
 
     While it runs, the text after the last newline may be a line still being written.

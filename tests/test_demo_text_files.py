@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.browser.servers import launch_chromium
+from tests.browser.harness import launch_chromium
 from tests.devserver import DevServer, running_dev_server
 
 PAGE_TIMEOUT_MS = 45_000

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Route, expect, sync_playwright
 
-from tests.browser.servers import launch_chromium
+from tests.browser.harness import launch_chromium
 from tests.devserver import DevServer, running_dev_server
 from uploadsvc.routers.docs import STATIC_URL
 

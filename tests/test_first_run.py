@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.devserver import UPLOADSVC, clean_env, running_dev_server
+from tests.support import REPO_ROOT
 
 COMMAND_TIMEOUT_SECONDS = 120
 

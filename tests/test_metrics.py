@@ -16,10 +16,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.browser.servers import ServiceProcess
 from tests.conftest import Api, make_settings, running_api
-from tests.localstack import free_loopback_port
 from tests.service_process import log_lines, served
+from tests.support.servers import ServerProcess, free_loopback_port
 from uploadsvc.cli import run_migrations
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -165,7 +164,7 @@ def _concurrently(url: str, count: int) -> list[int]:
         return [future.result() for future in futures]
 
 
-def _healthz_pids(service: ServiceProcess, sent: int) -> collections.Counter[int]:
+def _healthz_pids(service: ServerProcess, sent: int) -> collections.Counter[int]:
     """Which worker answered the /healthz requests, from the access lines.
 
     A worker counts a request and writes its access line just after the last
@@ -183,7 +182,7 @@ def _healthz_pids(service: ServiceProcess, sent: int) -> collections.Counter[int
         time.sleep(0.1)
 
 
-def _multiprocess_folder(service: ServiceProcess) -> Path:
+def _multiprocess_folder(service: ServerProcess) -> Path:
     for line in log_lines(service):
         found = re.fullmatch(r"metrics of 2 workers add up in (\S+)", line["event"])
         if found:

@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.devserver import DevServer, clean_env, running_dev_server
+from tests.support import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 # The sections whose ```sh blocks talk to the service, in the order a reader follows them.

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
+from uploadsvc.logs import bind_user
 from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
@@ -71,7 +72,10 @@ async def get_principal(
     # The raw header is parsed here rather than through HTTPBearer because
     # Open Event clients send "JWT <token>", which HTTPBearer rejects.
     token = extract_bearer_token(request.headers.get("authorization"))
-    return await get_resources(request).token_verifier.verify(token)
+    principal = await get_resources(request).token_verifier.verify(token)
+    # Every log line of the rest of this request names its user.
+    bind_user(principal.user_id)
+    return principal
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
