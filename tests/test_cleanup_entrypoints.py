@@ -57,6 +57,7 @@ def test_cli_dry_run_reports_without_deleting(tmp_path: Path) -> None:
     orphan.write_bytes(b"left behind\n")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")},
+        "UPLOADSVC_ENV": "development",
         "UPLOADSVC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
         "UPLOADSVC_LOCAL_STORAGE_DIR": str(storage),
     }

@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings()
+        # `dev` is the one command that runs in development (placeholder secrets,
+        # docs/api.md "Command line"); every other one is production unless
+        # UPLOADSVC_ENV says otherwise.
+        settings = Settings(env="development") if args.command == "dev" else Settings()
     except ValidationError as exc:
         # Placeholder secrets outside development end up here: say why, no traceback.
         print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)
