@@ -129,5 +129,7 @@ async def _public_url(
         upload.file_key,
         expires_in=settings.download_url_expires_seconds,
         content_type=upload.content_type,
-        content_disposition=content_disposition(upload.filename, disposition=disposition),
+        content_disposition=content_disposition(
+            upload.filename, content_type=upload.content_type, disposition=disposition
+        ),
     )
