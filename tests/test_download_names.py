@@ -9,6 +9,7 @@ Tested on the real download URLs (S3 and the local backend), whose
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -78,3 +79,14 @@ async def test_direct_uploads_follow_the_same_rule(api: Api) -> None:
     )
     assert opened.status_code == 200, opened.text
     assert 'filename="run.js.txt"' in await _saved_as(api, opened.json()["url"])
+
+
+async def test_a_data_uri_image_is_named_from_its_type(api: Api) -> None:
+    data = "data:image/png;base64," + base64.b64encode(samples.png()).decode()
+    response = await api.app_client.post(
+        "/v1/upload/image", json={"data": data}, headers=api.headers()
+    )
+    assert response.status_code == 200, response.text
+    assert await _saved_as(api, response.json()["url"]) == 'inline; filename="image.png"'
+    listed = await api.app_client.get("/v1/files", headers=api.headers())
+    assert [item["filename"] for item in listed.json()["items"]] == ["image.png"]
