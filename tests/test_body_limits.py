@@ -211,8 +211,8 @@ async def test_a_large_json_body_is_refused_before_it_is_read(server: Server, pa
     _assert_refused_unread(honest, 413, "too_large")
     honest_anonymous = await send_big(server, path, total=BIG, chunked=False, token=None)
     _assert_refused_unread(honest_anonymous, 413, "too_large")
-    chunked = await send_big(server, path, total=BIG, chunked=True, token=token)
-    _assert_refused_unread(chunked, 413, "too_large")
+    cut = await send_big(server, path, total=BIG, chunked=True, token=token)
+    _assert_refused_unread(cut, 413, "too_large")
     # No token: 401 before a byte of the body is read.
     anonymous = await send_big(server, path, total=BIG, chunked=True, token=None)
     _assert_refused_unread(anonymous, 401, "missing_token")

@@ -164,16 +164,20 @@ def test_only_the_dev_command_runs_in_development(
     # tests/test_dev_server.py runs `uploadsvc dev` for real; here, what each command gets.
     monkeypatch.chdir(tmp_path)  # no stray .env
     seen: list[Settings] = []
-    monkeypatch.setattr(cli, "_dev", lambda settings, _: seen.append(settings) or 0)
-    monkeypatch.setattr(cli, "_migrate", lambda settings, _: seen.append(settings) or 0)
+
+    def record(settings: Settings, _: object) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr(cli, "_dev", record)
+    monkeypatch.setattr(cli, "_migrate", record)
     assert cli.main(["dev"]) == 0
-    assert seen[-1].env == "development"
-    assert seen[-1].effective_jwt_secret == DEV_JWT_SECRET
     assert cli.main(["migrate"]) == 2  # production: refused without secrets
     monkeypatch.setenv("UPLOADSVC_JWT_SECRET", SECRET_32)
     monkeypatch.setenv("UPLOADSVC_SIGNING_SECRET", SECRET_32)
     assert cli.main(["migrate"]) == 0
-    assert seen[-1].env == "production"
+    assert [settings.env for settings in seen] == ["development", "production"]
+    assert seen[0].effective_jwt_secret == DEV_JWT_SECRET
 
 
 # --- the admin role is for tokens addressed to this service ----------------------------
