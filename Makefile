@@ -40,7 +40,7 @@ dev: install ## run the service with zero configuration (SQLite, local storage)
 
 token: ## print a development token (for SUB=dev-user unless given)
 	@command -v uv >/dev/null || { echo "uv is missing: run make dev (or make install) first" >&2; exit 1; }
-	@uv run uploadsvc token --sub '$(SUB)'
+	@UPLOADSVC_ENV=development uv run uploadsvc token --sub '$(SUB)'
 
 test: ## the whole suite: installs LocalStack, checks PostgreSQL and Redis, runs pytest
 	@$(BOOTSTRAP) --test

@@ -42,7 +42,8 @@ async def scratch_database() -> AsyncIterator[str]:
     await _admin(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        await asyncio.to_thread(run_migrations, Settings(_env_file=None, database_url=url))
+        settings = Settings(_env_file=None, env="development", database_url=url)
+        await asyncio.to_thread(run_migrations, settings)
         yield url
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -70,6 +71,7 @@ def s3_settings(server: LocalStackServer, **values: Any) -> dict[str, Any]:
 
 
 def settings(**values: Any) -> Settings:
+    values.setdefault("env", "development")  # placeholder signing secret, loopback only
     return Settings(_env_file=None, jwt_secret="bench-secret-0123456789abcdef0123", **values)
 
 

@@ -44,6 +44,19 @@ TEST_REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6
 BACKENDS = ["pg-s3", "pg-local", "sqlite-local"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def development_unless_said() -> Iterator[None]:
+    """Settings built here without ``env=`` are development, as tests have always assumed.
+
+    The service itself defaults to production; tests of production say
+    ``env="production"`` (which beats the variable), and the processes tests
+    start get an environment of their own.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UPLOADSVC_ENV", "development")
+        yield
+
+
 @pytest.fixture(scope="session")
 async def postgres_url() -> AsyncIterator[str]:
     """A fresh database for this test session, migrated with Alembic, dropped at the end."""

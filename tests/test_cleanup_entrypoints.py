@@ -58,6 +58,7 @@ def test_cli_dry_run_reports_without_deleting(tmp_path: Path) -> None:
     orphan.write_bytes(b"left behind\n")
     env = uploadsvc_env(
         {
+            "env": "development",
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
             "local_storage_dir": str(storage),
         }

@@ -152,7 +152,8 @@ async def make_verifier() -> AsyncIterator[MakeVerifier]:
 
 
 def _settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)
+    # Development unless a test says otherwise (production requires aud/iss with a JWKS).
+    return Settings(_env_file=None, **{"env": "development", **values})
 
 
 def _signed(key: PrivateKey, alg: str, kid: str | None, **claims: Any) -> str:

@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from uploadsvc import __version__
+from uploadsvc.body_guard import install_body_guard
 from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
 from uploadsvc.http_middleware import REQUEST_ID_HEADER, install_request_observability
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     docs.install_docs(app)
+    # Before CORS, which then wraps it: browsers can read its 401 and 413 too.
+    install_body_guard(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

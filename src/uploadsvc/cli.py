@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
+        # `dev` is the one command that runs in development (placeholder secrets,
+        # docs/api.md "Command line"); every other one is production unless
+        # UPLOADSVC_ENV says otherwise.
+        settings = Settings(env="development") if args.command == "dev" else Settings()
     except ValidationError as exc:
         # Placeholder secrets outside development end up here: say why, no traceback.
         print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
 
-# Used when nothing is configured, so that `make dev` works with zero setup.
+# Used by `uploadsvc dev`, so that `make dev` works with zero setup.
 # Production refuses to start with either of them (see `_refuse_placeholders`).
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me"  # noqa: S105 - a known placeholder on purpose
 DEV_SIGNING_SECRET = "dev-only-signing-secret-change-me"  # noqa: S105
@@ -28,9 +28,13 @@ class Settings(BaseSettings):
         frozen=True,
         # `UPLOADSVC_JWT_SECRET=` (as copied from .env.example) means "not set".
         env_ignore_empty=True,
+        # A refused setting is often a secret: its value must not reach the logs.
+        hide_input_in_errors=True,
     )
 
-    env: Literal["development", "production"] = "development"
+    # Production unless said otherwise: only `uploadsvc dev` runs in development,
+    # where the public placeholder secrets are accepted (anyone could mint a token).
+    env: Literal["development", "production"] = "production"
 
     # --- database -------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///./uploadsvc.db"
@@ -101,6 +105,10 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = Field(default=100 * MiB, gt=0)
     max_avatar_bytes: int = Field(default=5 * MiB, gt=0)
     max_event_import_bytes: int = Field(default=200 * MiB, gt=0)
+    # The decoded image of `POST /v1/upload/image` (its body is base64, 4/3 of this).
+    max_image_bytes: int = Field(default=10 * MiB, gt=0)
+    # Every body the framework reads whole (the JSON bodies); refused with 413 past it.
+    max_json_body_bytes: int = Field(default=64 * 1024, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -136,11 +144,16 @@ class Settings(BaseSettings):
                 "UPLOADSVC_JWT_SECRET (or UPLOADSVC_JWT_JWKS_URL) must be set to a real "
                 "secret outside development"
             )
-        if self.jwt_secret is not None and _is_placeholder(self.jwt_secret):
-            raise ValueError("UPLOADSVC_JWT_SECRET is a placeholder; set a real secret")
-        if self.storage_backend == "local" and _is_placeholder(self.signing_secret):
+        if self.jwt_secret is not None:
+            _require_real_secret("UPLOADSVC_JWT_SECRET", self.jwt_secret)
+        if self.storage_backend == "local":
+            _require_real_secret("UPLOADSVC_SIGNING_SECRET", self.signing_secret)
+        if self.jwt_jwks_url is not None and (self.jwt_audience is None or self.jwt_issuer is None):
+            # An identity provider signs tokens for many services: without both
+            # checks, a token it issued for any of them would be accepted here.
             raise ValueError(
-                "UPLOADSVC_SIGNING_SECRET must be set to a real secret outside development"
+                "UPLOADSVC_JWT_AUDIENCE and UPLOADSVC_JWT_ISSUER must be set with "
+                "UPLOADSVC_JWT_JWKS_URL outside development"
             )
         return self
 
@@ -162,5 +175,21 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+# HS256 keys and URL signatures are only as strong as their secret; 32 bytes is
+# SHA-256's own size (RFC 7518 §3.2 asks at least that much for HS256).
+MIN_SECRET_BYTES = 32
+
+
 def _is_placeholder(secret: SecretStr | None) -> bool:
     return secret is None or secret.get_secret_value() in PLACEHOLDER_SECRETS
+
+
+def _require_real_secret(name: str, secret: SecretStr) -> None:
+    # The messages name the setting, never its value.
+    if _is_placeholder(secret):
+        raise ValueError(f"{name} is a placeholder; set a real secret outside development")
+    if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{name} must be at least {MIN_SECRET_BYTES} bytes outside development "
+            "(openssl rand -base64 32)"
+        )

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from uploadsvc.errors import BadRequest, UnsupportedMediaType
+from uploadsvc.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +39,22 @@ Event = PartStart | PartData | PartEnd
 # A form field that is not a file (e.g. `purpose`) is small; refuse anything bigger.
 MAX_FIELD_BYTES = 1024
 MAX_PART_HEADERS = 16
+# One header line of a part (a long filename fits); python-multipart's own default.
+MAX_HEADER_BYTES = 4096 + 128
+
+
+# RFC 2046 allows 70 characters; python-multipart refuses more than 256 (in its
+# constructor, which is why that is called inside the `try` below too).
+MAX_BOUNDARY_LENGTH = 256
 
 
 def boundary_of(content_type: str | None) -> bytes:
-    essence, options = parse_options_header(content_type or "")
+    try:
+        essence, options = parse_options_header(content_type or "")
+    except (ValueError, UnicodeError):
+        raise BadRequest(
+            "The Content-Type header is malformed.", code="malformed_multipart"
+        ) from None
     if essence != b"multipart/form-data":
         raise UnsupportedMediaType(
             "Send the file as multipart/form-data.", code="expected_multipart"
@@ -50,13 +62,21 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = options.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart body has no boundary.", code="malformed_multipart")
+    if len(boundary) > MAX_BOUNDARY_LENGTH:
+        raise BadRequest(
+            f"The multipart boundary is longer than {MAX_BOUNDARY_LENGTH} characters.",
+            code="malformed_multipart",
+        )
     return boundary
 
 
 async def read_events(
-    content_type: str | None, body: AsyncIterator[bytes]
+    content_type: str | None, body: AsyncIterator[bytes], *, max_body_bytes: int | None = None
 ) -> AsyncGenerator[Event, None]:
-    """The parts of a multipart body, as events, while it is being received."""
+    """The parts of a multipart body, as events, while it is being received.
+
+    ``max_body_bytes`` bounds the whole body (413 as soon as it is passed).
+    """
     events: list[Event] = []
     headers: dict[bytes, bytes] = {}
     field = bytearray()
@@ -104,28 +124,41 @@ async def read_events(
         nonlocal finished
         finished = True
 
-    parser = MultipartParser(
-        boundary_of(content_type),
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_end": on_end,
-        },
-        max_header_count=MAX_PART_HEADERS,
-    )
+    boundary = boundary_of(content_type)
+    try:
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+                "on_part_end": on_part_end,
+                "on_end": on_end,
+            },
+            max_header_count=MAX_PART_HEADERS,
+            max_header_size=MAX_HEADER_BYTES,
+        )
+    except FormParserError:
+        raise BadRequest(
+            "The multipart boundary is not usable.", code="malformed_multipart"
+        ) from None
+    received = 0
     try:
         async for chunk in body:
+            received += len(chunk)
+            if max_body_bytes is not None and received > max_body_bytes:
+                raise PayloadTooLarge(
+                    f"The body is over the {max_body_bytes}-byte limit.", code="too_large"
+                )
             parser.write(chunk)
             for event in events:
                 yield event
             events.clear()
         parser.finalize()
-    except MultipartParseError:
+    except FormParserError:
         raise BadRequest("The multipart body is malformed.", code="malformed_multipart") from None
     for event in events:
         yield event
@@ -134,10 +167,21 @@ async def read_events(
 
 
 class FormReader:
-    """Walks a streamed form part by part: ``next_part()``, then its ``chunks()`` or ``text()``."""
+    """Walks a streamed form part by part: ``next_part()``, then its ``chunks()`` or ``text()``.
 
-    def __init__(self, content_type: str | None, body: AsyncIterator[bytes]) -> None:
-        self._events = read_events(content_type, body)
+    ``max_body_bytes`` bounds the whole body, framing and skipped parts
+    included (413 as soon as it is passed): the file limit alone would let a
+    chunked body send endless parts that are not the file.
+    """
+
+    def __init__(
+        self,
+        content_type: str | None,
+        body: AsyncIterator[bytes],
+        *,
+        max_body_bytes: int | None = None,
+    ) -> None:
+        self._events = read_events(content_type, body, max_body_bytes=max_body_bytes)
         self._in_part = False
 
     async def next_part(self) -> PartStart | None:

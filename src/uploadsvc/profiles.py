@@ -79,29 +79,79 @@ def key_safe_user_id(user_id: str) -> str:
 
 _UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f"\\/:*?<>|]+')
 MAX_FILENAME_LENGTH = 255
+# Removed from names, not replaced: control characters (C0 and C1), format
+# characters (Cf: bidi overrides such as U+202E that make "exe.pdf" of
+# "fdp.exe", zero-width characters), lone surrogates, line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def sanitize_filename(filename: str) -> str:
     """A display name safe to store and to put in a header.
 
     Keeps the last path component only (browsers on Windows send full paths),
-    drops control and reserved characters, and keeps the extension when it
-    shortens a long name.
+    drops control, format and reserved characters, and keeps the extension
+    when it shortens a long name.
     """
     name = unicodedata.normalize("NFC", filename)
     name = re.split(r"[\\/]", name)[-1]
+    name = "".join(c for c in name if unicodedata.category(c) not in _INVISIBLE_CATEGORIES)
     name = _UNSAFE_FILENAME_CHARS.sub("_", name).strip(" .")
-    if len(name) > MAX_FILENAME_LENGTH:
-        stem, dot, ext = name.rpartition(".")
-        if dot and 0 < len(ext) <= 16:
-            name = stem[: MAX_FILENAME_LENGTH - len(ext) - 1] + "." + ext
-        else:
-            name = name[:MAX_FILENAME_LENGTH]
-    return name or "file"
+    return _shortened(name, MAX_FILENAME_LENGTH) or "file"
 
 
-def content_disposition(filename: str, *, disposition: str = "attachment") -> str:
-    """RFC 6266: an ASCII fallback plus ``filename*`` for non-ASCII names."""
+def _shortened(name: str, length: int) -> str:
+    if len(name) <= length:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and 0 < len(ext) <= 16:
+        return stem[: length - len(ext) - 1] + "." + ext
+    return name[:length]
+
+
+# Other extensions a checked type is commonly saved under; any other extension
+# gets the type's own appended (or replaces it, when it is one of ours).
+_ALSO_KNOWN_AS: dict[str, frozenset[str]] = {
+    "image/jpeg": frozenset({".jpeg", ".jpe", ".jfif"}),
+    "text/plain": frozenset({".text", ".log", ".md"}),
+    "audio/ogg": frozenset({".oga", ".opus"}),
+    "video/quicktime": frozenset({".qt"}),
+}
+_OUR_EXTENSIONS = frozenset(ct.extension_for(t) for t in ct.KNOWN_TYPES)
+
+
+def download_filename(filename: str, content_type: str) -> str:
+    """The name a download is saved under: sanitised, with an extension that agrees with the type.
+
+    Operating systems open a file by its extension, not by the type that was
+    checked: a zip named ``tool.jar`` runs as Java, JScript checked as
+    ``text/plain`` but named ``invoice.js`` runs as a script. So an extension
+    that does not belong to the checked type is replaced (``photo.png`` of a
+    JPEG becomes ``photo.jpg``) or, when it is not a type of ours, kept with
+    the type's own appended (``tool.jar.zip``, ``invoice.js.txt``).
+    """
+    name = sanitize_filename(filename)
+    canonical = ct.canonical_type(content_type)
+    if canonical not in ct.KNOWN_TYPES:
+        return name
+    wanted = ct.extension_for(canonical)
+    stem, dot, current = name.rpartition(".")
+    current = f".{current.lower()}" if dot and stem else ""
+    if current == wanted or current in _ALSO_KNOWN_AS.get(canonical, frozenset()):
+        return name
+    if current in _OUR_EXTENSIONS:
+        name = stem
+    return _shortened(name, MAX_FILENAME_LENGTH - len(wanted)) + wanted
+
+
+def content_disposition(
+    filename: str, *, content_type: str, disposition: str = "attachment"
+) -> str:
+    """RFC 6266: an ASCII fallback plus ``filename*`` for non-ASCII names.
+
+    The name is the ``download_filename`` of the stored one, so names stored
+    before these rules (or by any other path) are made safe here too.
+    """
+    filename = download_filename(filename, content_type)
     ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
     ascii_name = ascii_name.replace("\\", "_").replace('"', "_")
     value = f'{disposition}; filename="{ascii_name}"'

@@ -21,7 +21,7 @@ Every failure is an :class:`Unauthorized` (401) with a stable ``code``:
 ``invalid_token``         malformed header or token, bad signature, unknown key
 ``unsupported_algorithm`` ``alg`` is not one this configuration accepts
 ``token_expired``         ``exp`` is in the past (beyond the leeway)
-``invalid_claims``        ``exp``/``sub`` missing, wrong ``aud``/``iss``, ``nbf`` ahead…
+``invalid_claims``        ``exp``/``sub`` missing or unusable, wrong ``aud``/``iss``…
 ``jwks_unavailable``      the identity provider's keys could not be fetched yet
 
 An unreachable identity provider is reported as 401, not 503: the client
@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,9 +105,33 @@ def _words(value: object) -> list[str]:
     return []
 
 
-def _is_admin(claims: dict[str, Any]) -> bool:
-    """The ``admin`` role, in the ``roles`` or the ``scope`` claim (docs/api.md)."""
+def _is_admin(claims: dict[str, Any], *, audience_checked: bool) -> bool:
+    """The ``admin`` role, in the ``roles`` or the ``scope`` claim (docs/api.md).
+
+    A role means something only to the service a token is addressed to: an
+    identity provider's ``scope: admin`` for another API (another ``aud``)
+    must not make an admin here. So the role counts when the audience was
+    checked against ours, or when the token names no audience at all (the
+    tokens ``mint_token`` makes without a configured audience).
+    """
+    if not audience_checked and "aud" in claims:
+        return False
     return _ADMIN_ROLE in _words(claims.get("roles")) or _ADMIN_ROLE in _words(claims.get("scope"))
+
+
+# The user id ends up in `owner_id` columns (255 characters) and in object keys.
+MAX_SUBJECT_LENGTH = 255
+
+
+def _subject_problem(subject: str) -> str | None:
+    """Why a ``sub`` cannot be a user id, or None when it can."""
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        return f"The token's 'sub' is longer than {MAX_SUBJECT_LENGTH} characters."
+    # Control characters (NUL, newlines) break logs and some databases;
+    # lone surrogates cannot even be encoded for the database.
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in subject):
+        return "The token's 'sub' contains control characters."
+    return None
 
 
 def _jwks_algorithm(data: dict[str, Any]) -> str | None:
@@ -205,7 +230,10 @@ class TokenVerifier:
                 code="unsupported_algorithm",
             )
         claims = self._decode(token, key, algorithm)
-        return Principal(user_id=claims["sub"], is_admin=_is_admin(claims))
+        audience_checked = self._settings.jwt_audience is not None
+        return Principal(
+            user_id=claims["sub"], is_admin=_is_admin(claims, audience_checked=audience_checked)
+        )
 
     def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
         """Checks the signature, then the claims; returns claims with a string ``sub``."""
@@ -241,6 +269,9 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthorized("The token has no 'sub' claim.", code="invalid_claims")
+        problem = _subject_problem(subject)
+        if problem is not None:
+            raise Unauthorized(problem, code="invalid_claims")
         if settings.jwt_audience is not None and "aud" not in claims:
             raise Unauthorized("The token has no 'aud' claim.", code="invalid_claims")
         return claims

@@ -60,7 +60,7 @@ async def direct_upload(
     """Upload through the service, for clients that cannot reach storage (streamed)."""
     limit = profile_for(settings, purpose).max_bytes + FORM_OVERHEAD_BYTES
     refuse_honest_oversize(request.headers.get("content-length"), limit)
-    form = FormReader(request.headers.get("content-type"), request.stream())
+    form = FormReader(request.headers.get("content-type"), request.stream(), max_body_bytes=limit)
     return await service.direct_upload_form(
         session, storage, settings, principal=principal, purpose=purpose, form=form
     )

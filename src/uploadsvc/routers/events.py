@@ -59,7 +59,7 @@ async def import_event_archive(
     """Upload an Open Event zip (streamed to storage) and import it in the background."""
     limit = resources.settings.max_event_import_bytes + FORM_OVERHEAD_BYTES
     refuse_honest_oversize(request.headers.get("content-length"), limit)
-    form = FormReader(request.headers.get("content-type"), request.stream())
+    form = FormReader(request.headers.get("content-type"), request.stream(), max_body_bytes=limit)
     job = await imports.submit_archive_upload(session, resources, principal=principal, form=form)
     return _accepted(job.id)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
 
-from uploadsvc.bodies import FORM_OVERHEAD_BYTES, read_limited, refuse_honest_oversize
+from uploadsvc.bodies import FORM_OVERHEAD_BYTES, limited, refuse_honest_oversize
 from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.errors import (
     BadRequest,
@@ -66,7 +65,7 @@ async def open_event_upload_file(
     _check_force_local(force_local, settings.storage_backend)
     limit = (settings.max_attachment_bytes + FORM_OVERHEAD_BYTES) * (service.MAX_FILES_PER_REQUEST)
     refuse_honest_oversize(request.headers.get("content-length"), limit)
-    form = FormReader(request.headers.get("content-type"), request.stream())
+    form = FormReader(request.headers.get("content-type"), request.stream(), max_body_bytes=limit)
     urls, several = await service.open_event_files(
         session, storage, settings, principal=principal, form=form
     )
@@ -96,16 +95,11 @@ async def open_event_upload_image(
 ) -> FileUrl:
     """Open Event's image upload: `{"data": "data:image/png;base64,..."}` → `{"url": ...}`."""
     _check_force_local(force_local, settings.storage_backend)
-    # base64 is 4/3 of the bytes; the JSON around it is small.
-    limit = settings.max_attachment_bytes * 4 // 3 + 4096
-    raw = await read_limited(request.stream(), limit)
-    try:
-        image = ImageData.model_validate_json(raw)
-    except ValidationError:
-        raise Unprocessable(
-            'The body must be {"data": "data:image/...;base64,..."}.', code="validation_error"
-        ) from None
+    # Streamed, never held whole (docs/api.md, "Security bounds"): bounded by
+    # MAX_IMAGE_BYTES, decoded chunk by chunk, its first bytes checked first.
+    limit = service.image_body_limit(settings)
+    refuse_honest_oversize(request.headers.get("content-length"), limit)
     url = await service.open_event_image(
-        session, storage, settings, principal=principal, data_uri=image.data
+        session, storage, settings, principal=principal, body=limited(request.stream(), limit)
     )
     return FileUrl(url=url)

@@ -41,7 +41,7 @@ async def download_url(storage: Storage, settings: Settings, upload: Upload) -> 
         upload.file_key,
         expires_in=expires_in,
         content_type=upload.content_type,
-        content_disposition=content_disposition(upload.filename),
+        content_disposition=content_disposition(upload.filename, content_type=upload.content_type),
     )
     return DownloadUrl(download_url=url, expires_in=expires_in)
 

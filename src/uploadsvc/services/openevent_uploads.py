@@ -6,7 +6,6 @@ answered with URLs that work without auth until they expire.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import AsyncIterator
@@ -14,10 +13,10 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc import content_types as ct
+from uploadsvc.bodies import JSON_MEMBERS_BYTES, json_string_member
 from uploadsvc.config import Settings
 from uploadsvc.errors import (
     BadRequest,
-    PayloadTooLarge,
     Unprocessable,
 )
 from uploadsvc.formdata import FormReader
@@ -79,7 +78,19 @@ async def open_event_files(
     return [await _public_url(storage, settings, upload) for upload in uploads], several
 
 
-_DATA_URI = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*);base64,")
+_DATA_URI = re.compile(
+    r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*);base64,", re.ASCII
+)
+# `data:image/png;base64,` and any parameters: where the base64 starts is
+# known within this many bytes, or the value is not an image data URI.
+_DATA_URI_HEADER_BYTES = 256
+# What the body holds besides the base64 text: the data URI's header and the JSON around it.
+_IMAGE_BODY_OVERHEAD = _DATA_URI_HEADER_BYTES + 2 * JSON_MEMBERS_BYTES
+
+
+def image_body_limit(settings: Settings) -> int:
+    """The largest body of ``POST /v1/upload/image``: base64 is 4/3 of the image, rounded up."""
+    return -(-settings.max_image_bytes // 3) * 4 + _IMAGE_BODY_OVERHEAD
 
 
 async def open_event_image(
@@ -88,37 +99,89 @@ async def open_event_image(
     settings: Settings,
     *,
     principal: Principal,
-    data_uri: str,
+    body: AsyncIterator[bytes],
 ) -> str:
-    """``POST /v1/upload/image``: a base64 ``data:`` URI whose type must match its bytes."""
-    match = _DATA_URI.match(data_uri)
-    if match is None:
-        raise Unprocessable("'data' must be a base64 data: URI.", code="invalid_data_uri")
-    profile = Profile(Purpose.ATTACHMENT, ct.IMAGE_TYPES, settings.max_attachment_bytes)
-    encoded = data_uri[match.end() :]
-    # Bound the decoded size before decoding anything.
-    if len(encoded) * 3 // 4 > profile.max_bytes + 2:
-        raise PayloadTooLarge(
-            f"The image is over the {profile.max_bytes}-byte limit.", code="too_large"
-        )
-    try:
-        decoded = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise Unprocessable("The data URI is not valid base64.", code="invalid_data_uri") from None
+    """``POST /v1/upload/image``: a JSON body whose ``data`` is a base64 image ``data:`` URI.
 
-    async def chunks() -> AsyncIterator[bytes]:
-        yield decoded
-
-    declared = match.group("type") or "application/octet-stream"
+    The body is never held whole: the ``data`` string streams out of the
+    JSON, its base64 is decoded chunk by chunk, and ``store_file`` checks
+    the first decoded bytes (magic bytes against the declared type) before
+    it reads the rest.
+    """
+    declared, decoded = await _data_uri(json_string_member(body, "data"))
+    profile = Profile(Purpose.ATTACHMENT, ct.IMAGE_TYPES, settings.max_image_bytes)
     upload = await store_file(
         session,
         storage,
         settings,
         principal=principal,
         profile=profile,
-        incoming=IncomingFile("image", declared, chunks()),
+        incoming=IncomingFile(_image_name(declared), declared, decoded),
     )
     return await _public_url(storage, settings, upload, disposition="inline")
+
+
+def _image_name(declared: str | None) -> str:
+    # Data URIs carry no name; the extension follows the type (the checked
+    # type is the declared one whenever an image type is declared).
+    if declared is not None and ct.canonical_type(declared) in ct.IMAGE_TYPES:
+        return "image" + ct.extension_for(declared)
+    return "image"
+
+
+def _invalid_data_uri(detail: str = "'data' must be a base64 data: URI.") -> Unprocessable:
+    return Unprocessable(detail, code="invalid_data_uri")
+
+
+async def _data_uri(value: AsyncIterator[bytes]) -> tuple[str | None, AsyncIterator[bytes]]:
+    """The declared type of a base64 ``data:`` URI, and its decoded bytes as they arrive."""
+    head = bytearray()
+    async for piece in value:
+        head.extend(piece)
+        if b"," in head or len(head) >= _DATA_URI_HEADER_BYTES:
+            break
+    comma = head.find(b",", 0, _DATA_URI_HEADER_BYTES)
+    try:
+        match = _DATA_URI.fullmatch(head[: comma + 1].decode("ascii")) if comma >= 0 else None
+    except UnicodeDecodeError:
+        match = None
+    if match is None:
+        raise _invalid_data_uri()
+    declared = match.group("type") or "application/octet-stream"
+    return declared, _base64_decoded(bytes(head[comma + 1 :]), value)
+
+
+async def _base64_decoded(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Strict base64 (no whitespace, padding only at the end), decoded chunk by chunk."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield first
+        async for piece in rest:
+            yield piece
+
+    carry = b""
+    padded = False
+    async for piece in pieces():
+        if not piece:
+            continue
+        if padded:
+            raise _invalid_data_uri("The data URI has data after its base64 padding.")
+        text = carry + piece
+        usable = len(text) - len(text) % 4
+        carry = text[usable:]
+        if not usable:
+            continue
+        try:
+            decoded = binascii.a2b_base64(text[:usable], strict_mode=True)
+        except binascii.Error:
+            raise _invalid_data_uri("The data URI is not valid base64.") from None
+        padded = text[usable - 1] == ord("=")
+        if padded and carry:
+            raise _invalid_data_uri("The data URI has data after its base64 padding.")
+        if decoded:
+            yield decoded
+    if carry:
+        raise _invalid_data_uri("The data URI is not valid base64 (its length).")
 
 
 async def _public_url(
@@ -129,5 +192,7 @@ async def _public_url(
         upload.file_key,
         expires_in=settings.download_url_expires_seconds,
         content_type=upload.content_type,
-        content_disposition=content_disposition(upload.filename, disposition=disposition),
+        content_disposition=content_disposition(
+            upload.filename, content_type=upload.content_type, disposition=disposition
+        ),
     )
