@@ -25,9 +25,14 @@ import httpx
 import pytest
 
 from tests import samples
-from tests.browser.servers import ServiceProcess, run_cli, service_env, start_service
 from tests.conftest import TEST_JWT_SECRET, TEST_SIGNING_SECRET
-from tests.localstack import free_loopback_port
+from tests.support.servers import (
+    ServerProcess,
+    free_loopback_port,
+    run_cli,
+    start_uploadsvc,
+    uploadsvc_env,
+)
 from uploadsvc.config import Settings
 from uploadsvc.security import mint_token
 
@@ -55,13 +60,13 @@ JSON_ROUTES = [
 
 @dataclass
 class Server:
-    service: ServiceProcess
+    service: ServerProcess
     settings: Settings
     port: int
 
     @property
     def pid(self) -> int:
-        return self.service.process.pid
+        return self.service.pid
 
     def token(self, user: str = "alice") -> str:
         return mint_token(self.settings, sub=user)
@@ -92,10 +97,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "max_image_bytes": str(12 * MiB),
         "public_base_url": f"http://127.0.0.1:{port}",
     }
-    env = service_env(values)
+    env = uploadsvc_env(values)
     run_cli(["migrate"], env=env, cwd=workdir)
     run_cli(["storage", "init"], env=env, cwd=workdir)
-    service = start_service(port=port, env=env, workdir=workdir)
+    service = start_uploadsvc("serve", port=port, env=env, workdir=workdir)
     try:
         yield Server(service, Settings(_env_file=None, **values), port)  # type: ignore[arg-type]
     finally:

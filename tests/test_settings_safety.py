@@ -20,7 +20,7 @@ import pytest
 from jose import jwt
 from pydantic import ValidationError
 
-from tests.localstack import free_loopback_port
+from tests.support.servers import free_loopback_port
 from uploadsvc import cli
 from uploadsvc.config import DEV_JWT_SECRET, DEV_SIGNING_SECRET, Settings
 from uploadsvc.errors import Unauthorized

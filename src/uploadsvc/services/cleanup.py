@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from uploadsvc import metrics
 from uploadsvc.db import utcnow
 from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import UploadStatus
@@ -244,10 +245,12 @@ class _Deletions:
         self._running.add(asyncio.create_task(self._delete(batch)))
 
     async def _delete(self, batch: list[ListedObject]) -> None:
+        freed = sum(listed.size for listed in batch)
         if not self._dry_run:
             await self._storage.delete_many([listed.key for listed in batch])
+            metrics.cleanup_deleted(objects=len(batch), size_bytes=freed)
         self._report.deleted += len(batch)
-        self._report.freed_bytes += sum(listed.size for listed in batch)
+        self._report.freed_bytes += freed
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         running, self._running = self._running, set()

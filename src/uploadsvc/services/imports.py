@@ -38,6 +38,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc import content_types as ct
+from uploadsvc import metrics
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError, Unprocessable
 from uploadsvc.formdata import FormReader
@@ -178,6 +179,10 @@ class _Run:
         self.last_try = last_try
         self.stored: list[str] = []
         self.stage = DOWNLOAD
+        self.started = time.monotonic()
+
+    def finished(self, state: str) -> None:
+        metrics.import_finished(state=state, duration_seconds=time.monotonic() - self.started)
 
     async def report(self, progress: Progress) -> None:
         self.stage = progress
@@ -240,11 +245,14 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
             await _fail(run, {"file": None, "record_id": None, "message": message})
         else:
             logger.warning("import job %s hit a transient error, to be retried: %r", job_id, exc)
+            run.finished("RETRY")
             raise ImportInterrupted(f"transient failure: {exc!r}") from exc
     except BaseException:
         # Cancelled (arq's job timeout, a shutdown): nothing may stay behind.
         await asyncio.shield(_delete_stored(resources, run.stored))
         raise
+    else:
+        run.finished("SUCCESS")
     finally:
         await to_thread.run_sync(shutil.rmtree, workdir, True)
 
@@ -437,6 +445,7 @@ async def _fail(run: _Run, error: dict[str, Any]) -> None:
     try:
         async with run.resources.session_factory() as session, session.begin():
             await repository.mark_failed(session, job_id=run.job.id, error=error, progress=progress)
+        run.finished("FAILURE")
     except Exception as exc:
         if is_transient(exc) and not run.last_try:
             logger.warning("import job %s could not record its failure: %r", run.job.id, exc)

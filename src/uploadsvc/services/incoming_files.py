@@ -93,7 +93,8 @@ async def store_file(
     except BaseException:
         await storage.delete(key)
         raise
-    metrics.UPLOADS_CONFIRMED.inc()
+    metrics.direct_upload_received(purpose=profile.purpose.value, size_bytes=received.size)
+    metrics.upload_confirmed(purpose=profile.purpose.value, size_bytes=received.size)
     return upload
 
 
