@@ -20,7 +20,9 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args,
         cwd=cwd,
-        env=clean_env(),
+        # Every command but `dev` is production unless told: these run as a
+        # developer runs them in a checkout (as the README says).
+        env={**clean_env(), "UPLOADSVC_ENV": "development"},
         capture_output=True,
         text=True,
         timeout=COMMAND_TIMEOUT_SECONDS,

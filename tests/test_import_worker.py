@@ -243,6 +243,7 @@ def test_resources_know_no_import_service(tmp_path: Path) -> None:
         """
     )
     settings = {
+        "env": "development",
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}",
         "local_storage_dir": str(tmp_path / "storage"),
     }

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         # `dev` is the one command that runs in development (placeholder secrets,
         # docs/api.md "Command line"); every other one is production unless
         # UPLOADSVC_ENV says otherwise.
-        settings = Settings(env="development") if args.command == "dev" else Settings()
+        # `example-archive` only writes a file and reads no setting: it must not
+        # need a production configuration either.
+        development = args.command in ("dev", "example-archive")
+        settings = Settings(env="development") if development else Settings()
     except ValidationError as exc:
         # Placeholder secrets outside development end up here: say why, no traceback.
         print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)

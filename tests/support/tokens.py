@@ -11,8 +11,12 @@ from jose import jwt
 
 
 def claims(**changes: Any) -> dict[str, Any]:
-    """Valid claims for "alice" (10 minutes to live), changed; a change to None removes a claim."""
-    values: dict[str, Any] = {"sub": "alice", "exp": int(time.time()) + 600}
+    """Valid claims for "alice" (a day to live), changed; a change to None removes a claim.
+
+    A day, not minutes: parametrized cases are built when the suite is
+    collected, and a slow run reaches them long after.
+    """
+    values: dict[str, Any] = {"sub": "alice", "exp": int(time.time()) + 86400}
     values.update(changes)
     return {name: value for name, value in values.items() if value is not None}
 
