@@ -189,13 +189,13 @@ def _example_archive(_: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, _: argparse.Namespace) -> int:
-    from uploadsvc.workers.settings import create_worker
+    from uploadsvc.workers.settings import run_worker
 
     if not settings.redis_url:
         print("uploadsvc: the worker needs UPLOADSVC_REDIS_URL", file=sys.stderr)
         return 2
     serve_metrics_port(settings)
-    create_worker(settings).run()
+    run_worker(settings)
     return 0
 
 

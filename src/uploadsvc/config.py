@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./uploadsvc.db"
     database_pool_size: int = 10
 
+    # --- deadlines (docs/api.md, "Outages") --------------------------------
+    # Every call to a dependency ends by these; one that runs out is a 503
+    # with Retry-After. Opening a database connection (SQLite: the lock wait).
+    database_connect_timeout_seconds: float = Field(default=2, gt=0)
+    # Waiting for a free connection of the pool (PostgreSQL).
+    database_pool_timeout_seconds: float = Field(default=2, gt=0)
+    # One statement, on the client and as PostgreSQL's statement_timeout.
+    database_statement_timeout_seconds: float = Field(default=2, gt=0)
+    # Opening a connection to S3; waiting for each read of its answer.
+    s3_connect_timeout_seconds: float = Field(default=2, gt=0)
+    s3_read_timeout_seconds: float = Field(default=10, gt=0)
+    # Tries of one S3 call (the first included) on a timeout or a 5xx.
+    s3_max_attempts: int = Field(default=3, ge=1, le=10)
+
     # --- object storage -------------------------------------------------
     storage_backend: Literal["local", "s3"] = "local"
     local_storage_dir: Path = Path("./data/storage")

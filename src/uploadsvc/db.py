@@ -63,13 +63,26 @@ def utcnow() -> dt.datetime:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.uses_sqlite:
+        # SQLite's one deadline is its busy timeout (here and in the PRAGMA):
+        # how long a writer waits for the lock, which a request holds for its
+        # whole transaction, so it stays long; "database is locked" is a 503.
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
+    statement_timeout = settings.database_statement_timeout_seconds
     return create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         pool_pre_ping=True,
+        pool_timeout=settings.database_pool_timeout_seconds,
+        connect_args={
+            # asyncpg's deadlines: opening a connection, and each statement
+            # (which also bounds a server that stopped answering, SIGSTOP-like);
+            # PostgreSQL's statement_timeout frees the server's side as well.
+            "timeout": settings.database_connect_timeout_seconds,
+            "command_timeout": statement_timeout,
+            "server_settings": {"statement_timeout": str(int(statement_timeout * 1000))},
+        },
     )
 
 

@@ -7,13 +7,17 @@ error carries a stable machine ``code`` that clients can switch on.
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +146,25 @@ class Unprocessable(UploadsvcError):
 
 
 class ServiceUnavailable(UploadsvcError):
+    """A dependency is down or did not answer in time; the same request may succeed later."""
+
     status = 503
     title = "Service unavailable"
     default_code = "unavailable"
+    # Seconds a client should wait before trying again: about the time a
+    # restarted database or a failed-over S3 endpoint takes to answer again.
+    retry_after_seconds: ClassVar[int] = 5
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.headers["Retry-After"] = str(self.retry_after_seconds)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database refused, dropped or did not answer a connection or a statement."""
+
+    title = "Database unavailable"
+    default_code = "database_unavailable"
 
 
 class StorageError(ServiceUnavailable):
@@ -238,10 +258,109 @@ async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, dict(exc.headers or {}))
 
 
-async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+# PostgreSQL's SQLSTATE classes that mean "the server, not the request": a
+# connection exception (08), too many connections (53), a cancelled statement
+# (57014, statement_timeout) or a server shutting down or starting (57P0x).
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, then what it wraps: SQLAlchemy's ``orig``, ``__cause__``, ``__context__``."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for inner in (getattr(current, "orig", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+
+
+def outage_error(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for an exception that says a dependency is down or hung; ``None`` for a bug.
+
+    Storage raises ``StorageError`` itself (storage/); this recognises what
+    the database driver, the pool and the network raise instead (docs/api.md,
+    "Outages").
+    """
+    for cause in _causes(exc):
+        if isinstance(cause, ServiceUnavailable):
+            return cause
+        if isinstance(cause, sa_exc.TimeoutError):
+            return DatabaseUnavailable("No database connection became free in time; try again.")
+        if isinstance(cause, sa_exc.DBAPIError) and (
+            cause.connection_invalidated
+            or isinstance(cause, sa_exc.OperationalError | sa_exc.InterfaceError)
+        ):
+            return DatabaseUnavailable("The database is unavailable; try again later.")
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATE_CLASSES):
+            return DatabaseUnavailable("The database is unavailable; try again later.")
+        if isinstance(cause, TimeoutError | OSError):
+            # asyncio's and the socket's timeouts, refused and reset connections;
+            # the pool lets those of a new database connection through unwrapped.
+            if _raised_by_database_driver(cause):
+                return DatabaseUnavailable("The database is unavailable; try again later.")
+            return ServiceUnavailable("A service this one depends on is unavailable; try again.")
+    return None
+
+
+def _raised_by_database_driver(exc: BaseException) -> bool:
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith(("asyncpg", "aiosqlite"))
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def _unexpected_response(exc: Exception) -> JSONResponse:
+    outage = outage_error(exc)
+    if outage is not None:
+        logger.error("dependency unavailable: %s (%r)", outage.code, exc)
+        return problem_response(outage.to_problem(), outage.headers)
     # Log the traceback for operators; show the client nothing of it.
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(UploadsvcError("An unexpected error occurred.").to_problem())
+
+
+async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    return _unexpected_response(exc)
+
+
+class _AnswerUnexpected:
+    """Answers an exception no handler took, and ends the request there.
+
+    Starlette's outermost middleware answers it too, with the handler for
+    ``Exception``, but then raises it again for the server, and uvicorn
+    closes a connection whose request raised: a keep-alive client's next
+    request would meet a reset. Here the response is complete and nothing is
+    raised. Once the response has started, the exception goes on: the body
+    is cut short, and only closing the connection tells the client.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception as exc:
+            if started:
+                raise
+            await _unexpected_response(exc)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -250,7 +369,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UploadsvcError, _handle_uploadsvc_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    # What raises past the middlewares installed later still gets this answer.
     app.add_exception_handler(Exception, _handle_unexpected)
+    app.add_middleware(_AnswerUnexpected)
 
 
 class PreconditionFailed(UploadsvcError):

@@ -61,9 +61,10 @@ def _client_config(settings: Settings) -> AioConfig:
         # which some S3-compatible stores refuse; we send checksums ourselves.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=30,
+        # Bounded, so that a hung S3 is a 503 within seconds (config.py, "deadlines").
+        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        connect_timeout=settings.s3_connect_timeout_seconds,
+        read_timeout=settings.s3_read_timeout_seconds,
     )
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import signal
+import time
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from uploadsvc.config import Settings
 from uploadsvc.resources import open_resources
@@ -16,6 +22,19 @@ from uploadsvc.workers.jobs import cleanup_job, import_event, reconcile_job
 # Time an import job has, past its own deadline, to delete what it stored and
 # record its outcome before arq cancels it.
 IMPORT_GRACE_SECONDS = 5
+
+# After Redis is lost the worker starts again after 1 s, 2 s, 4 s... at most
+# 30 s apart; a worker that ran this long before it lost Redis starts the
+# count again at 1 s.
+RECONNECT_FIRST_DELAY_SECONDS = 1.0
+RECONNECT_MAX_DELAY_SECONDS = 30.0
+RECONNECT_RESET_AFTER_SECONDS = 60.0
+# How long a stopping worker may take to finish its jobs and close its clients.
+CLOSE_TIMEOUT_SECONDS = 30.0
+# What a lost or unreachable Redis raises out of arq's polling loop.
+_REDIS_OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+logger = logging.getLogger(__name__)
 
 
 def cleanup_schedule(settings: Settings) -> tuple[set[int], set[int] | None]:
@@ -86,3 +105,75 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     }
     options.update(overrides)
     return Worker(**options)
+
+
+def run_worker(settings: Settings, **overrides: Any) -> None:
+    """Run the worker until SIGINT or SIGTERM; a Redis outage does not end it.
+
+    arq's own ``Worker.run`` returns as soon as Redis drops a connection, and
+    then the imports accepted meanwhile wait for a person to restart it.
+    Here a worker that lost Redis is closed and a new one started, with
+    backoff, until Redis answers again (docs/api.md, "Outages").
+    """
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(supervise_worker(settings, **overrides))
+
+
+async def supervise_worker(settings: Settings, **overrides: Any) -> None:
+    loop = asyncio.get_running_loop()
+    supervisor = asyncio.current_task()
+    assert supervisor is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, supervisor.cancel)
+    delay = RECONNECT_FIRST_DELAY_SECONDS
+    while True:
+        # Signals are the supervisor's: it outlives each worker.
+        worker = create_worker(settings, handle_signals=False, **overrides)
+        began = time.monotonic()
+        try:
+            await worker.async_run()
+        except asyncio.CancelledError:
+            await _close(worker)
+            raise
+        except _REDIS_OUTAGE as exc:
+            logger.warning("worker lost Redis (%s); starting again in %.0f s", exc, delay)
+            await _abandon(worker)
+        else:
+            await _close(worker)  # burst mode: the queue is empty
+            return
+        if time.monotonic() - began > RECONNECT_RESET_AFTER_SECONDS:
+            delay = RECONNECT_FIRST_DELAY_SECONDS
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)
+
+
+async def _close(worker: Worker) -> None:
+    """arq's own close: finish the jobs, run the shutdown hook, close the pool."""
+    try:
+        await asyncio.wait_for(worker.close(), CLOSE_TIMEOUT_SECONDS)
+    except _REDIS_OUTAGE:  # a timeout of close() is an OSError too
+        await _abandon(worker)
+
+
+async def _abandon(worker: Worker) -> None:
+    """Close a worker whose Redis is gone: its jobs end, its clients close, quietly.
+
+    A job that was running finishes (its outcome lives in the database);
+    arq cannot record it, so the job runs again once its lease expires,
+    which the jobs allow (workers/jobs.py).
+    """
+    tasks = list(worker.tasks.values())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.gather(*tasks, return_exceptions=True), CLOSE_TIMEOUT_SECONDS
+        )
+    for task in tasks:
+        task.cancel()
+    if worker.on_shutdown is not None:
+        with contextlib.suppress(Exception):
+            await worker.on_shutdown(worker.ctx)
+    pool = worker._pool  # arq keeps it private; its close only frees sockets here
+    if pool is not None:
+        with contextlib.suppress(Exception):
+            await pool.close(close_connection_pool=True)
+        worker._pool = None

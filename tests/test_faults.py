@@ -1,0 +1,195 @@
+"""Outages of the database and of S3: a 503 with Retry-After within seconds, then recovery.
+
+Each test stages the outage on servers of its own (a private PostgreSQL
+cluster, a TCP proxy in front of LocalStack), so the machine's servers are
+never touched, and the same API keeps running through the outage and after
+it (docs/api.md, "Outages").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Api, make_settings, running_api
+from tests.support.files import plain_text
+from tests.support.localstack import LocalStackServer
+from tests.support.postgres import PostgresCluster, private_postgres
+from tests.tcp_proxy import TcpProxy
+from uploadsvc.cli import run_migrations
+from uploadsvc.config import Settings
+
+# What the service promises for a dependency that is down or hung.
+ANSWER_WITHIN_SECONDS = 5.0
+# A request that takes longer than this is hanging: the test fails rather than waits.
+HANG_BOUND_SECONDS = 30.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    with private_postgres() as cluster:
+        subprocess.run(
+            [
+                str(cluster.bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(cluster.port),
+                "-U",
+                "postgres",
+                "uploadsvc",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        run_migrations(Settings(_env_file=None, database_url=cluster.url("uploadsvc")))
+        yield cluster
+
+
+@pytest.fixture
+async def pg_api(cluster: PostgresCluster, tmp_path: Path) -> Any:
+    settings = make_settings("pg-local", tmp_path=tmp_path, database_url=cluster.url("uploadsvc"))
+    async with running_api(settings, "pg-local") as api:
+        yield api
+    # A failed test must not leave the next one a stopped or hung server.
+    cluster.resume()
+    if cluster.process is None or cluster.process.poll() is not None:
+        cluster.start()
+
+
+async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    """The response to ``request`` (an awaitable) and the seconds it took."""
+    started = time.monotonic()
+    response = await asyncio.wait_for(request, HANG_BOUND_SECONDS)
+    return response, time.monotonic() - started
+
+
+def assert_unavailable(response: httpx.Response, elapsed: float, code: str) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code
+    assert int(response.headers["Retry-After"]) > 0
+    assert elapsed < ANSWER_WITHIN_SECONDS, f"answered after {elapsed:.1f} s"
+
+
+async def database_routes_answer(api: Api, grant: dict[str, Any], code: str) -> None:
+    """files, request-url and confirm each answer 503 + Retry-After in time."""
+    body = plain_text(64)
+    requests: list[Callable[[], Awaitable[httpx.Response]]] = [
+        lambda: api.app_client.get("/v1/files", headers=api.headers()),
+        lambda: api.request_url(body),
+        lambda: api.confirm(grant["file_key"]),
+    ]
+    for request in requests:
+        response, elapsed = await timed(request())
+        assert_unavailable(response, elapsed, code)
+
+
+async def recovers(api: Api, grant: dict[str, Any]) -> None:
+    """The same API answers again once the database does; no restart."""
+    deadline = time.monotonic() + HANG_BOUND_SECONDS
+    while True:
+        response = await api.app_client.get("/v1/files", headers=api.headers())
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert response.status_code == 200, response.text
+    confirmed = await api.confirm(grant["file_key"])
+    assert confirmed.status_code == 200, confirmed.text
+    listed = await api.app_client.get("/v1/files", headers=api.headers())
+    assert confirmed.json()["file_id"] in [item["file_id"] for item in listed.json()["items"]]
+
+
+async def test_database_stopped_answers_503_then_recovers(
+    pg_api: Api, cluster: PostgresCluster
+) -> None:
+    body = plain_text(64)
+    grant = await pg_api.grant(body)
+    assert (await pg_api.put(grant, body)).status_code == 200
+
+    cluster.stop()
+    await database_routes_answer(pg_api, grant, "database_unavailable")
+
+    cluster.start()
+    await recovers(pg_api, grant)
+
+
+async def test_database_hung_answers_503_then_recovers(
+    pg_api: Api, cluster: PostgresCluster
+) -> None:
+    body = plain_text(64)
+    grant = await pg_api.grant(body)
+    assert (await pg_api.put(grant, body)).status_code == 200
+
+    cluster.pause()
+    try:
+        await database_routes_answer(pg_api, grant, "database_unavailable")
+    finally:
+        cluster.resume()
+    await recovers(pg_api, grant)
+
+
+@pytest.fixture
+async def s3_proxy(localstack: LocalStackServer) -> Any:
+    proxy = await TcpProxy.start("127.0.0.1", localstack.port)
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def s3_api(s3_proxy: TcpProxy, s3_bucket: str, tmp_path: Path) -> Any:
+    settings = make_settings(
+        "sqlite-s3",
+        tmp_path=tmp_path,
+        s3_endpoint_url=f"http://127.0.0.1:{s3_proxy.port}",
+        s3_bucket=s3_bucket,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        s3_addressing_style="path",
+        # Short enough that a hung S3 is a 503 within ANSWER_WITHIN_SECONDS
+        # (the defaults take longer: config.py, "deadlines").
+        s3_read_timeout_seconds=1,
+        s3_max_attempts=2,
+    )
+    await asyncio.to_thread(run_migrations, settings)
+    async with running_api(settings, "sqlite-s3") as api:
+        yield api
+
+
+@pytest.mark.parametrize("outage", ["stopped", "hung"])
+async def test_s3_outage_answers_503_then_recovers(
+    s3_api: Api, s3_proxy: TcpProxy, outage: str
+) -> None:
+    body = plain_text(256)
+    kept = await s3_api.upload(body)
+    grant = await s3_api.grant(body)
+    assert (await s3_api.put(grant, body)).status_code == 200
+
+    if outage == "stopped":
+        await s3_proxy.close()
+    else:
+        s3_proxy.pause()
+    try:
+        response, elapsed = await timed(s3_api.confirm(grant["file_key"]))
+        assert_unavailable(response, elapsed, "storage_unavailable")
+        # A download URL is signed here, without a call to S3: it keeps working.
+        download, elapsed = await timed(
+            s3_api.app_client.get(f"/v1/files/{kept['file_id']}/download", headers=s3_api.headers())
+        )
+        assert download.status_code == 200, download.text
+        assert elapsed < ANSWER_WITHIN_SECONDS
+    finally:
+        await s3_proxy.open()
+        s3_proxy.resume()
+
+    confirmed = await s3_api.confirm(grant["file_key"])
+    assert confirmed.status_code == 200, confirmed.text
+    assert await s3_api.object_exists(grant["file_key"])
