@@ -13,25 +13,15 @@ from fastapi import APIRouter, Query, Request, status
 
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
 from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
-from uploadsvc.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    StorageError,
-    Unprocessable,
-    UnsupportedMediaType,
-    error_responses,
-)
 from uploadsvc.formdata import FormReader
 from uploadsvc.profiles import Purpose, profile_for
-from uploadsvc.routers.openapi import BINARY, form_data_body
+from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.services import direct as service
 
 router = APIRouter(tags=["direct uploads"])
 
-_ERRORS = error_responses(
-    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-)
+_ERRORS = STREAMED_UPLOAD_ERRORS
 
 
 PurposeQuery = Annotated[

@@ -10,17 +10,13 @@ from fastapi import APIRouter, Depends, Request, status
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep
 from uploadsvc.errors import (
-    BadRequest,
     NotFound,
-    PayloadTooLarge,
-    StorageError,
     Unprocessable,
-    UnsupportedMediaType,
     error_responses,
 )
 from uploadsvc.formdata import FormReader
 from uploadsvc.models.events import Event
-from uploadsvc.routers.openapi import BINARY, form_data_body
+from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body
 from uploadsvc.schemas.events import (
     EventRead,
     ImportByKey,
@@ -48,9 +44,7 @@ def _accepted(job_id: uuid.UUID) -> TaskAccepted:
 @router.post(
     "/events/import/json",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=STREAMED_UPLOAD_ERRORS,
     openapi_extra=form_data_body({"file": BINARY}, ["file"]),
 )
 async def import_event_archive(

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from uploadsvc.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    StorageError,
+    Unprocessable,
+    UnsupportedMediaType,
+    error_responses,
+)
+
 BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
@@ -29,3 +38,11 @@ def form_data_body(fields: dict[str, Any], required: list[str]) -> dict[str, Any
 def untitled(schema: dict[str, Any]) -> dict[str, Any]:
     """A JSON schema without its title, so a generated client names the body after its route."""
     return {key: value for key, value in schema.items() if key != "title"}
+
+
+# What a route that streams a file through the service can answer besides
+# its success: a malformed body, too large, a refused type, a file that
+# fails its checks, storage unavailable.
+STREAMED_UPLOAD_ERRORS = error_responses(
+    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
+)

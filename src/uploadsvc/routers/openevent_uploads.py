@@ -10,14 +10,9 @@ from uploadsvc.bodies import FORM_OVERHEAD_BYTES, limited, refuse_honest_oversiz
 from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.errors import (
     BadRequest,
-    PayloadTooLarge,
-    StorageError,
-    Unprocessable,
-    UnsupportedMediaType,
-    error_responses,
 )
 from uploadsvc.formdata import FormReader
-from uploadsvc.routers.openapi import BINARY, form_data_body, untitled
+from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body, untitled
 from uploadsvc.schemas.openevent_uploads import FileUrl, FileUrls, ImageData, OpenEventFileUrl
 from uploadsvc.services import openevent_uploads as service
 
@@ -26,9 +21,7 @@ from uploadsvc.services import openevent_uploads as service
 # (`api.direct_uploads.open_event_upload_file`), and moving them would break those clients.
 router = APIRouter(tags=["direct uploads"])
 
-_ERRORS = error_responses(
-    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-)
+_ERRORS = STREAMED_UPLOAD_ERRORS
 
 
 ForceLocal = Annotated[

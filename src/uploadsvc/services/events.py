@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.errors import NotFound
@@ -36,6 +38,8 @@ from uploadsvc.schemas.events import (
     as_dict,
 )
 from uploadsvc.security import Principal
+
+ReadT = TypeVar("ReadT", bound=BaseModel)
 
 
 def as_task(job: ImportJob) -> TaskRead:
@@ -94,24 +98,28 @@ async def event_read(session: AsyncSession, event: Event) -> EventRead:
     )
 
 
+async def _rows_as(
+    session: AsyncSession, event: Event, model: type[Any], read: type[ReadT]
+) -> list[ReadT]:
+    """The event's rows of a kind that needs no joins, as their API bodies."""
+    rows = await repository.list_rows(session, model, event_id=event.id)
+    return [read.model_validate(as_dict(row, read)) for row in rows]
+
+
 async def tracks(session: AsyncSession, event: Event) -> list[TrackRead]:
-    rows = await repository.list_rows(session, Track, event_id=event.id)
-    return [TrackRead.model_validate(as_dict(row, TrackRead)) for row in rows]
+    return await _rows_as(session, event, Track, TrackRead)
 
 
 async def microlocations(session: AsyncSession, event: Event) -> list[MicrolocationRead]:
-    rows = await repository.list_rows(session, Microlocation, event_id=event.id)
-    return [MicrolocationRead.model_validate(as_dict(row, MicrolocationRead)) for row in rows]
+    return await _rows_as(session, event, Microlocation, MicrolocationRead)
 
 
 async def session_types(session: AsyncSession, event: Event) -> list[SessionTypeRead]:
-    rows = await repository.list_rows(session, SessionType, event_id=event.id)
-    return [SessionTypeRead.model_validate(as_dict(row, SessionTypeRead)) for row in rows]
+    return await _rows_as(session, event, SessionType, SessionTypeRead)
 
 
 async def sponsors(session: AsyncSession, event: Event) -> list[SponsorRead]:
-    rows = await repository.list_rows(session, Sponsor, event_id=event.id)
-    return [SponsorRead.model_validate(as_dict(row, SponsorRead)) for row in rows]
+    return await _rows_as(session, event, Sponsor, SponsorRead)
 
 
 async def speakers(session: AsyncSession, event: Event) -> list[SpeakerRead]:
