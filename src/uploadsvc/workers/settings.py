@@ -11,7 +11,13 @@ from arq.worker import Worker, func
 
 from uploadsvc.config import Settings
 from uploadsvc.resources import open_resources
-from uploadsvc.workers.jobs import cleanup_job, import_event, reconcile_job
+from uploadsvc.workers.jobs import (
+    cleanup_job,
+    import_event,
+    reconcile_job,
+    reconcile_scans_job,
+    scan_file,
+)
 
 # Time an import job has, past its own deadline, to delete what it stored and
 # record its outcome before arq cancels it.
@@ -52,7 +58,16 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout_seconds + IMPORT_GRACE_SECONDS,
                 keep_result=0,
                 max_tries=settings.import_max_tries,
-            )
+            ),
+            # Scans: keep_result=0 and a fixed job id as for imports; a scan
+            # still pending after max_tries is enqueued again by its reconciler.
+            func(
+                scan_file,
+                name="scan_file",
+                timeout=settings.clamd_timeout_seconds + IMPORT_GRACE_SECONDS,
+                keep_result=0,
+                max_tries=settings.scan_max_tries,
+            ),
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
         # so several workers enqueue it once; the lease in run_cleanup keeps a
@@ -63,6 +78,13 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 minute=minute,
                 hour=hour,
                 unique=True,
+                timeout=settings.job_timeout_seconds,
+            ),
+            cron(
+                reconcile_scans_job,
+                second={30},
+                unique=True,
+                run_at_startup=True,
                 timeout=settings.job_timeout_seconds,
             ),
             cron(
