@@ -108,27 +108,47 @@ class ClamdClient:
         command: bytes,
         chunks: AsyncIterator[bytes] | None,
     ) -> str:
-        writer.write(command)
-        if chunks is not None:
-            try:
-                async for chunk in chunks:
-                    if chunk:
-                        writer.write(struct.pack(">I", len(chunk)))
-                        writer.write(chunk)
-                        await writer.drain()
-                writer.write(struct.pack(">I", 0))
-                await writer.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                # clamd stopped reading (its stream limit, an error): its
-                # reply, if it sent one before closing, says why.
-                pass
+        # The reply is read while the chunks are sent: clamd answers (and
+        # closes) as soon as a stream passes its limit, and a reply read only
+        # after the failed write would be lost with the connection.
+        reply = asyncio.ensure_future(_read_reply(reader))
         try:
-            raw = await reader.readuntil(b"\0")
-        except asyncio.IncompleteReadError as exc:
-            raw = exc.partial
-        except asyncio.LimitOverrunError as exc:
-            raw = await reader.read(min(exc.consumed, _MAX_REPLY_BYTES))
-        reply = raw.rstrip(b"\0").decode("utf-8", "replace").strip()
-        if not reply:
+            writer.write(command)
+            if chunks is not None:
+                await _send_chunks(writer, chunks, reply)
+            text = await reply
+        finally:
+            reply.cancel()
+        if not text:
             raise ScannerUnavailable("clamd closed the connection without answering")
-        return reply
+        return text
+
+
+async def _send_chunks(
+    writer: asyncio.StreamWriter, chunks: AsyncIterator[bytes], reply: asyncio.Future[str]
+) -> None:
+    try:
+        async for chunk in chunks:
+            if reply.done():
+                return  # clamd has answered already (its stream limit, an error)
+            if chunk:
+                writer.write(struct.pack(">I", len(chunk)))
+                writer.write(chunk)
+                await writer.drain()
+        writer.write(struct.pack(">I", 0))
+        await writer.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        # clamd stopped reading; its reply, if it sent one, says why.
+        pass
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> str:
+    try:
+        raw = await reader.readuntil(b"\0")
+    except asyncio.IncompleteReadError as exc:
+        raw = exc.partial
+    except asyncio.LimitOverrunError as exc:
+        raw = await reader.read(min(exc.consumed, _MAX_REPLY_BYTES))
+    except (BrokenPipeError, ConnectionResetError):
+        return ""
+    return raw.rstrip(b"\0").decode("utf-8", "replace").strip()
