@@ -7,18 +7,20 @@ import asyncio
 import io
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import select
 
-from tests.conftest import Api
+from tests.conftest import TEST_REDIS_URL, Api
 from tests.support.clamd import EICAR, SIGNATURE, ClamdServer
 from tests.support.files import pdf, plain_text
 from tests.test_multipart_uploads import complete, put_part, start
-from uploadsvc.job_queue import InProcessQueue
+from uploadsvc.job_queue import ArqQueue, InProcessQueue
 from uploadsvc.models.uploads import Upload
+from uploadsvc.workers.settings import create_worker
 
 MiB = 1024 * 1024
 # clamd's StreamMaxLength in these tests; the service's setting is left above it
@@ -87,7 +89,8 @@ async def assert_infected_and_withheld(api: Api, confirmed: dict[str, Any]) -> N
     file_id = confirmed["file_id"]
     upload = await row(api, file_id)
     assert upload.scan_state == "infected"
-    assert upload.scan_signature is not None and SIGNATURE in upload.scan_signature
+    assert upload.scan_signature is not None
+    assert SIGNATURE in upload.scan_signature
     # Moved out of the served prefix: the original key is gone.
     assert upload.file_key == "quarantine/" + confirmed["file_key"]
     assert not await api.object_exists(confirmed["file_key"])
@@ -257,7 +260,7 @@ class TestClamdOutage:
         assert ready.json()["checks"]["clamd"] == "unavailable"
 
         async with asyncio.timeout(SCAN_HANG_SECONDS):
-            while jobs.jobs_retried < 2:
+            while jobs.jobs_retried < 2:  # noqa: ASYNC110 - a counter, not an event
                 await asyncio.sleep(0.05)
         # Still pending, for the owner and an admin alike: nothing is served unscanned.
         for file in (clean, infected):
@@ -293,3 +296,34 @@ class TestScanningOff:
         assert confirmed["download_url"] is not None
         assert (await download(api, confirmed["file_id"])).status_code == 200
         assert "clamd" not in (await api.app_client.get("/readyz")).json()["checks"]
+
+
+class TestOnAnArqWorker:
+    @pytest.fixture
+    async def settings_overrides(self, clamd: ClamdServer) -> AsyncIterator[dict[str, Any]]:
+        # This test's own Redis database (UPLOADSVC_TEST_REDIS_URL), emptied around it.
+        redis = Redis.from_url(TEST_REDIS_URL)
+        await redis.flushdb()
+        yield {"scan_backend": "clamd", "clamd_url": clamd.url, "redis_url": TEST_REDIS_URL}
+        await redis.flushdb()
+        await redis.aclose()
+
+    @pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+    async def test_scans_run_on_an_arq_worker(self, api: Api) -> None:
+        assert isinstance(api.resources.jobs, ArqQueue)
+        infected = await api.upload(EICAR)
+        clean = await api.upload(b"hello\n")
+        # No worker has run yet: both wait, deterministically.
+        for file in (infected, clean):
+            response = await download(api, file["file_id"])
+            assert response.status_code == 409, response.text
+            assert response.json()["code"] == "scan_pending"
+        worker = create_worker(api.settings, burst=True, handle_signals=False, poll_delay=0.05)
+        try:
+            async with asyncio.timeout(SCAN_HANG_SECONDS):
+                await worker.main()
+        finally:
+            await worker.close()
+        assert (await row(api, infected["file_id"])).scan_state == "infected"
+        assert (await row(api, clean["file_id"])).scan_state == "clean"
+        assert (await download(api, clean["file_id"])).status_code == 200
