@@ -7,8 +7,8 @@ of length 0; clamd answers one NUL-terminated line: ``stream: OK``,
 its ``StreamMaxLength`` clamd answers ``INSTREAM size limit exceeded. ERROR``
 and closes the connection, possibly while chunks are still being sent.
 
-Chunks are sent as storage yields them (about 1 MiB each): one length prefix
-per chunk keeps the cost per byte low (the PyPI clients send 1 KiB chunks,
+Chunks are sent as storage yields them (64 KiB to 1 MiB each): one length
+prefix per chunk keeps the cost per byte low (the PyPI clients send 1 KiB chunks,
 which caps them at a few MiB/s). One connection per scan: clamd handles each
 connection in a thread of its own, and nothing is kept between scans.
 """
