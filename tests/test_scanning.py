@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -15,8 +16,10 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from tests.conftest import TEST_REDIS_URL, Api
+from tests.openevent_archives import build_zip
 from tests.support.clamd import EICAR, SIGNATURE, ClamdServer
-from tests.support.files import pdf, plain_text
+from tests.support.files import pdf, plain_text, png
+from tests.test_imports import import_zip
 from tests.test_multipart_uploads import complete, put_part, start
 from uploadsvc.job_queue import ArqQueue, InProcessQueue
 from uploadsvc.models.uploads import Upload
@@ -327,3 +330,56 @@ class TestOnAnArqWorker:
         assert (await row(api, infected["file_id"])).scan_state == "infected"
         assert (await row(api, clean["file_id"])).scan_state == "clean"
         assert (await download(api, clean["file_id"])).status_code == 200
+
+
+async def event_keys(api: Api) -> list[str]:
+    """Every object an import stored (under events/)."""
+    keys: list[str] = []
+    async for page in api.resources.storage.list_pages("events/"):
+        keys.extend(listed.key for listed in page)
+    return keys
+
+
+def event_archive(*, logo: bytes, photo: bytes, padding: int = 0) -> bytes:
+    files = {
+        "event": {"id": 1, "name": "Scanned", "logo-url": "/images/logo.png"},
+        "speakers": [{"id": 1, "name": "Ada", "photo-url": "/images/ada.png"}],
+    }
+    media = {"images/logo.png": logo, "images/ada.png": photo}
+    if padding:
+        media["extra/padding.bin"] = os.urandom(padding)  # random: the zip cannot shrink it
+    return build_zip(files, media)
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+async def test_an_import_whose_archive_holds_malware_fails_and_stores_nothing(api: Api) -> None:
+    # A PNG with the EICAR marker after its image data: libmagic still says PNG.
+    archive = event_archive(logo=png() + EICAR, photo=png())
+    task = await import_zip(api, archive)
+    assert task["state"] == "FAILURE", task
+    assert "malware" in task["error"]["message"]
+    assert SIGNATURE in task["error"]["message"]
+    assert await event_keys(api) == []
+
+
+class TestImportedMediaScannedOneByOne:
+    @pytest.fixture
+    def settings_overrides(self, clamd: ClamdServer) -> dict[str, Any]:
+        # The archive is over this limit (unscanned as a whole); its media are under it.
+        return {"scan_backend": "clamd", "clamd_url": clamd.url, "clamd_stream_max_bytes": 64_000}
+
+    @pytest.mark.parametrize("backend", ["pg-s3"], indirect=True)
+    async def test_infected_media_of_an_unscanned_archive_are_skipped(self, api: Api) -> None:
+        archive = event_archive(logo=png() + EICAR, photo=png(), padding=100_000)
+        task = await import_zip(api, archive)
+        assert task["state"] == "SUCCESS", task
+        warnings = "\n".join(task["result"]["warnings"])
+        assert "/images/logo.png holds malware" in warnings
+        event_id = task["result"]["id"]
+        event = await api.app_client.get(f"/v1/events/{event_id}", headers=api.headers())
+        assert event.json()["logo_key"] is None
+        [speaker] = (
+            await api.app_client.get(f"/v1/events/{event_id}/speakers", headers=api.headers())
+        ).json()["items"]
+        assert speaker["photo_key"] == f"events/{event_id}/speakers/{speaker['id']}/photo"
+        assert await event_keys(api) == [speaker["photo_key"]]

@@ -187,3 +187,12 @@ async def list_infected(session: AsyncSession, *, limit: int) -> list[Upload]:
         .limit(limit)
     )
     return list(rows.all())
+
+
+async def scan_of_key(session: AsyncSession, *, file_keys: list[str]) -> Upload | None:
+    """The confirmed file stored at one of these keys (its key, or its quarantine key)."""
+    return await session.scalar(
+        select(Upload).where(
+            Upload.file_key.in_(file_keys), Upload.status == UploadStatus.CONFIRMED
+        )
+    )

@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -261,6 +262,56 @@ async def reconcile_scans(resources: Resources) -> int:
     if ids:
         logger.info("re-enqueued %d pending scans", len(ids))
     return len(ids)
+
+
+# --- event imports -----------------------------------------------------------------
+
+
+class ArchiveInfected(Exception):
+    """The archive of an import holds malware: the import fails, it is not retried."""
+
+
+async def check_import_archive(resources: Resources, key: str) -> None:
+    """Before an import reads its archive: wait for the archive's own scan.
+
+    Pending raises ``ScanInterrupted`` (the import is tried again after its
+    backoff); infected raises ``ArchiveInfected``. An archive too large to be
+    scanned whole is imported, its media scanned one by one (``scan_media``).
+    """
+    if not is_on(resources.settings):
+        return
+    async with resources.session_factory() as session:
+        upload = await repository.scan_of_key(session, file_keys=[key, QUARANTINE_PREFIX + key])
+    if upload is None:
+        return  # not a file of uploads (cannot happen through the API): the download decides
+    if upload.scan_state is ScanState.PENDING:
+        raise ScanInterrupted("the archive has not been scanned yet")
+    if upload.scan_state is ScanState.INFECTED:
+        raise ArchiveInfected(f"The archive holds malware ({upload.scan_signature}).")
+
+
+async def scan_media(settings: Settings, data: bytes) -> str | None:
+    """Why an imported medium must not be stored (malware, or too large to scan); None if fine.
+
+    Raises ``ScanInterrupted`` while clamd is down (the import is retried).
+    """
+    if not is_on(settings):
+        return None
+    if len(data) > settings.clamd_stream_max_bytes:
+        return "is too large to be scanned for malware"
+
+    async def once() -> AsyncIterator[bytes]:
+        yield data
+
+    try:
+        verdict = await ClamdClient.from_settings(settings).scan(once())
+    except StreamTooLong:
+        return "is too large to be scanned for malware"
+    except ScannerUnavailable as exc:
+        raise ScanInterrupted(str(exc)) from exc
+    if verdict.infected:
+        return f"holds malware ({verdict.signature})"
+    return None
 
 
 # --- admins ---------------------------------------------------------------------
