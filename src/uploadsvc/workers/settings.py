@@ -81,13 +81,6 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout_seconds,
             ),
             cron(
-                reconcile_scans_job,
-                second={30},
-                unique=True,
-                run_at_startup=True,
-                timeout=settings.job_timeout_seconds,
-            ),
-            cron(
                 reconcile_job,
                 second={0},
                 unique=True,
@@ -106,5 +99,17 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": startup,
         "on_shutdown": shutdown,
     }
+    if settings.scan_backend == "clamd":
+        # Files left pending (Redis lost their job, its tries ran out) are
+        # enqueued again; with scanning off there is nothing to reconcile.
+        options["cron_jobs"].append(
+            cron(
+                reconcile_scans_job,
+                second={30},
+                unique=True,
+                run_at_startup=True,
+                timeout=settings.job_timeout_seconds,
+            )
+        )
     options.update(overrides)
     return Worker(**options)
