@@ -61,10 +61,12 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
             ),
             # Scans: keep_result=0 and a fixed job id as for imports; a scan
             # still pending after max_tries is enqueued again by its reconciler.
+            # A scan stops itself at clamd_timeout_seconds; its arq timeout
+            # stays below the import's, which sets arq's in-progress lease.
             func(
                 scan_file,
                 name="scan_file",
-                timeout=settings.clamd_timeout_seconds + IMPORT_GRACE_SECONDS,
+                timeout=settings.job_timeout_seconds,
                 keep_result=0,
                 max_tries=settings.scan_max_tries,
             ),
