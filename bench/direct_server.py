@@ -33,7 +33,7 @@ import cProfile
 import dataclasses
 import hashlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,12 @@ class NullStorage(Storage):
         return None
 
     async def sha256_of(self, key: str) -> str:
+        raise NotImplementedError("the null storage keeps no bytes")
+
+    def read_chunks(self, key: str) -> AsyncGenerator[bytes, None]:
+        raise NotImplementedError("the null storage keeps no bytes")
+
+    async def move(self, key: str, new_key: str) -> None:
         raise NotImplementedError("the null storage keeps no bytes")
 
 

@@ -6,6 +6,7 @@
 #   scripts/bootstrap.sh --test   ... plus LocalStack in .venv-localstack, and checks that
 #                                 the PostgreSQL and Redis of the tests answer (starting
 #                                 the local ones from the installed packages if needed);
+#                                 ClamAV's daemon (clamav-daemon) for the scanning tests;
 #                                 for the browser tests: Debian's chromium, Node.js/npm,
 #                                 and `npm ci` of the pinned Uppy packages (tests/browser/uppy)
 #
@@ -21,7 +22,7 @@ WANT_TEST=0
 for arg in "$@"; do
     case "$arg" in
         --test) WANT_TEST=1 ;;
-        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bootstrap: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -203,6 +204,13 @@ if ! redis_ready; then
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
         --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
     wait_for redis_ready 10 || die "Redis did not come up on port $REDIS_PORT (see /var/log/redis/ci.log)"
+fi
+
+# --- (e2) ClamAV's daemon for the malware-scanning tests (tests/test_scanning.py) -----
+# Only the binaries: the tests start their own clamd with their own config and
+# an EICAR-only signature database, so no freshclam download is ever needed.
+if ! command -v clamd >/dev/null 2>&1; then
+    apt_install clamav-daemon
 fi
 
 # --- (f) the browser tests (tests/test_browser.py) ---------------------------------

@@ -89,6 +89,24 @@ class Settings(BaseSettings):
     # unreachable) is tried again after 2 s, 4 s, ...; the last run records FAILURE.
     import_max_tries: int = Field(default=5, ge=1, le=20)
 
+    # --- malware scanning (docs/api.md, "Malware scanning") ----------------
+    # "clamd": every new file is held back ("scan": "pending") until ClamAV's
+    # daemon has scanned it; "off" keeps files servable once confirmed.
+    scan_backend: Literal["off", "clamd"] = "off"
+    # unix:///run/clamav/clamd.ctl or tcp://127.0.0.1:3310
+    clamd_url: str = "unix:///run/clamav/clamd.ctl"
+    # clamd's StreamMaxLength: larger files are not sent but marked unscanned_too_large.
+    clamd_stream_max_bytes: int = Field(default=100 * MiB, gt=0)
+    # Deadline of one scan (connect, stream and verdict).
+    clamd_timeout_seconds: float = Field(default=120, gt=0)
+    # Whether unscanned_too_large files may be downloaded (they are not known to be clean).
+    scan_serve_too_large: bool = False
+    # An infected object is moved under quarantine/ ("quarantine") or deleted ("delete").
+    scan_infected_action: Literal["quarantine", "delete"] = "quarantine"
+    # Tries of one scan job while clamd is down (2 s, 4 s, ... apart); a file
+    # still pending after them is enqueued again by the reconciler (every minute).
+    scan_max_tries: int = Field(default=8, ge=1, le=50)
+
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None
@@ -141,6 +159,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("clamd_url")
+    @classmethod
+    def _clamd_address(cls, value: str) -> str:
+        if value.startswith("unix:///") or value.startswith("tcp://"):
+            return value
+        raise ValueError("must be unix:///path/to/clamd.sock or tcp://host:port")
 
     @field_validator("cleanup_every_minutes")
     @classmethod

@@ -22,6 +22,7 @@ from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
 from uploadsvc.services.files import require_confirmed
+from uploadsvc.services.scanning import enqueue_held_scans, forget_held_scans
 from uploadsvc.services.uploads import find_upload
 from uploadsvc.storage import Storage
 
@@ -46,13 +47,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     when the handler returns, before the response leaves: a client that got
     a 2xx can rely on the row being committed. An exception rolls back.
     """
-    async with get_resources(request).session_factory() as session:
+    resources = get_resources(request)
+    async with resources.session_factory() as session:
         try:
             yield session
             await session.commit()
         except BaseException:
             await session.rollback()
+            forget_held_scans(session)
             raise
+        # Jobs go after the commit, so the worker finds the rows they name.
+        await enqueue_held_scans(session, resources.jobs)
 
 
 # auto_error=False: a missing or malformed header must answer with our own

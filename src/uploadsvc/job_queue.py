@@ -21,6 +21,7 @@ from arq.worker import Retry
 logger = logging.getLogger(__name__)
 
 IMPORT_FUNCTION = "import_event"
+SCAN_FUNCTION = "scan_file"
 # Seconds to wait before the next try, per try already made: 2 s, 4 s, 6 s...
 RETRY_BACKOFF_SECONDS = 2
 
@@ -33,6 +34,11 @@ def import_job_key(job_id: uuid.UUID) -> str:
     return f"import:{job_id}"
 
 
+def scan_job_key(upload_id: uuid.UUID) -> str:
+    """The arq job id of a file's malware scan: fixed, so a file is scanned once at a time."""
+    return f"scan:{upload_id}"
+
+
 def retry_after(job_try: int) -> Retry:
     """arq's Retry for a transient failure of try ``job_try``: a short, growing backoff."""
     return Retry(defer=job_try * RETRY_BACKOFF_SECONDS)
@@ -43,6 +49,9 @@ class JobQueue:
         raise NotImplementedError
 
     async def is_queued_or_running(self, job_id: uuid.UUID) -> bool:
+        raise NotImplementedError
+
+    async def enqueue_scan(self, upload_id: uuid.UUID) -> None:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -60,6 +69,9 @@ class ArqQueue(JobQueue):
         status = await Job(import_job_key(job_id), self.pool).status()
         return status in (JobStatus.deferred, JobStatus.queued, JobStatus.in_progress)
 
+    async def enqueue_scan(self, upload_id: uuid.UUID) -> None:
+        await self.pool.enqueue_job(SCAN_FUNCTION, str(upload_id), _job_id=scan_job_key(upload_id))
+
 
 class InProcessQueue(JobQueue):
     """Runs jobs as tasks of this event loop (the zero-config setup).
@@ -71,7 +83,10 @@ class InProcessQueue(JobQueue):
     def __init__(self) -> None:
         self._run: ImportRunner | None = None
         self._max_tries = 1
-        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._scan: ImportRunner | None = None
+        self._scan_max_tries = 1
+        # Keyed by (kind, id): an import and a scan are different jobs.
+        self._tasks: dict[tuple[str, uuid.UUID], asyncio.Task[None]] = {}
         # Runs that asked to be tried again (as arq's Worker.jobs_retried).
         self.jobs_retried = 0
 
@@ -79,35 +94,48 @@ class InProcessQueue(JobQueue):
         self._run = run
         self._max_tries = max_tries
 
+    def bind_scan(self, run: ImportRunner, *, max_tries: int) -> None:
+        """The runner of malware scans (by upload id), as ``bind`` for imports."""
+        self._scan = run
+        self._scan_max_tries = max_tries
+
     async def enqueue_import(self, job_id: uuid.UUID) -> None:
         if self._run is None:
             raise RuntimeError("InProcessQueue.bind() was not called: no job runner")
-        if job_id in self._tasks:
-            return
-        task = asyncio.create_task(self._tries(self._run, job_id))
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        self._start(("import", job_id), self._run, self._max_tries)
 
-    async def _tries(self, run: ImportRunner, job_id: uuid.UUID) -> None:
-        for job_try in range(1, self._max_tries + 1):
+    async def enqueue_scan(self, upload_id: uuid.UUID) -> None:
+        if self._scan is None:
+            raise RuntimeError("InProcessQueue.bind_scan() was not called: no scan runner")
+        self._start(("scan", upload_id), self._scan, self._scan_max_tries)
+
+    def _start(self, key: tuple[str, uuid.UUID], run: ImportRunner, max_tries: int) -> None:
+        if key in self._tasks:
+            return
+        task = asyncio.create_task(self._tries(run, key[1], max_tries))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    async def _tries(self, run: ImportRunner, job_id: uuid.UUID, max_tries: int) -> None:
+        for job_try in range(1, max_tries + 1):
             try:
                 await run(job_id, job_try)
                 return
             except Retry as retry:
                 self.jobs_retried += 1
-                if job_try == self._max_tries:
+                if job_try == max_tries:
                     # As arq does; the job's row says why (or the reconciler finds it).
-                    logger.error("in-process import %s: max %d tries", job_id, job_try)
+                    logger.error("in-process job %s: max %d tries", job_id, job_try)
                     return
                 delay = (retry.defer_score or 0) / 1000
-                logger.info("in-process import %s: try %d again in %.1f s", job_id, job_try, delay)
+                logger.info("in-process job %s: try %d again in %.1f s", job_id, job_try, delay)
                 await asyncio.sleep(delay)
             except Exception:
-                logger.exception("in-process import %s failed", job_id)
+                logger.exception("in-process job %s failed", job_id)
                 return
 
     async def is_queued_or_running(self, job_id: uuid.UUID) -> bool:
-        return job_id in self._tasks
+        return ("import", job_id) in self._tasks
 
     async def wait_idle(self) -> None:
         """Wait for every running job, retries included (tests, shutdown)."""

@@ -19,6 +19,15 @@ class UploadStatus(enum.StrEnum):
     ABORTED = "aborted"  # cancelled by its owner before it was confirmed
 
 
+class ScanState(enum.StrEnum):
+    """What the malware scanner said about a file (NULL: confirmed while scanning was off)."""
+
+    PENDING = "pending"  # confirmed, not scanned yet: not served
+    CLEAN = "clean"  # scanned, nothing found
+    INFECTED = "infected"  # a signature matched; the object is quarantined or deleted
+    UNSCANNED_TOO_LARGE = "unscanned_too_large"  # over clamd's stream limit: never sent
+
+
 class Upload(Base):
     __tablename__ = "uploads"
 
@@ -53,10 +62,25 @@ class Upload(Base):
     # the size of every part but the last when the total size was declared.
     multipart_upload_id: Mapped[str | None] = mapped_column(String(1024))
     part_size: Mapped[int | None] = mapped_column(BigInteger)
+    # docs/api.md, "Malware scanning": only NULL and clean files are served.
+    scan_state: Mapped[ScanState | None] = mapped_column(
+        Enum(
+            ScanState,
+            name="scan_state",
+            native_enum=False,
+            length=24,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    # The signature clamd named for an infected file.
+    scan_signature: Mapped[str | None] = mapped_column(String(255))
+    scanned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # The file list: a user's confirmed files, newest first.
         Index("ix_uploads_owner_status_created", "owner_id", "status", "created_at", "id"),
         # Cleanup scans by status and age.
         Index("ix_uploads_status_url_expires_at", "status", "url_expires_at"),
+        # The scan reconciler and the admin's list of infected files.
+        Index("ix_uploads_scan_state", "scan_state"),
     )

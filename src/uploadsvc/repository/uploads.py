@@ -11,7 +11,7 @@ from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.errors import BadRequest
-from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
 from uploadsvc.security import Principal
 
 
@@ -129,5 +129,70 @@ async def get_visible_multipart(
             Upload.file_key == file_key,
             Upload.multipart_upload_id == multipart_upload_id,
             _visible_to(principal),
+        )
+    )
+
+
+async def get_confirmed(session: AsyncSession, *, upload_id: uuid.UUID) -> Upload | None:
+    """A confirmed file by id, whoever owns it (jobs act for the service, not a user)."""
+    return await session.scalar(
+        select(Upload).where(Upload.id == upload_id, Upload.status == UploadStatus.CONFIRMED)
+    )
+
+
+async def set_scan_result(
+    session: AsyncSession, *, upload_id: uuid.UUID, scan_state: ScanState, **values: Any
+) -> bool:
+    """Record a scan's outcome, only if the file is still waiting for one.
+
+    Conditional like ``transition``: two scans of one file (a retried job
+    racing the reconciler's) record one outcome.
+    """
+    result = await session.execute(
+        update(Upload)
+        .where(
+            Upload.id == upload_id,
+            Upload.status == UploadStatus.CONFIRMED,
+            Upload.scan_state == ScanState.PENDING,
+        )
+        .values(scan_state=scan_state, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def pending_scans(
+    session: AsyncSession, *, confirmed_before: dt.datetime, limit: int
+) -> list[uuid.UUID]:
+    """Confirmed files still waiting for a scan since before ``confirmed_before``, oldest first."""
+    rows = await session.scalars(
+        select(Upload.id)
+        .where(
+            Upload.scan_state == ScanState.PENDING,
+            Upload.status == UploadStatus.CONFIRMED,
+            Upload.confirmed_at < confirmed_before,
+        )
+        .order_by(Upload.confirmed_at)
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def list_infected(session: AsyncSession, *, limit: int) -> list[Upload]:
+    """Every user's infected files (for admins), newest first."""
+    rows = await session.scalars(
+        select(Upload)
+        .where(Upload.scan_state == ScanState.INFECTED, Upload.status == UploadStatus.CONFIRMED)
+        .order_by(Upload.scanned_at.desc(), Upload.id.desc())
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def scan_of_key(session: AsyncSession, *, file_keys: list[str]) -> Upload | None:
+    """The confirmed file stored at one of these keys (its key, or its quarantine key)."""
+    return await session.scalar(
+        select(Upload).where(
+            Upload.file_key.in_(file_keys), Upload.status == UploadStatus.CONFIRMED
         )
     )

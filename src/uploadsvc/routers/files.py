@@ -8,9 +8,17 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
 
 from uploadsvc.deps import OwnedFile, PrincipalDep, SessionDep, SettingsDep, StorageDep
-from uploadsvc.errors import BadRequest, NotFound, StorageError, error_responses
-from uploadsvc.schemas.files import DownloadUrl, FileList, FileRead
+from uploadsvc.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    StorageError,
+    error_responses,
+)
+from uploadsvc.schemas.files import DownloadUrl, FileList, FileRead, InfectedFileList
 from uploadsvc.services import files as service
+from uploadsvc.services.scanning import FileLocked
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -26,6 +34,17 @@ async def list_files(
     return await service.list_files(session, principal=principal, cursor=cursor, limit=limit)
 
 
+# Before /{file_id}, which would take "infected" for an id.
+@router.get("/infected", responses=error_responses(Forbidden))
+async def list_infected_files(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> InfectedFileList:
+    """Admins only: every user's files the malware scanner flagged, newest first."""
+    return await service.list_infected_files(session, principal=principal, limit=limit)
+
+
 @router.get("/{file_id}", responses=error_responses(NotFound))
 async def get_file(file: OwnedFile) -> FileRead:
     return service.file_read(file)
@@ -35,7 +54,7 @@ async def get_file(file: OwnedFile) -> FileRead:
     "/{file_id}/download",
     response_model=DownloadUrl,
     responses={
-        **error_responses(NotFound, StorageError),
+        **error_responses(NotFound, Conflict, FileLocked, StorageError),
         307: {
             "description": "With `redirect=true`: a redirect to the download URL.",
             "headers": {
@@ -52,7 +71,11 @@ async def download_file(
         bool, Query(description="Answer 307 to the download URL instead of JSON.")
     ] = False,
 ) -> DownloadUrl | RedirectResponse:
-    """A short-lived URL that downloads the file with its name and type."""
+    """A short-lived URL that downloads the file with its name and type.
+
+    With malware scanning on: 409 `scan_pending` until the file is scanned,
+    423 `infected` (or `unscanned_too_large`) if it is withheld.
+    """
     download = await service.download_url(storage, settings, file)
     if redirect:
         return RedirectResponse(download.download_url, status_code=307)

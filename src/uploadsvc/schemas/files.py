@@ -7,7 +7,7 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-from uploadsvc.models.uploads import UploadStatus
+from uploadsvc.models.uploads import ScanState, UploadStatus
 from uploadsvc.profiles import Purpose
 
 
@@ -22,13 +22,31 @@ class FileRead(BaseModel):
     purpose: Purpose
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
+    scan: ScanState | None = Field(
+        default=None,
+        description="The malware scan: `pending` until scanned, then `clean`, `infected` or "
+        "`unscanned_too_large`; null when scanning was off. Only null and `clean` files "
+        "are served.",
+    )
 
 
 class ConfirmedFile(FileRead):
-    """The confirm body: the file plus a fresh download URL."""
+    """The confirm body: the file plus a fresh download URL (null until the scan is clean)."""
 
-    download_url: str
-    expires_in: int
+    download_url: str | None
+    expires_in: int | None
+
+
+class InfectedFile(FileRead):
+    """A file the malware scanner flagged (admins' list)."""
+
+    owner_id: str
+    signature: str | None = Field(description="The signature clamd named.")
+    scanned_at: dt.datetime | None
+
+
+class InfectedFileList(BaseModel):
+    items: list[InfectedFile]
 
 
 class FileList(BaseModel):

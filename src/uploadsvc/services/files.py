@@ -12,8 +12,16 @@ from uploadsvc.errors import NotFound, StorageError
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, content_disposition
 from uploadsvc.repository import uploads as repository
-from uploadsvc.schemas.files import ConfirmedFile, DownloadUrl, FileList, FileRead
+from uploadsvc.schemas.files import (
+    ConfirmedFile,
+    DownloadUrl,
+    FileList,
+    FileRead,
+    InfectedFile,
+    InfectedFileList,
+)
 from uploadsvc.security import Principal
+from uploadsvc.services import scanning
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -32,10 +40,13 @@ def file_read(upload: Upload) -> FileRead:
         purpose=Purpose(upload.purpose),
         created_at=upload.created_at,
         confirmed_at=upload.confirmed_at,
+        scan=upload.scan_state,
     )
 
 
 async def download_url(storage: Storage, settings: Settings, upload: Upload) -> DownloadUrl:
+    """A download URL, once the malware scanner (when on) has found the file clean."""
+    scanning.require_servable(settings, upload)
     expires_in = settings.download_url_expires_seconds
     url = await storage.presign_get(
         upload.file_key,
@@ -47,6 +58,9 @@ async def download_url(storage: Storage, settings: Settings, upload: Upload) -> 
 
 
 async def confirmed_body(storage: Storage, settings: Settings, upload: Upload) -> ConfirmedFile:
+    if not scanning.is_servable(settings, upload):
+        # Not scanned (yet): no URL; GET /v1/files/{id}/download says when there is one.
+        return ConfirmedFile(**file_read(upload).model_dump(), download_url=None, expires_in=None)
     download = await download_url(storage, settings, upload)
     return ConfirmedFile(
         **file_read(upload).model_dump(),
@@ -89,3 +103,21 @@ async def delete_file(session: AsyncSession, storage: Storage, *, upload: Upload
         await storage.delete(upload.file_key)
     except StorageError:
         logger.warning("object of deleted file %s left for cleanup", upload.id)
+
+
+async def list_infected_files(
+    session: AsyncSession, *, principal: Principal, limit: int
+) -> InfectedFileList:
+    """Admins: every user's infected files, with the signature found."""
+    rows = await scanning.list_infected(session, principal=principal, limit=limit)
+    return InfectedFileList(
+        items=[
+            InfectedFile(
+                **file_read(row).model_dump(),
+                owner_id=row.owner_id,
+                signature=row.scan_signature,
+                scanned_at=row.scanned_at,
+            )
+            for row in rows
+        ]
+    )

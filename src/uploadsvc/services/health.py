@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from uploadsvc.repository import health as repository
 from uploadsvc.resources import Resources
+from uploadsvc.scanner import ClamdClient
 from uploadsvc.schemas.health import Readiness
+from uploadsvc.services import scanning
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ async def check_readiness(resources: Resources) -> Readiness:
     }
     if resources.redis is not None:
         checks["redis"] = redis
+    if scanning.is_on(resources.settings):
+        checks["clamd"] = ClamdClient.from_settings(resources.settings).ping
     results = await asyncio.gather(*(_run(name, check) for name, check in checks.items()))
     answers = dict(results)
     healthy = all(answer == "ok" for answer in answers.values())

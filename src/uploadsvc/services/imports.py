@@ -58,6 +58,7 @@ from uploadsvc.repository import events
 from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
+from uploadsvc.services import scanning
 from uploadsvc.services.incoming_files import IncomingFile, store_file
 from uploadsvc.services.uploads import find_upload
 
@@ -86,7 +87,8 @@ class DeadlineExceeded(TimeoutError):
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` says a dependency is down or slow, rather than that the input is bad."""
-    if isinstance(exc, StorageError | OSError | TimeoutError):
+    if isinstance(exc, StorageError | OSError | TimeoutError | scanning.ScanInterrupted):
+        # ScanInterrupted: clamd is down, or the archive's scan is not done yet.
         # StorageError is what storage/ makes of S3's and the disk's outages;
         # OSError covers refused and reset connections (asyncpg raises them as
         # they are) and TimeoutError is asyncio's too.
@@ -314,6 +316,10 @@ async def _within_deadline(run: _Run, workdir: Path) -> None:
 async def _download_and_import(run: _Run, workdir: Path) -> None:
     resources = run.resources
     await run.report(DOWNLOAD)
+    try:
+        await scanning.check_import_archive(resources, run.job.source_key)
+    except scanning.ArchiveInfected as exc:
+        raise ImportDataError(str(exc)) from None
     archive_path = workdir / "archive.zip"
     await resources.storage.download_to(run.job.source_key, archive_path)
     run.stage = CHECK
@@ -413,6 +419,11 @@ async def _store_media(
             content_type = ct.decide_type(None, detected, MEDIA_TYPES[ref.kind])
         except ct.TypeRefused:
             warnings.append(f"{ref.label}: {ref.path} is {detected}, not {ref.kind}; skipped")
+            continue
+        # Stored media are served: scanned first (docs/api.md, "Malware scanning").
+        refusal = await scanning.scan_media(run.resources.settings, data)
+        if refusal is not None:
+            warnings.append(f"{ref.label}: {ref.path} {refusal}; skipped")
             continue
         await run.resources.storage.put_stream(
             ref.key, content_type=content_type, chunks=_once(data)

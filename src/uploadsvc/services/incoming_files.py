@@ -35,6 +35,7 @@ from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
 from uploadsvc.repository import uploads as repository
 from uploadsvc.security import Principal
+from uploadsvc.services import scanning
 from uploadsvc.storage import Storage
 
 
@@ -90,6 +91,7 @@ async def store_file(
                 confirmed_at=now,
             ),
         )
+        await scanning.hold_for_scan(session, settings, upload)
     except BaseException:
         await storage.delete(key)
         raise

@@ -23,6 +23,7 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import Profile, Purpose, content_disposition, profile_for
 from uploadsvc.security import Principal
+from uploadsvc.services import scanning
 from uploadsvc.services.incoming_files import (
     IncomingFile,
     form_parts,
@@ -68,9 +69,11 @@ async def open_event_files(
                 )
             # Open Event clients send whatever type their browser guessed: the bytes decide.
             incoming = IncomingFile(filename or "upload", None, form.chunks())
-            yield await store_file(
+            upload = await store_file(
                 session, storage, settings, principal=principal, profile=profile, incoming=incoming
             )
+            # The URLs answered below work at once: scan first (docs/api.md, "Malware scanning").
+            yield await scanning.scan_before_serving(session, storage, settings, upload)
 
     uploads = await store_all_or_nothing(storage, each())
     if not uploads:
@@ -118,6 +121,7 @@ async def open_event_image(
         profile=profile,
         incoming=IncomingFile(_image_name(declared), declared, decoded),
     )
+    upload = await scanning.scan_before_serving(session, storage, settings, upload)
     return await _public_url(storage, settings, upload, disposition="inline")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +162,22 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def download_to(self, key: str, destination: Path) -> None:
         """Copy the object into a local file, in chunks (``NotFound`` if missing)."""
+
+    @abc.abstractmethod
+    def read_chunks(self, key: str) -> AsyncGenerator[bytes, None]:
+        """The object's bytes in order, about 1 MiB at a time (``NotFound`` if missing).
+
+        An async generator: close it (``aclose``) when stopping early, so the
+        connection behind it is released.
+        """
+
+    @abc.abstractmethod
+    async def move(self, key: str, new_key: str) -> None:
+        """Give the object (bytes and metadata) a new key; the old key no longer exists.
+
+        Not atomic on S3 (a copy, then a delete): a crash in between leaves
+        both, and the caller's row decides which one counts.
+        """
 
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:

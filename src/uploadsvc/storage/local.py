@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,9 @@ from uploadsvc.storage.base import (
 from uploadsvc.storage.local_signing import Param, UrlSigner
 
 logger = logging.getLogger(__name__)
+
+# Reads of an object for streaming (scanning): large enough to keep syscalls rare.
+_READ_CHUNK_SIZE = 1024 * 1024
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -140,6 +143,24 @@ class LocalStorage(Storage):
             await to_thread.run_sync(shutil.copyfile, source, destination)
         except FileNotFoundError:
             raise no_such_object() from None
+
+    async def read_chunks(self, key: str) -> AsyncGenerator[bytes, None]:
+        try:
+            f = await anyio.open_file(self._object_path(key), "rb")
+        except FileNotFoundError:
+            raise no_such_object() from None
+        async with f:
+            while chunk := await f.read(_READ_CHUNK_SIZE):
+                yield chunk
+
+    async def move(self, key: str, new_key: str) -> None:
+        source, target = self._object_path(key), self._object_path(new_key)
+        if not await anyio.Path(source).exists():
+            raise no_such_object()
+        for old, new in ((source, target), (self._meta_path(key), self._meta_path(new_key))):
+            await anyio.Path(new.parent).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # an object may have no metadata
+                await anyio.Path(old).rename(new)
 
     async def head(self, key: str) -> ObjectInfo | None:
         path = anyio.Path(self._object_path(key))

@@ -12,7 +12,7 @@ import base64
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +320,26 @@ class S3Storage(Storage):
                 yield body
             finally:
                 body.close()
+
+    async def read_chunks(self, key: str) -> AsyncGenerator[bytes, None]:
+        async with self._open_body(key) as body:
+            while True:
+                with _s3_errors("read an object"):
+                    chunk: bytes = await body.read(_READ_CHUNK_SIZE)
+                if not chunk:
+                    return
+                yield chunk
+
+    async def move(self, key: str, new_key: str) -> None:
+        with _s3_errors("copy an object", refusals=_OBJECT_MISSING):
+            # One CopyObject call takes objects up to 5 GiB, more than any profile allows.
+            await self._client.copy_object(
+                Bucket=self._bucket,
+                Key=new_key,
+                CopySource={"Bucket": self._bucket, "Key": key},
+                MetadataDirective="COPY",
+            )
+        await self.delete(key)
 
     async def head(self, key: str) -> ObjectInfo | None:
         with _s3_errors("head", tolerate=_MISSING_CODES) as missing:

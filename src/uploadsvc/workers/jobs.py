@@ -10,6 +10,7 @@ from uploadsvc.job_queue import InProcessQueue, retry_after
 from uploadsvc.resources import Resources
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
 from uploadsvc.services.imports import ImportInterrupted, reconcile_imports, run_import
+from uploadsvc.services.scanning import ScanInterrupted, reconcile_scans, run_scan
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +30,35 @@ async def run_import_try(resources: Resources, job_id: uuid.UUID, *, job_try: in
         raise retry_after(job_try) from exc
 
 
+async def scan_file(ctx: dict[str, Any], upload_id: str) -> None:
+    """A malware scan of one file (enqueued after the confirm's commit, id ``scan:<file id>``)."""
+    await run_scan_try(ctx["resources"], uuid.UUID(upload_id), job_try=ctx["job_try"])
+
+
+async def run_scan_try(resources: Resources, upload_id: uuid.UUID, *, job_try: int) -> None:
+    """One try of a scan; clamd or storage down asks for another after a backoff.
+    After the last one the file stays pending and the reconciler enqueues it again."""
+    try:
+        await run_scan(resources, upload_id)
+    except ScanInterrupted as exc:
+        raise retry_after(job_try) from exc
+
+
+async def reconcile_scans_job(ctx: dict[str, Any]) -> int:
+    """Re-enqueue scans of files still pending (Redis lost them, their tries ran out)."""
+    return await reconcile_scans(ctx["resources"])
+
+
 def bind_in_process_jobs(resources: Resources) -> None:
-    """Without Redis, this process runs the import jobs it enqueues."""
+    """Without Redis, this process runs the import and scan jobs it enqueues."""
     if isinstance(resources.jobs, InProcessQueue):
         resources.jobs.bind(
             lambda job_id, job_try: run_import_try(resources, job_id, job_try=job_try),
             max_tries=resources.settings.import_max_tries,
+        )
+        resources.jobs.bind_scan(
+            lambda upload_id, job_try: run_scan_try(resources, upload_id, job_try=job_try),
+            max_tries=resources.settings.scan_max_tries,
         )
 
 

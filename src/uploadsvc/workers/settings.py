@@ -17,7 +17,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from uploadsvc.config import Settings
 from uploadsvc.resources import open_resources
-from uploadsvc.workers.jobs import cleanup_job, import_event, reconcile_job
+from uploadsvc.workers.jobs import (
+    cleanup_job,
+    import_event,
+    reconcile_job,
+    reconcile_scans_job,
+    scan_file,
+)
 
 # Time an import job has, past its own deadline, to delete what it stored and
 # record its outcome before arq cancels it.
@@ -71,7 +77,18 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout_seconds + IMPORT_GRACE_SECONDS,
                 keep_result=0,
                 max_tries=settings.import_max_tries,
-            )
+            ),
+            # Scans: keep_result=0 and a fixed job id as for imports; a scan
+            # still pending after max_tries is enqueued again by its reconciler.
+            # A scan stops itself at clamd_timeout_seconds; its arq timeout
+            # stays below the import's, which sets arq's in-progress lease.
+            func(
+                scan_file,
+                name="scan_file",
+                timeout=settings.job_timeout_seconds,
+                keep_result=0,
+                max_tries=settings.scan_max_tries,
+            ),
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
         # so several workers enqueue it once; the lease in run_cleanup keeps a
@@ -103,6 +120,18 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": startup,
         "on_shutdown": shutdown,
     }
+    if settings.scan_backend == "clamd":
+        # Files left pending (Redis lost their job, its tries ran out) are
+        # enqueued again; with scanning off there is nothing to reconcile.
+        options["cron_jobs"].append(
+            cron(
+                reconcile_scans_job,
+                second={30},
+                unique=True,
+                run_at_startup=True,
+                timeout=settings.job_timeout_seconds,
+            )
+        )
     options.update(overrides)
     return Worker(**options)
 
