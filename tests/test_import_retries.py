@@ -23,8 +23,8 @@ from sqlalchemy import func, select, text
 
 from tests import samples
 from tests.conftest import Api, make_settings, running_api
-from tests.support.localstack import LocalStackServer
 from tests.openevent_archives import build_zip
+from tests.support.localstack import LocalStackServer
 from tests.tcp_proxy import TcpProxy
 from tests.test_import_worker import REDIS_URL
 from uploadsvc.config import Settings
