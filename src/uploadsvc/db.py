@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -93,3 +96,22 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection whose every statement commits as it runs.
+
+    For the hot path's single statements (docs/architecture.md, "Reads and
+    single writes"): on PostgreSQL a SELECT or an INSERT is then one round
+    trip, with no BEGIN before it and no COMMIT or ROLLBACK after it, as an
+    ORM session would send. SQLite keeps its ordinary transaction, committed
+    when the block ends: its ``begin`` hook (above) is what makes its writers
+    wait for one another.
+    """
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+        if connection.in_transaction():
+            await connection.commit()

@@ -13,14 +13,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
 from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
-from uploadsvc.services.files import require_confirmed
+from uploadsvc.services.files import read_file, require_confirmed
 from uploadsvc.services.uploads import find_upload
 from uploadsvc.storage import Storage
 
@@ -36,6 +36,11 @@ def get_settings(request: Request) -> Settings:
 
 def get_storage(request: Request) -> Storage:
     return get_resources(request).storage
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    """The engine, for routes whose one statement needs no session (see db.autocommit)."""
+    return get_resources(request).engine
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -77,6 +82,7 @@ async def get_principal(
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
@@ -99,5 +105,13 @@ async def get_owned_file(
     return require_confirmed(upload)
 
 
+async def get_readable_file(
+    file_id: uuid.UUID, engine: EngineDep, principal: PrincipalDep
+) -> Upload:
+    """``OwnedFile`` for routes that only answer: one read, no session (detached row)."""
+    return await read_file(engine, principal=principal, file_id=file_id)
+
+
 OwnedUpload = Annotated[Upload, Depends(get_owned_upload)]
 OwnedFile = Annotated[Upload, Depends(get_owned_file)]
+ReadableFile = Annotated[Upload, Depends(get_readable_file)]

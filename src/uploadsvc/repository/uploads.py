@@ -7,9 +7,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, or_, select, true, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Select, and_, insert, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from uploadsvc.db import autocommit
 from uploadsvc.errors import BadRequest
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.security import Principal
@@ -82,11 +83,60 @@ async def transition(
     return won
 
 
+# Reads and single writes on the hot path (docs/architecture.md, "Reads and
+# single writes"): Core statements on the table, one autocommit round trip,
+# rows made into detached ``Upload`` objects. They skip the ORM's identity
+# map, unit of work and the session's BEGIN/COMMIT, which cost more than the
+# query itself; what they return must not be handed to a session
+# (``transition`` and ``reload`` need one it loaded).
+_TABLE = Upload.__table__
+
+
+def _detached(row: Row[Any]) -> Upload:
+    return Upload(**row._mapping)
+
+
+async def insert_pending(engine: AsyncEngine, upload: Upload) -> Upload:
+    """Record a new upload with one INSERT, committed at once; ``upload`` stays detached.
+
+    For routes whose only write is this row (request-url): nothing else in
+    the request could roll it back, so it needs no session around it.
+    """
+    values = {column.key: getattr(upload, column.key) for column in _TABLE.columns}
+    async with autocommit(engine) as connection:
+        await connection.execute(insert(Upload).values(values))
+    return upload
+
+
+async def _read_one(engine: AsyncEngine, query: Select[Any]) -> Upload | None:
+    async with autocommit(engine) as connection:
+        row = (await connection.execute(query)).first()
+    return None if row is None else _detached(row)
+
+
+async def read_visible(
+    engine: AsyncEngine, *, principal: Principal, upload_id: uuid.UUID
+) -> Upload | None:
+    """``get_visible`` in one round trip, detached (for answers, not for changes)."""
+    return await _read_one(
+        engine, select(_TABLE).where(Upload.id == upload_id, _visible_to(principal))
+    )
+
+
+async def read_visible_by_key(
+    engine: AsyncEngine, *, principal: Principal, file_key: str
+) -> Upload | None:
+    """``get_visible_by_key`` in one round trip, detached (for answers, not for changes)."""
+    return await _read_one(
+        engine, select(_TABLE).where(Upload.file_key == file_key, _visible_to(principal))
+    )
+
+
 async def list_confirmed(
-    session: AsyncSession, *, owner_id: str, cursor: str | None, limit: int
+    engine: AsyncEngine, *, owner_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Upload], str | None]:
-    """One page of a user's confirmed files, newest first (keyset pagination)."""
-    query = select(Upload).where(
+    """One page of a user's confirmed files, newest first (keyset pagination), detached."""
+    query = select(_TABLE).where(
         Upload.owner_id == owner_id, Upload.status == UploadStatus.CONFIRMED
     )
     if cursor is not None:
@@ -98,7 +148,8 @@ async def list_confirmed(
             )
         )
     query = query.order_by(Upload.created_at.desc(), Upload.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
+    async with autocommit(engine) as connection:
+        rows = [_detached(row) for row in await connection.execute(query)]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
