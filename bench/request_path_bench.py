@@ -261,7 +261,9 @@ def bench_server(values: dict[str, Any], workdir: Path) -> Any:
         server.stop()
 
 
-def profile(server: ServerProcess, route: Route, token: str, workdir: Path) -> str:
+def profile(
+    server: ServerProcess, route: Route, token: str, workdir: Path, keep: Path | None
+) -> str:
     """py-spy's top functions (by own time) while wrk loads ``route``."""
     out = workdir / "profile.txt"
     (workdir / "route.lua").write_text(_lua(route, token))
@@ -296,7 +298,10 @@ def profile(server: ServerProcess, route: Route, token: str, workdir: Path) -> s
         capture_output=True,
     )
     load.wait()
-    return summarize_profile(out.read_text())
+    raw = out.read_text()
+    if keep is not None:
+        keep.write_text(raw)
+    return summarize_profile(raw)
 
 
 def summarize_profile(raw: str, top: int = 12) -> str:
@@ -416,7 +421,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     print(f"round {number + 1}/{rounds} done", flush=True)
                 profiled = ""
                 if args.profile:
-                    profiled = profile(server, chosen[1], token, workdir)
+                    profiled = profile(server, chosen[1], token, workdir, args.keep_profile)
     body = report(results, rounds, seconds, stall)
     if profiled:
         body += "\n\nWhere `GET /v1/files?limit=1` spends its time (py-spy, 8 s under load):\n\n"
@@ -430,6 +435,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--keep-profile", type=Path, help="write py-spy's raw stacks here")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     asyncio.run(main_async(parser.parse_args()))

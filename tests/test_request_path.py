@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from tests.conftest import Api
 
@@ -98,3 +100,29 @@ async def test_confirming_a_confirmed_upload_of_someone_else_answers_404(api: Ap
     mine = await api.confirm(file["file_key"])
     assert mine.status_code == 200, mine.text
     assert mine.json()["file_id"] == file["file_id"]
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(api: Api) -> None:
+    # The pool checks no connection with a round trip (db.py): it relies on
+    # asyncpg noticing that the server ended it.
+    assert (await api.app_client.get("/v1/files", headers=api.headers())).status_code == 200
+    admin = create_async_engine(
+        api.settings.database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as connection:
+            # With a timeout, pg_terminate_backend returns once the backend has exited.
+            ended = await connection.scalar(
+                text(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 30000)) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                )
+            )
+    finally:
+        await admin.dispose()
+    assert ended, "the pooled connection of the first request was not found"
+    for path in ("/v1/files", "/v1/files?urls=true"):
+        again = await api.app_client.get(path, headers=api.headers())
+        assert again.status_code == 200, again.text

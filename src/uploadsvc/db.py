@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -69,11 +70,22 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        pool_pre_ping=True,
-    )
+    engine = create_async_engine(settings.database_url, pool_size=settings.database_pool_size)
+    _drop_closed_connections(engine)
+    return engine
+
+
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    # Instead of pool_pre_ping: with asyncpg a pre-ping is three round trips
+    # (BEGIN, ";", ROLLBACK) on every checkout, more than the one statement
+    # of a read. asyncpg marks a connection closed as soon as the server ends
+    # it (a restart, an idle-session timeout), so a checkout looks at that
+    # flag; DisconnectionError makes the pool discard the connection and
+    # hand out a new one.
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this connection")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

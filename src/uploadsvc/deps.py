@@ -25,22 +25,31 @@ from uploadsvc.services.uploads import find_upload
 from uploadsvc.storage import Storage
 
 
-def get_resources(request: Request) -> Resources:
+def _resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_settings(request: Request) -> Settings:
-    return get_resources(request).settings
+# These are ``async def`` although they never await: FastAPI runs a plain
+# ``def`` dependency in a worker thread, and that hop (queue, wake-up,
+# result) cost more per request than the database query of the list route.
 
 
-def get_storage(request: Request) -> Storage:
-    return get_resources(request).storage
+async def get_resources(request: Request) -> Resources:
+    return _resources(request)
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_settings(request: Request) -> Settings:
+    return _resources(request).settings
+
+
+async def get_storage(request: Request) -> Storage:
+    return _resources(request).storage
+
+
+async def get_engine(request: Request) -> AsyncEngine:
     """The engine, for routes whose one statement needs no session (see db.autocommit)."""
-    return get_resources(request).engine
+    return _resources(request).engine
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -50,7 +59,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     when the handler returns, before the response leaves: a client that got
     a 2xx can rely on the row being committed. An exception rolls back.
     """
-    async with get_resources(request).session_factory() as session:
+    async with _resources(request).session_factory() as session:
         try:
             yield session
             await session.commit()
@@ -76,7 +85,7 @@ async def get_principal(
     # The raw header is parsed here rather than through HTTPBearer because
     # Open Event clients send "JWT <token>", which HTTPBearer rejects.
     token = extract_bearer_token(request.headers.get("authorization"))
-    return await get_resources(request).token_verifier.verify(token)
+    return await _resources(request).token_verifier.verify(token)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
