@@ -133,10 +133,16 @@ def _duration_ms(text: str) -> float:
 def parse_wrk(output: str) -> Sample:
     if "Non-2xx or 3xx responses" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw failed requests:\n{output}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    p99 = re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    return Sample(rps=rps, p50_ms=_duration_ms(p50), p99_ms=_duration_ms(p99))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", output, re.MULTILINE)
+    if rps is None or p50 is None or p99 is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return Sample(
+        rps=float(rps.group(1)),
+        p50_ms=_duration_ms(p50.group(1)),
+        p99_ms=_duration_ms(p99.group(1)),
+    )
 
 
 def run_wrk(base_url: str, route: Route, token: str, seconds: float, workdir: Path) -> Sample:
