@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ["bench.cleanup_bench", "bench.import_bench", "bench.direct_bench", "bench.presign_bench"]
+MODULES = [
+    "bench.cleanup_bench",
+    "bench.import_bench",
+    "bench.direct_bench",
+    "bench.presign_bench",
+    "bench.request_path_bench",
+]
 
 
 def main() -> int:

@@ -13,7 +13,15 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "module", ["bench.cleanup_bench", "bench.import_bench", "bench.direct_bench", "bench.run"]
+    "module",
+    [
+        "bench.cleanup_bench",
+        "bench.import_bench",
+        "bench.direct_bench",
+        "bench.request_path_bench",
+        "bench.request_path_server",
+        "bench.run",
+    ],
 )
 def test_benchmark_modules_import(module: str) -> None:
     importlib.import_module(module)
