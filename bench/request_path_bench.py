@@ -311,16 +311,24 @@ def profile(
 
 
 def summarize_profile(raw: str, top: int = 12) -> str:
-    """Share of samples in which each of a few cost centres appears (inclusive)."""
+    """Share of the event loop thread's samples in which each cost centre appears (inclusive)."""
     centres = {
         "FastAPI/Starlette routing (match)": ("_match", "matches (", "routing.py:matches"),
         "dependency solving (solve_dependencies)": ("solve_dependencies",),
         "token verification (security.py)": ("security.py",),
         "SQLAlchemy ORM/compile": ("sqlalchemy/orm", "sqlalchemy/sql/compiler", "cache_key"),
-        "SQLAlchemy session/transaction": ("sqlalchemy/orm/session", "sqlalchemy/engine/base"),
+        "SQLAlchemy execution, session (engine/base, orm/session)": (
+            "sqlalchemy/orm/session",
+            "sqlalchemy/engine/base",
+        ),
         "asyncpg": ("asyncpg",),
         "response serialisation (pydantic)": ("serialize_response", "_prepare_response_content"),
-        "uvicorn/httptools": ("httptools_impl", "uvicorn"),
+        "sync dependencies in the thread pool": ("run_in_threadpool",),
+        "pool checkout (pre-ping, connect)": (
+            "_async_ping",
+            "Pool.connect",
+            "asyncpg/connect_utils",
+        ),
         "access log": ("logging/__init__",),
         "presigning": ("s3_presign",),
     }
@@ -330,6 +338,8 @@ def summarize_profile(raw: str, top: int = 12) -> str:
         stack, _, count_text = line.rpartition(" ")
         if not count_text.isdigit():
             continue
+        if "WorkerThread.run" in stack:
+            continue  # an idle thread-pool thread waiting for work
         count = int(count_text)
         total += count
         for name, needles in centres.items():
