@@ -59,8 +59,8 @@ format: install ## sort imports and format the code
 typecheck: install ## mypy --strict (files and options in pyproject.toml)
 	uv run mypy
 
-bench: ## benchmarks (bench/run.py; needs what the tests need)
-	@$(BOOTSTRAP) --test
+bench: ## benchmarks (bench/run.py; needs what the tests need, and wrk)
+	@$(BOOTSTRAP) --test --bench
 	@if [ -f bench/run.py ]; then \
 		uv run python bench/run.py; \
 	else \

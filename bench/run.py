@@ -17,6 +17,7 @@ MODULES = [
     "bench.direct_bench",
     "bench.presign_bench",
     "bench.scan_bench",
+    "bench.request_path_bench",
 ]
 
 

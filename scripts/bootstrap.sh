@@ -9,6 +9,7 @@
 #                                 ClamAV's daemon (clamav-daemon) for the scanning tests;
 #                                 for the browser tests: Debian's chromium, Node.js/npm,
 #                                 and `npm ci` of the pinned Uppy packages (tests/browser/uppy)
+#   scripts/bootstrap.sh --bench  ... plus wrk, the load generator of bench/request_path_bench.py
 #
 # Environment:
 #   UPLOADSVC_TEST_DATABASE_URL  default postgresql+asyncpg://postgres@127.0.0.1:5432/test
@@ -19,9 +20,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WANT_TEST=0
+WANT_BENCH=0
 for arg in "$@"; do
     case "$arg" in
         --test) WANT_TEST=1 ;;
+        --bench) WANT_BENCH=1 ;;
         -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bootstrap: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
@@ -88,6 +91,11 @@ fi
 
 # --- (c) the locked project environment (.venv, with the dev group) -------------
 uv sync --frozen --quiet
+
+# The benchmarks' load generator (make bench).
+if [ "$WANT_BENCH" = 1 ] && ! command -v wrk >/dev/null 2>&1; then
+    apt_install wrk
+fi
 
 [ "$WANT_TEST" = 1 ] || exit 0
 

@@ -19,6 +19,8 @@ import pytest
         "bench.import_bench",
         "bench.direct_bench",
         "bench.scan_bench",
+        "bench.request_path_bench",
+        "bench.request_path_server",
         "bench.run",
     ],
 )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -70,10 +74,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         _configure_sqlite(engine)
         return engine
     statement_timeout = settings.database_statement_timeout_seconds
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
-        pool_pre_ping=True,
         pool_timeout=settings.database_pool_timeout_seconds,
         connect_args={
             # asyncpg's deadlines: opening a connection, and each statement
@@ -84,6 +87,21 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "server_settings": {"statement_timeout": str(int(statement_timeout * 1000))},
         },
     )
+    _drop_closed_connections(engine)
+    return engine
+
+
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    # Instead of pool_pre_ping: with asyncpg a pre-ping is three round trips
+    # (BEGIN, ";", ROLLBACK) on every checkout, more than the one statement
+    # of a read. asyncpg marks a connection closed as soon as the server ends
+    # it (a restart, an idle-session timeout), so a checkout looks at that
+    # flag; DisconnectionError makes the pool discard the connection and
+    # hand out a new one.
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this connection")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -106,3 +124,22 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection whose every statement commits as it runs.
+
+    For the hot path's single statements (docs/architecture.md, "Reads and
+    single writes"): on PostgreSQL a SELECT or an INSERT is then one round
+    trip, with no BEGIN before it and no COMMIT or ROLLBACK after it, as an
+    ORM session would send. SQLite keeps its ordinary transaction, committed
+    when the block ends: its ``begin`` hook (above) is what makes its writers
+    wait for one another.
+    """
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+        if connection.in_transaction():
+            await connection.commit()

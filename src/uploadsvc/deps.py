@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
@@ -21,23 +21,37 @@ from uploadsvc.logs import bind_user
 from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
-from uploadsvc.services.files import require_confirmed
+from uploadsvc.services.files import read_file, require_confirmed
 from uploadsvc.services.scanning import enqueue_held_scans, forget_held_scans
 from uploadsvc.services.uploads import find_upload
 from uploadsvc.storage import Storage
 
 
-def get_resources(request: Request) -> Resources:
+def _resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_settings(request: Request) -> Settings:
-    return get_resources(request).settings
+# These are ``async def`` although they never await: FastAPI runs a plain
+# ``def`` dependency in a worker thread, and that hop (queue, wake-up,
+# result) cost more per request than the database query of the list route.
 
 
-def get_storage(request: Request) -> Storage:
-    return get_resources(request).storage
+async def get_resources(request: Request) -> Resources:
+    return _resources(request)
+
+
+async def get_settings(request: Request) -> Settings:
+    return _resources(request).settings
+
+
+async def get_storage(request: Request) -> Storage:
+    return _resources(request).storage
+
+
+async def get_engine(request: Request) -> AsyncEngine:
+    """The engine, for routes whose one statement needs no session (see db.autocommit)."""
+    return _resources(request).engine
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -47,7 +61,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     when the handler returns, before the response leaves: a client that got
     a 2xx can rely on the row being committed. An exception rolls back.
     """
-    resources = get_resources(request)
+    resources = _resources(request)
     async with resources.session_factory() as session:
         try:
             yield session
@@ -77,7 +91,7 @@ async def get_principal(
     # The raw header is parsed here rather than through HTTPBearer because
     # Open Event clients send "JWT <token>", which HTTPBearer rejects.
     token = extract_bearer_token(request.headers.get("authorization"))
-    principal = await get_resources(request).token_verifier.verify(token)
+    principal = await _resources(request).token_verifier.verify(token)
     # Every log line of the rest of this request names its user.
     bind_user(principal.user_id)
     return principal
@@ -86,6 +100,7 @@ async def get_principal(
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
@@ -108,5 +123,13 @@ async def get_owned_file(
     return require_confirmed(upload)
 
 
+async def get_readable_file(
+    file_id: uuid.UUID, engine: EngineDep, principal: PrincipalDep
+) -> Upload:
+    """``OwnedFile`` for routes that only answer: one read, no session (detached row)."""
+    return await read_file(engine, principal=principal, file_id=file_id)
+
+
 OwnedUpload = Annotated[Upload, Depends(get_owned_upload)]
 OwnedFile = Annotated[Upload, Depends(get_owned_file)]
+ReadableFile = Annotated[Upload, Depends(get_readable_file)]

@@ -7,9 +7,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, or_, select, true, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from uploadsvc.db import autocommit
 from uploadsvc.errors import BadRequest
 from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
 from uploadsvc.security import Principal
@@ -82,23 +83,104 @@ async def transition(
     return won
 
 
-async def list_confirmed(
-    session: AsyncSession, *, owner_id: str, cursor: str | None, limit: int
-) -> tuple[list[Upload], str | None]:
-    """One page of a user's confirmed files, newest first (keyset pagination)."""
-    query = select(Upload).where(
-        Upload.owner_id == owner_id, Upload.status == UploadStatus.CONFIRMED
+# Reads and single writes on the hot path (docs/architecture.md, "Reads and
+# single writes"): Core statements on the table, one autocommit round trip,
+# rows made into detached ``Upload`` objects. They skip the ORM's identity
+# map, unit of work and the session's BEGIN/COMMIT, which cost more than the
+# query itself; what they return must not be handed to a session
+# (``transition`` and ``reload`` need one it loaded).
+_TABLE = Upload.__table__
+
+
+def _detached(row: Row[Any]) -> Upload:
+    return Upload(**row._mapping)
+
+
+async def insert_pending(engine: AsyncEngine, upload: Upload) -> Upload:
+    """Record a new upload with one INSERT, committed at once; ``upload`` stays detached.
+
+    For routes whose only write is this row (request-url): nothing else in
+    the request could roll it back, so it needs no session around it.
+    """
+    values = {column.key: getattr(upload, column.key) for column in _TABLE.columns}
+    async with autocommit(engine) as connection:
+        await connection.execute(insert(Upload).values(values))
+    return upload
+
+
+# Built once: a statement made per request costs more to construct and to
+# derive its cache key from than to execute; these are compiled once per
+# dialect (SQLAlchemy's compiled cache) and prepared once per connection
+# (asyncpg's statement cache).
+_BY_ID = select(_TABLE).where(Upload.id == bindparam("upload_id"))
+_BY_KEY = select(_TABLE).where(Upload.file_key == bindparam("file_key"))
+_OWNED_BY = Upload.owner_id == bindparam("owner_id")
+_PAGE_ORDER = (Upload.created_at.desc(), Upload.id.desc())
+_FIRST_PAGE = (
+    select(_TABLE)
+    .where(_OWNED_BY, Upload.status == UploadStatus.CONFIRMED)
+    .order_by(*_PAGE_ORDER)
+    .limit(bindparam("limit"))
+)
+_NEXT_PAGE = (
+    select(_TABLE)
+    .where(
+        _OWNED_BY,
+        Upload.status == UploadStatus.CONFIRMED,
+        or_(
+            Upload.created_at < bindparam("created_at"),
+            and_(Upload.created_at == bindparam("created_at"), Upload.id < bindparam("last_id")),
+        ),
     )
+    .order_by(*_PAGE_ORDER)
+    .limit(bindparam("limit"))
+)
+
+
+# Admins act on anyone's uploads; everyone else sees only their own.
+_VISIBLE = {
+    "by_id": (_BY_ID, _BY_ID.where(_OWNED_BY)),
+    "by_key": (_BY_KEY, _BY_KEY.where(_OWNED_BY)),
+}
+
+
+async def _read_one(
+    engine: AsyncEngine, lookup: str, principal: Principal, **values: Any
+) -> Upload | None:
+    anyones, owned = _VISIBLE[lookup]
+    query: Select[Any] = anyones
+    if not principal.is_admin:
+        query, values["owner_id"] = owned, principal.user_id
+    async with autocommit(engine) as connection:
+        row = (await connection.execute(query, values)).first()
+    return None if row is None else _detached(row)
+
+
+async def read_visible(
+    engine: AsyncEngine, *, principal: Principal, upload_id: uuid.UUID
+) -> Upload | None:
+    """``get_visible`` in one round trip, detached (for answers, not for changes)."""
+    return await _read_one(engine, "by_id", principal, upload_id=upload_id)
+
+
+async def read_visible_by_key(
+    engine: AsyncEngine, *, principal: Principal, file_key: str
+) -> Upload | None:
+    """``get_visible_by_key`` in one round trip, detached (for answers, not for changes)."""
+    return await _read_one(engine, "by_key", principal, file_key=file_key)
+
+
+async def list_confirmed(
+    engine: AsyncEngine, *, owner_id: str, cursor: str | None, limit: int
+) -> tuple[list[Upload], str | None]:
+    """One page of a user's confirmed files, newest first (keyset pagination), detached."""
+    values: dict[str, Any] = {"owner_id": owner_id, "limit": limit + 1}
+    query = _FIRST_PAGE
     if cursor is not None:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Upload.created_at < created_at,
-                and_(Upload.created_at == created_at, Upload.id < last_id),
-            )
-        )
-    query = query.order_by(Upload.created_at.desc(), Upload.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
+        values["created_at"], values["last_id"] = _decode_cursor(cursor)
+        query = _NEXT_PAGE
+    async with autocommit(engine) as connection:
+        rows = [_detached(row) for row in await connection.execute(query, values)]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
 
-from uploadsvc.deps import OwnedFile, PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.deps import (
+    EngineDep,
+    OwnedFile,
+    PrincipalDep,
+    ReadableFile,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
 from uploadsvc.errors import (
     BadRequest,
     Conflict,
@@ -23,15 +31,22 @@ from uploadsvc.services.scanning import FileLocked
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-@router.get("", responses=error_responses(BadRequest))
+@router.get("", responses=error_responses(BadRequest, StorageError))
 async def list_files(
-    session: SessionDep,
+    engine: EngineDep,
+    storage: StorageDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    urls: Annotated[
+        bool, Query(description="Give each item a `download_url` (and its `expires_in`).")
+    ] = False,
 ) -> FileList:
     """The caller's confirmed files, newest first."""
-    return await service.list_files(session, principal=principal, cursor=cursor, limit=limit)
+    return await service.list_files(
+        engine, storage, settings, principal=principal, cursor=cursor, limit=limit, urls=urls
+    )
 
 
 # Before /{file_id}, which would take "infected" for an id.
@@ -46,7 +61,7 @@ async def list_infected_files(
 
 
 @router.get("/{file_id}", responses=error_responses(NotFound))
-async def get_file(file: OwnedFile) -> FileRead:
+async def get_file(file: ReadableFile) -> FileRead:
     return service.file_read(file)
 
 
@@ -64,7 +79,7 @@ async def get_file(file: OwnedFile) -> FileRead:
     },
 )
 async def download_file(
-    file: OwnedFile,
+    file: ReadableFile,
     storage: StorageDep,
     settings: SettingsDep,
     redirect: Annotated[

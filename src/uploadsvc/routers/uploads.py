@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from uploadsvc.deps import OwnedUpload, PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.deps import (
+    EngineDep,
+    OwnedUpload,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
 from uploadsvc.errors import (
     BadRequest,
     Conflict,
@@ -43,14 +50,14 @@ _CONFIRM_ERRORS = error_responses(NotFound, Conflict, Gone, Unprocessable, Stora
 )
 async def request_upload_url(
     body: UploadUrlRequest,
-    session: SessionDep,
+    engine: EngineDep,
     storage: StorageDep,
     settings: SettingsDep,
     principal: PrincipalDep,
 ) -> UploadUrlResponse:
     """Record a pending upload and return a URL that accepts exactly the declared bytes."""
     return await service.request_upload_url(
-        session, storage, settings, principal=principal, request=body
+        engine, storage, settings, principal=principal, request=body
     )
 
 
@@ -68,6 +75,7 @@ async def reissue_upload_url(
 @router.post("/confirm", responses=_CONFIRM_ERRORS)
 async def confirm_upload_by_key(
     body: ConfirmRequest,
+    engine: EngineDep,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -79,8 +87,9 @@ async def confirm_upload_by_key(
     means the PUT has not arrived yet (retry); 422 means the object was
     rejected and deleted.
     """
-    upload = await service.find_upload(session, principal=principal, file_key=body.file_key)
-    return await service.confirm_upload(session, storage, settings, upload=upload)
+    return await service.confirm_by_key(
+        engine, session, storage, settings, principal=principal, file_key=body.file_key
+    )
 
 
 @router.post("/{upload_id}/confirm", responses=_CONFIRM_ERRORS)

@@ -49,8 +49,19 @@ class InfectedFileList(BaseModel):
     items: list[InfectedFile]
 
 
+class FileListItem(FileRead):
+    """A file in a list; with ``urls=true`` it carries a download URL as well."""
+
+    download_url: str | None = Field(
+        default=None, description="With `urls=true`: a URL that downloads the file."
+    )
+    expires_in: int | None = Field(
+        default=None, description="With `urls=true`: seconds until `download_url` expires."
+    )
+
+
 class FileList(BaseModel):
-    items: list[FileRead]
+    items: list[FileListItem]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )

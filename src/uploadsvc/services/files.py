@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
@@ -16,6 +17,7 @@ from uploadsvc.schemas.files import (
     ConfirmedFile,
     DownloadUrl,
     FileList,
+    FileListItem,
     FileRead,
     InfectedFile,
     InfectedFileList,
@@ -28,20 +30,24 @@ logger = logging.getLogger(__name__)
 
 
 def file_read(upload: Upload) -> FileRead:
+    return FileRead(**_file_fields(upload))
+
+
+def _file_fields(upload: Upload) -> dict[str, object]:
     assert upload.size_bytes is not None, "confirm records the size of every file"
-    return FileRead(
-        file_id=upload.id,
-        file_key=upload.file_key,
-        filename=upload.filename,
-        content_type=upload.content_type,
-        size_bytes=upload.size_bytes,
-        sha256=upload.sha256,
-        status=upload.status,
-        purpose=Purpose(upload.purpose),
-        created_at=upload.created_at,
-        confirmed_at=upload.confirmed_at,
-        scan=upload.scan_state,
-    )
+    return {
+        "file_id": upload.id,
+        "file_key": upload.file_key,
+        "filename": upload.filename,
+        "content_type": upload.content_type,
+        "size_bytes": upload.size_bytes,
+        "sha256": upload.sha256,
+        "status": upload.status,
+        "purpose": Purpose(upload.purpose),
+        "created_at": upload.created_at,
+        "confirmed_at": upload.confirmed_at,
+        "scan": upload.scan_state,
+    }
 
 
 async def download_url(storage: Storage, settings: Settings, upload: Upload) -> DownloadUrl:
@@ -76,13 +82,52 @@ def require_confirmed(upload: Upload) -> Upload:
     return upload
 
 
+async def read_file(engine: AsyncEngine, *, principal: Principal, file_id: uuid.UUID) -> Upload:
+    """The caller's confirmed file, read in one round trip (detached: for answers only)."""
+    upload = await repository.read_visible(engine, principal=principal, upload_id=file_id)
+    if upload is None:
+        raise NotFound("No such file.", code="file_not_found")
+    return require_confirmed(upload)
+
+
 async def list_files(
-    session: AsyncSession, *, principal: Principal, cursor: str | None, limit: int
+    engine: AsyncEngine,
+    storage: Storage,
+    settings: Settings,
+    *,
+    principal: Principal,
+    cursor: str | None,
+    limit: int,
+    urls: bool = False,
 ) -> FileList:
+    """One page of the caller's files, read in one round trip; ``urls``: with download URLs."""
     rows, next_cursor = await repository.list_confirmed(
-        session, owner_id=principal.user_id, cursor=cursor, limit=limit
+        engine, owner_id=principal.user_id, cursor=cursor, limit=limit
     )
-    return FileList(items=[file_read(row) for row in rows], next_cursor=next_cursor)
+    items = [FileListItem(**_file_fields(row)) for row in rows]
+    page = FileList(items=items, next_cursor=next_cursor)
+    return await add_download_urls(storage, settings, page) if urls else page
+
+
+async def add_download_urls(storage: Storage, settings: Settings, page: FileList) -> FileList:
+    """Give every item of ``page`` a download URL (``GET /v1/files?urls=true``).
+
+    Signing is local work (a few HMACs per URL, no request to storage), so a
+    page of 200 holds the event loop for a few milliseconds at most; the
+    request-path benchmark (bench/request_path_bench.py) measures it.
+    """
+    expires_in = settings.download_url_expires_seconds
+    for item in page.items:
+        if not scanning.is_servable_state(settings, item.scan):
+            continue  # not known to be clean: no URL, as the download route says
+        item.download_url = await storage.presign_get(
+            item.file_key,
+            expires_in=expires_in,
+            content_type=item.content_type,
+            content_disposition=content_disposition(item.filename, content_type=item.content_type),
+        )
+        item.expires_in = expires_in
+    return page
 
 
 async def delete_file(session: AsyncSession, storage: Storage, *, upload: Upload) -> None:

@@ -114,7 +114,12 @@ def forget_held_scans(session: AsyncSession) -> None:
 
 
 def is_servable(settings: Settings, upload: Upload) -> bool:
-    state = upload.scan_state
+    return is_servable_state(settings, upload.scan_state)
+
+
+def is_servable_state(settings: Settings, state: ScanState | None) -> bool:
+    """Whether a file in this scan state may be handed out (null: scanned by nobody, as
+    files confirmed while scanning was off)."""
     if state is None or state is ScanState.CLEAN:
         return True
     return state is ScanState.UNSCANNED_TOO_LARGE and settings.scan_serve_too_large

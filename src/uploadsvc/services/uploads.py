@@ -14,7 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc import content_types as ct
 from uploadsvc import metrics
@@ -73,7 +73,7 @@ def declare_upload(
             code="too_large",
         )
     now = utcnow()
-    metrics.UPLOADS_REQUESTED.labels(purpose=profile.purpose.value).inc()
+    metrics.upload_requested(purpose=profile.purpose.value)
     return Upload(
         id=uuid.uuid4(),
         owner_id=principal.user_id,
@@ -105,15 +105,19 @@ def declare_requested(
 
 
 async def request_upload_url(
-    session: AsyncSession,
+    engine: AsyncEngine,
     storage: Storage,
     settings: Settings,
     *,
     principal: Principal,
     request: UploadUrlRequest,
 ) -> UploadUrlResponse:
-    upload = await repository.add(
-        session, declare_requested(settings, principal=principal, request=request)
+    # The row is this request's only write, so it is one committed INSERT
+    # rather than a session's BEGIN, INSERT and COMMIT. It is committed before
+    # the URL is signed: a URL is never handed out for an upload not recorded,
+    # and a signing failure leaves a pending row that cleanup expires.
+    upload = await repository.insert_pending(
+        engine, declare_requested(settings, principal=principal, request=request)
     )
     return await _presigned_put(storage, settings, upload)
 
@@ -179,6 +183,31 @@ async def find_upload(
     return upload
 
 
+async def confirm_by_key(
+    engine: AsyncEngine,
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    *,
+    principal: Principal,
+    file_key: str,
+) -> ConfirmedFile:
+    """``POST /v1/uploads/confirm``: ``confirm_upload`` of the caller's upload with this key.
+
+    Repeated confirms are the common case (clients retry, SDKs confirm
+    twice): an upload already confirmed is answered from one autocommit read,
+    without a session. Only a pending one is loaded into ``session`` to be
+    checked and changed.
+    """
+    seen = await repository.read_visible_by_key(engine, principal=principal, file_key=file_key)
+    if seen is None:
+        raise NotFound("No such upload.", code="upload_not_found")
+    if seen.status is UploadStatus.CONFIRMED:
+        return await confirmed_body(storage, settings, seen)
+    upload = await find_upload(session, principal=principal, file_key=file_key)
+    return await confirm_upload(session, storage, settings, upload=upload)
+
+
 @dataclass(frozen=True, slots=True)
 class _Rejection:
     code: str
@@ -228,7 +257,7 @@ async def confirm_upload(
     if not won:
         return await _answer_for_state(storage, settings, await repository.reload(session, upload))
     await scanning.hold_for_scan(session, settings, upload)
-    metrics.UPLOADS_CONFIRMED.inc()
+    metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes or 0)
     return await confirmed_body(storage, settings, upload)
 
 
@@ -295,7 +324,7 @@ async def _reject(
     # committed first. The object goes after the commit, so a crash in between
     # leaves a rejected row whose object cleanup removes.
     await session.commit()
-    metrics.UPLOADS_REJECTED.labels(code=rejection.code).inc()
+    metrics.upload_rejected(purpose=upload.purpose, reason=rejection.code)
     logger.info("rejected upload %s: %s", upload.id, rejection.code)
     await storage.delete(upload.file_key)
     return True

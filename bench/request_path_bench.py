@@ -1,0 +1,461 @@
+"""The authenticated request path: what each API call costs beside /healthz.
+
+    uv run python -m bench.request_path_bench            # writes its section of BENCHMARKS.md
+    uv run python -m bench.request_path_bench --quick    # short rounds, prints only
+    uv run python -m bench.request_path_bench --profile  # also py-spy the list route
+
+One uvicorn worker (``bench/request_path_server.py``: the app as ``uploadsvc
+serve`` runs it, plus a no-op and a naive request-url route) on a scratch
+PostgreSQL database and LocalStack, loaded by wrk on loopback (one thread,
+16 connections, keep-alive). Rounds are interleaved: every round runs every
+route once, so a neighbour's load spreads over all of them alike; figures are
+medians over rounds (min-max beside them), ratios are taken within a round.
+
+Routes, with a valid token where they need one: ``/healthz``;
+``GET /v1/files?limit=1``; ``GET /v1/files/{id}``;
+``POST /v1/uploads/request-url`` (one insert each); ``POST
+/v1/uploads/confirm`` of an upload already confirmed (its object present);
+``GET /v1/files?limit=100`` with and without ``urls=true``; the no-op and
+naive request-url routes.
+
+In-process, it also measures how long ``urls=true`` holds the event loop for
+the signing of 100 download URLs (the longest stall a ticker task sees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.servers import (
+    ServerProcess,
+    free_loopback_port,
+    spawn,
+    uploadsvc_env,
+    wait_until_answers,
+)
+
+from bench.common import REPO, localstack, s3_settings, scratch_database, settings, table
+from bench.common import write_section as write_bench_section
+from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.resources import open_resources
+from uploadsvc.security import Principal, mint_token
+
+USER = "bench-user"
+CONNECTIONS = 16
+LIST_ITEMS = 150
+PDF = b"%PDF-1.7\n" + b"0" * 1024
+WRK = shutil.which("wrk") or "wrk"
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    auth: bool = True
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class Series:
+    samples: list[Sample] = field(default_factory=list)
+
+
+def _upload_body() -> dict[str, Any]:
+    return {"filename": "report.pdf", "content_type": "application/pdf", "size": 4096}
+
+
+def routes(file_id: uuid.UUID, confirmed_key: str) -> list[Route]:
+    return [
+        Route("GET /healthz", "GET", "/healthz", auth=False),
+        Route("GET /v1/files?limit=1", "GET", "/v1/files?limit=1"),
+        Route("GET /v1/files/{id}", "GET", f"/v1/files/{file_id}"),
+        Route("POST /v1/uploads/request-url", "POST", "/v1/uploads/request-url", _upload_body()),
+        Route(
+            "POST /v1/uploads/confirm (confirmed)",
+            "POST",
+            "/v1/uploads/confirm",
+            {"file_key": confirmed_key},
+        ),
+        Route("GET /v1/files?limit=100", "GET", "/v1/files?limit=100"),
+        Route("GET /v1/files?limit=100&urls=true", "GET", "/v1/files?limit=100&urls=true"),
+        Route("POST /bench/noop (no-op request-url)", "POST", "/bench/noop", _upload_body()),
+        Route("POST /bench/naive (naive request-url)", "POST", "/bench/naive", _upload_body()),
+    ]
+
+
+def _lua(route: Route, token: str) -> str:
+    lines = [f'wrk.method = "{route.method}"']
+    if route.auth:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    if route.body is not None:
+        lines.append('wrk.headers["Content-Type"] = "application/json"')
+        lines.append(f"wrk.body = [[{json.dumps(route.body)}]]")
+    return "\n".join(lines) + "\n"
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> Sample:
+    if "Non-2xx or 3xx responses" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk saw failed requests:\n{output}")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", output, re.MULTILINE)
+    if rps is None or p50 is None or p99 is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return Sample(
+        rps=float(rps.group(1)),
+        p50_ms=_duration_ms(p50.group(1)),
+        p99_ms=_duration_ms(p99.group(1)),
+    )
+
+
+def run_wrk(base_url: str, route: Route, token: str, seconds: float, workdir: Path) -> Sample:
+    script = workdir / "route.lua"
+    script.write_text(_lua(route, token))
+    result = subprocess.run(
+        [
+            WRK,
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            base_url + route.path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
+    return parse_wrk(result.stdout)
+
+
+async def seed(values: dict[str, Any]) -> tuple[uuid.UUID, str]:
+    """Confirmed files for USER; the id of one, and the key of one whose object exists."""
+    async with open_resources(settings(**values)) as resources:
+        await resources.storage.initialize(cors_origins=[])
+        now = dt.datetime.now(dt.UTC)
+        rows = []
+        for index in range(LIST_ITEMS):
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "owner_id": USER,
+                    "purpose": "attachment",
+                    "file_key": f"uploads/{USER}/2026/05/09/{uuid.uuid4().hex}.pdf",
+                    "filename": f"report {index}.pdf",
+                    "content_type": "application/pdf",
+                    "size_bytes": len(PDF),
+                    "sha256": base64.b64encode(hashlib.sha256(PDF).digest()).decode(),
+                    "status": UploadStatus.CONFIRMED,
+                    "created_at": now - dt.timedelta(seconds=index),
+                    "url_expires_at": now,
+                    "confirmed_at": now,
+                }
+            )
+        async with resources.session_factory() as session:
+            await session.execute(Upload.__table__.insert(), rows)
+            await session.commit()
+        first = rows[0]
+        await resources.storage.put_stream(
+            first["file_key"], content_type="application/pdf", chunks=_one(PDF)
+        )
+        return first["id"], first["file_key"]
+
+
+async def _one(data: bytes) -> Any:
+    yield data
+
+
+async def loop_stall_of_signing(values: dict[str, Any]) -> tuple[float, float]:
+    """(ms the loop is held signing 100 download URLs, longest ticker stall in ms), medians."""
+    from uploadsvc.services import files as service
+
+    async with open_resources(settings(**values)) as resources:
+        principal = Principal(user_id=USER)
+        page = await service.list_files(
+            resources.engine,
+            resources.storage,
+            resources.settings,
+            principal=principal,
+            cursor=None,
+            limit=100,
+        )
+        sign = getattr(service, "add_download_urls", None)
+        if sign is None:  # before download URLs in lists existed
+            return float("nan"), float("nan")
+        held: list[float] = []
+        stalls: list[float] = []
+        for _ in range(30):
+            done = asyncio.Event()
+            task = asyncio.create_task(_longest_stall(done))
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+            await sign(resources.storage, resources.settings, page)
+            held.append((time.perf_counter() - started) * 1e3)
+            done.set()
+            stalls.append(await task * 1e3)
+        return statistics.median(held), statistics.median(stalls)
+
+
+async def _longest_stall(done: asyncio.Event) -> float:
+    """The longest time (s) this task waited for the event loop, until ``done``."""
+    longest = 0.0
+    last = time.perf_counter()
+    while not done.is_set():
+        await asyncio.sleep(0)
+        now = time.perf_counter()
+        longest = max(longest, now - last)
+        last = now
+    return longest
+
+
+@contextlib.contextmanager
+def bench_server(values: dict[str, Any], workdir: Path) -> Any:
+    port = free_loopback_port()
+    env = uploadsvc_env({k: str(v) for k, v in values.items()})
+    env["UPLOADSVC_JWT_SECRET"] = settings().effective_jwt_secret or ""
+    log_path = workdir / "server.log"
+    process = spawn(
+        [sys.executable, "-m", "bench.request_path_server", "--port", str(port)],
+        env={**env, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        log_path=log_path,
+    )
+    server = ServerProcess("request-path bench server", port, process, log_path)
+    try:
+        wait_until_answers(server, "/readyz")
+        yield server
+    finally:
+        server.stop()
+
+
+def profile(
+    server: ServerProcess, route: Route, token: str, workdir: Path, keep: Path | None
+) -> str:
+    """py-spy's top functions (by own time) while wrk loads ``route``."""
+    out = workdir / "profile.txt"
+    (workdir / "route.lua").write_text(_lua(route, token))
+    load = subprocess.Popen(
+        [
+            WRK,
+            "-t1",
+            f"-c{CONNECTIONS}",
+            "-d12s",
+            "-s",
+            str(workdir / "route.lua"),
+            server.base_url + route.path,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    subprocess.run(
+        [
+            shutil.which("py-spy") or "py-spy",
+            "record",
+            "--pid",
+            str(server.pid),
+            "--duration",
+            "8",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    load.wait()
+    raw = out.read_text()
+    if keep is not None:
+        keep.write_text(raw)
+    return summarize_profile(raw)
+
+
+def summarize_profile(raw: str, top: int = 12) -> str:
+    """Share of the event loop thread's samples in which each cost centre appears (inclusive)."""
+    centres = {
+        "FastAPI/Starlette routing (match)": ("_match", "matches (", "routing.py:matches"),
+        "dependency solving (solve_dependencies)": ("solve_dependencies",),
+        "token verification (security.py)": ("security.py",),
+        "SQLAlchemy ORM/compile": ("sqlalchemy/orm", "sqlalchemy/sql/compiler", "cache_key"),
+        "SQLAlchemy execution, session (engine/base, orm/session)": (
+            "sqlalchemy/orm/session",
+            "sqlalchemy/engine/base",
+        ),
+        "asyncpg": ("asyncpg",),
+        "response serialisation (pydantic)": ("serialize_response", "_prepare_response_content"),
+        "sync dependencies in the thread pool": ("run_in_threadpool",),
+        "pool checkout (pre-ping, connect)": (
+            "_async_ping",
+            "Pool.connect",
+            "asyncpg/connect_utils",
+        ),
+        "access log": ("logging/__init__",),
+        "presigning": ("s3_presign",),
+    }
+    total = 0
+    counts = dict.fromkeys(centres, 0)
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        if "WorkerThread.run" in stack:
+            continue  # an idle thread-pool thread waiting for work
+        count = int(count_text)
+        total += count
+        for name, needles in centres.items():
+            if any(needle in stack for needle in needles):
+                counts[name] += count
+    rows = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return table(
+        ["cost centre (inclusive)", "share of samples"],
+        [[name, f"{100 * count / max(total, 1):.0f}%"] for name, count in rows],
+    )
+
+
+def _fmt(values: list[float], digits: int = 0) -> str:
+    return (
+        f"{statistics.median(values):,.{digits}f} "
+        f"({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+    )
+
+
+def report(
+    results: dict[str, Series], rounds: int, seconds: float, stall: tuple[float, float]
+) -> str:
+    health = results["GET /healthz"].samples
+    rows = []
+    for name, series in results.items():
+        rps = [s.rps for s in series.samples]
+        ratio = [s.rps / h.rps for s, h in zip(series.samples, health, strict=True)]
+        p50 = [s.p50_ms for s in series.samples]
+        p99 = [s.p99_ms for s in series.samples]
+        tail = [s.p99_ms / s.p50_ms for s in series.samples]
+        rows.append(
+            [
+                name,
+                _fmt(rps),
+                f"{statistics.median(ratio):.2f}",
+                _fmt(p50, 2),
+                _fmt(p99, 2),
+                f"{statistics.median(tail):.1f}",
+            ]
+        )
+
+    def ratio_of(a: str, b: str) -> str:
+        pairs = zip(results[a].samples, results[b].samples, strict=True)
+        return f"{statistics.median([x.rps / y.rps for x, y in pairs]):.2f}"
+
+    request_url = "POST /v1/uploads/request-url"
+    lines = [
+        "## The request path (one worker, PostgreSQL, LocalStack)",
+        "",
+        "`uv run python -m bench.request_path_bench` (wrk -t1 -c16 on loopback, "
+        f"{rounds} interleaved rounds of {seconds:g} s per route; median (min-max); "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, shared with other work).",
+        "",
+        table(
+            ["route", "requests/s", "× /healthz", "p50 ms", "p99 ms", "p99/p50"],
+            rows,
+        ),
+        "",
+        f"- list (limit=1) / /healthz: {ratio_of('GET /v1/files?limit=1', 'GET /healthz')}; "
+        f"request-url / list: {ratio_of(request_url, 'GET /v1/files?limit=1')}",
+        f"- request-url / no-op request-url: "
+        f"{ratio_of(request_url, 'POST /bench/noop (no-op request-url)')}; "
+        f"request-url / naive request-url: "
+        f"{ratio_of(request_url, 'POST /bench/naive (naive request-url)')}",
+        f"- list of 100 with URLs / without: "
+        f"{ratio_of('GET /v1/files?limit=100&urls=true', 'GET /v1/files?limit=100')}",
+        f"- signing the 100 download URLs of `urls=true` holds the event loop "
+        f"{stall[0]:.2f} ms (longest stall a ticker task saw: {stall[1]:.2f} ms; "
+        "medians of 30, in-process)",
+    ]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed (apt-get install -y wrk)")
+    rounds = 2 if args.quick else args.rounds
+    seconds = 2.0 if args.quick else args.seconds
+    with tempfile.TemporaryDirectory() as tmp, localstack() as s3:
+        workdir = Path(tmp)
+        async with scratch_database() as database_url:
+            values = {**s3_settings(s3), "database_url": database_url}
+            file_id, confirmed_key = await seed(values)
+            stall = await loop_stall_of_signing(values)
+            token = mint_token(settings(), sub=USER, ttl_seconds=3600)
+            chosen = routes(file_id, confirmed_key)
+            results = {route.name: Series() for route in chosen}
+            with bench_server(values, workdir) as server:
+                for route in chosen:  # warm-up: connections, caches, JIT-less Python's first calls
+                    run_wrk(server.base_url, route, token, 1, workdir)
+                for number in range(rounds):
+                    for route in chosen:
+                        sample = run_wrk(server.base_url, route, token, seconds, workdir)
+                        results[route.name].samples.append(sample)
+                    print(f"round {number + 1}/{rounds} done", flush=True)
+                profiled = ""
+                if args.profile:
+                    profiled = profile(server, chosen[1], token, workdir, args.keep_profile)
+    body = report(results, rounds, seconds, stall)
+    if profiled:
+        body += "\n\nWhere `GET /v1/files?limit=1` spends its time (py-spy, 8 s under load):\n\n"
+        body += profiled
+    print(body)
+    if not args.quick:
+        write_bench_section("request-path", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--keep-profile", type=Path, help="write py-spy's raw stacks here")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

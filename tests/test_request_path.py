@@ -1,0 +1,128 @@
+"""The hot routes: download URLs in lists, and one statement per read or single write."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tests.conftest import Api
+
+
+async def test_listed_files_carry_download_urls_with_urls_true(api: Api) -> None:
+    bodies = [b"first file\n", b"second file\n"]
+    files = [await api.upload(body, filename=f"n{n}.txt") for n, body in enumerate(bodies)]
+
+    plain = await api.app_client.get("/v1/files", headers=api.headers())
+    assert plain.status_code == 200, plain.text
+    assert [item["download_url"] for item in plain.json()["items"]] == [None, None]
+
+    listed = await api.app_client.get("/v1/files?urls=true", headers=api.headers())
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [item["file_id"] for item in items] == [f["file_id"] for f in files[::-1]]
+    for item, body, name in zip(items, bodies[::-1], ["n1.txt", "n0.txt"], strict=True):
+        assert item["expires_in"] == api.settings.download_url_expires_seconds
+        download = await api.app_client.get(item["download_url"])
+        assert download.status_code == 200, download.text
+        assert download.content == body
+        assert download.headers["content-type"].startswith("text/plain")
+        assert name in download.headers["content-disposition"]
+
+
+async def test_urls_in_a_list_are_only_for_the_callers_files(api: Api) -> None:
+    await api.upload(b"bob's file\n", user="bob")
+    listed = await api.app_client.get("/v1/files?urls=true", headers=api.headers("alice"))
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == []
+
+
+@contextlib.contextmanager
+def recorded_statements(api: Api) -> Iterator[list[tuple[str, bool]]]:
+    """(SQL, whether a transaction was open when it ran) for each statement sent."""
+    statements: list[tuple[str, bool]] = []
+
+    def after(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        in_transaction = conn.connection.driver_connection.is_in_transaction()
+        statements.append((statement.split()[0].upper(), in_transaction))
+
+    engine = api.resources.engine.sync_engine
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_hot_routes_send_one_statement_outside_a_transaction(api: Api) -> None:
+    file = await api.upload(b"hello\n")
+    headers = api.headers()
+    calls = [
+        ("GET", "/v1/files?limit=1", None, "SELECT"),
+        ("GET", "/v1/files?limit=1&urls=true", None, "SELECT"),
+        ("GET", f"/v1/files/{file['file_id']}", None, "SELECT"),
+        ("GET", f"/v1/files/{file['file_id']}/download", None, "SELECT"),
+        ("POST", "/v1/uploads/confirm", {"file_key": file["file_key"]}, "SELECT"),
+        (
+            "POST",
+            "/v1/uploads/request-url",
+            {"filename": "a.txt", "content_type": "text/plain", "size": 5},
+            "INSERT",
+        ),
+    ]
+    for method, path, body, verb in calls:
+        with recorded_statements(api) as statements:
+            response = await api.app_client.request(method, path, json=body, headers=headers)
+        assert response.status_code in (200, 201), (path, response.text)
+        assert statements == [(verb, False)], path
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_requested_upload_is_committed_before_the_answer(api: Api) -> None:
+    grant = await api.request_url(b"hello\n")
+    assert grant.status_code == 201, grant.text
+    # Read through another connection: the row is there, pending, and the caller's.
+    assert await api.status_of(grant.json()["upload_id"]) == "pending"
+    assert (await api.confirm(grant.json()["file_key"], user="bob")).status_code == 404
+
+
+async def test_confirming_a_confirmed_upload_of_someone_else_answers_404(api: Api) -> None:
+    file = await api.upload(b"alice's\n")
+    again = await api.confirm(file["file_key"], user="bob")
+    assert again.status_code == 404, again.text
+    assert again.json()["code"] == "upload_not_found"
+    mine = await api.confirm(file["file_key"])
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["file_id"] == file["file_id"]
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(api: Api) -> None:
+    # The pool checks no connection with a round trip (db.py): it relies on
+    # asyncpg noticing that the server ended it.
+    assert (await api.app_client.get("/v1/files", headers=api.headers())).status_code == 200
+    admin = create_async_engine(
+        api.settings.database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as connection:
+            # With a timeout, pg_terminate_backend returns once the backend has exited.
+            ended = await connection.scalar(
+                text(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 30000)) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                )
+            )
+    finally:
+        await admin.dispose()
+    assert ended, "the pooled connection of the first request was not found"
+    for path in ("/v1/files", "/v1/files?urls=true"):
+        again = await api.app_client.get(path, headers=api.headers())
+        assert again.status_code == 200, again.text
