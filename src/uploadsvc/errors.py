@@ -348,6 +348,7 @@ class _AnswerUnexpected:
             await self.app(scope, receive, send)
             return
         started = False
+        client_failed = False
 
         async def send_tracking_start(message: Message) -> None:
             nonlocal started
@@ -355,10 +356,20 @@ class _AnswerUnexpected:
                 started = True
             await send(message)
 
+        async def receive_tracking_failure() -> Message:
+            # An error while reading the request is the client's (it went
+            # away, its body broke): there is nobody to answer, so it goes on.
+            nonlocal client_failed
+            try:
+                return await receive()
+            except BaseException:
+                client_failed = True
+                raise
+
         try:
-            await self.app(scope, receive, send_tracking_start)
+            await self.app(scope, receive_tracking_failure, send_tracking_start)
         except Exception as exc:
-            if started:
+            if started or client_failed:
                 raise
             await _unexpected_response(exc)(scope, receive, send)
 
