@@ -162,7 +162,8 @@ def test_readme_commands_print_what_the_readme_says(dev: DevServer, tmp_path: Pa
     token = subprocess.run(
         ["uploadsvc", "token", "--sub", "dev-user"],
         cwd=workdir,
-        env=env,
+        # As the README mints its token: every command but `dev` is production.
+        env={**env, "UPLOADSVC_ENV": "development"},
         capture_output=True,
         text=True,
         check=True,
