@@ -26,6 +26,7 @@ from uploadsvc.security import Principal
 from uploadsvc.services.incoming_files import (
     IncomingFile,
     form_parts,
+    record_all_or_nothing,
     store_all_or_nothing,
     store_file,
 )
@@ -72,7 +73,7 @@ async def open_event_files(
                 session, storage, settings, principal=principal, profile=profile, incoming=incoming
             )
 
-    uploads = await store_all_or_nothing(storage, each())
+    uploads = await store_all_or_nothing(session, storage, each())
     if not uploads:
         raise Unprocessable("The form has no part named 'file' or 'files[]'.", code="missing_file")
     return [await _public_url(storage, settings, upload) for upload in uploads], several
@@ -118,6 +119,7 @@ async def open_event_image(
         profile=profile,
         incoming=IncomingFile(_image_name(declared), declared, decoded),
     )
+    await record_all_or_nothing(session, storage, [upload])
     return await _public_url(storage, settings, upload, disposition="inline")
 
 
