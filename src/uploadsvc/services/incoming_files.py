@@ -119,8 +119,9 @@ async def record_all_or_nothing(
         await _discard(session, storage, uploads)
         raise
     for upload in uploads:
-        metrics.direct_upload_received(purpose=upload.purpose, size_bytes=upload.size_bytes)
-        metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes)
+        size = upload.size_bytes or 0  # always set here: the bytes were counted
+        metrics.direct_upload_received(purpose=upload.purpose, size_bytes=size)
+        metrics.upload_confirmed(purpose=upload.purpose, size_bytes=size)
 
 
 async def _discard(session: AsyncSession, storage: Storage, uploads: Sequence[Upload]) -> None:
