@@ -51,6 +51,15 @@ _RATIO_EXEMPT_BYTES = 64 * 1024
 _NESTED_SUFFIXES = (".zip", ".jar", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader
+# The end of central directory record, and its zip64 locator and record
+# (zipfile's structEndArchive, structEndArchive64Locator, structEndArchive64).
+_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+_END_RECORD_MAX_COMMENT = 0xFFFF
+# What one entry may take in the central directory: its 46 fixed bytes, and
+# its name, extra field and comment (real archives' are well under a KiB).
+_CENTRAL_RECORD_ALLOWANCE = 46 + 1024
 # The C backend explicitly: failing at import beats silently parsing ten times slower
 # with the pure-Python fallback ijson would otherwise pick.
 _IJSON = ijson.get_backend("yajl2_c")
@@ -88,6 +97,35 @@ class ArchiveError(Exception):
         self.entry = entry
 
 
+def _check_end_record(fp: IO[bytes], size: int, limits: ArchiveLimits) -> None:
+    """Refuse a zip whose end record declares too many entries or too large a directory."""
+    tail_size = min(size, _END_RECORD.size + _END_RECORD_MAX_COMMENT)
+    fp.seek(size - tail_size)
+    tail = fp.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END_RECORD.size:
+        raise ArchiveError("not a readable zip archive (no end of central directory record)")
+    fields = _END_RECORD.unpack_from(tail, at)
+    entries, directory_bytes = fields[4], fields[5]
+    locator_at = at - _ZIP64_LOCATOR.size
+    if locator_at >= 0 and tail[locator_at : locator_at + 4] == b"PK\x06\x07":
+        # Zip64: the real counts are in the zip64 record. Without one, the
+        # 16- and 32-bit fields' "see zip64" values are over any limit anyway.
+        offset = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
+        fp.seek(offset)
+        record = fp.read(_ZIP64_END_RECORD.size)
+        if len(record) == _ZIP64_END_RECORD.size and record[:4] == b"PK\x06\x06":
+            zip64 = _ZIP64_END_RECORD.unpack(record)
+            entries, directory_bytes = zip64[7], zip64[8]
+    if entries > limits.max_entries:
+        raise ArchiveError(f"{entries} entries; at most {limits.max_entries} are allowed")
+    if directory_bytes > limits.max_entries * _CENTRAL_RECORD_ALLOWANCE:
+        raise ArchiveError(
+            f"the central directory is {directory_bytes} bytes; at most "
+            f"{limits.max_entries * _CENTRAL_RECORD_ALLOWANCE} are allowed"
+        )
+
+
 def _check_name(name: str) -> str:
     """The normalised name of an entry, or ArchiveError if it could escape the archive."""
     if not name or "\x00" in name or "\\" in name:
@@ -115,6 +153,10 @@ class OpenEventArchive:
         size = path.stat().st_size
         if size > limits.max_compressed_bytes:
             raise ArchiveError(f"the archive is over {limits.max_compressed_bytes} bytes")
+        # zipfile builds an object per entry of the whole central directory
+        # before anything can count them: its end record is checked first.
+        with path.open("rb") as fp:
+            _check_end_record(fp, size, limits)
         try:
             zip_file = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:

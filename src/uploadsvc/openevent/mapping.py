@@ -195,19 +195,42 @@ def _number(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
+# The width of every ``source_id`` column.
+SOURCE_ID_CHARS = 64
+
+
 def source_id(value: Any) -> str | None:
-    """Archive ids are numbers or numeric strings; one canonical text for both."""
+    """Archive ids are numbers or numeric strings; one canonical text for both.
+
+    None when there is no usable id: none given, digits that are not ASCII
+    (``"²"``, which ``int()`` refuses), or a number too long for the column
+    (it cannot be cut short without merging different ids).
+    """
     kind = type(value)
-    if kind is int:  # the common case, and already canonical
+    if kind is int and value.bit_length() < 64:  # the common case, and already canonical
         return str(value)
     if value is None or kind is bool or kind is dict or kind is list:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return str(int(text))
-    return text[:64] or None
+    if isinstance(value, int):
+        # Over 2**256 a number has more than SOURCE_ID_CHARS digits: refused
+        # without building its text (which costs quadratic time when huge).
+        if value.bit_length() > SOURCE_ID_CHARS * 4:
+            return None
+        text = str(value)
+    else:
+        text = str(value).strip()
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isdigit():
+        if not digits.isascii():
+            return None
+        # Canonical without int(): no leading zeros, no "-0".
+        canonical = digits.lstrip("0") or "0"
+        if text.startswith("-") and canonical != "0":
+            canonical = "-" + canonical
+        return canonical if len(canonical) <= SOURCE_ID_CHARS else None
+    return text[:SOURCE_ID_CHARS] or None
 
 
 def _when(value: Any) -> dt.datetime | None:
@@ -267,9 +290,11 @@ class ImportStream:
             )
         }
         # Archive session id -> (archive id, our id) of each speaker whose
-        # "sessions" names it, until that session is read. Tuples of text, not
-        # lists: the garbage collector stops tracking them (see RowId).
-        self._speaker_side: dict[str, tuple[tuple[str, RowId], ...]] = {}
+        # "sessions" names it, until that session is read. One list per
+        # session, appended to: linking N speakers to one session is linear.
+        # The pairs are tuples of text, which the garbage collector stops
+        # tracking (see RowId).
+        self._speaker_side: dict[str, list[tuple[str, RowId]]] = {}
         self._file: tuple[str, Records | None] = ("event", None)
         self._batch = RowBatch(self._progress())
         self._makers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
@@ -351,7 +376,8 @@ class ImportStream:
                 continue
             sid = source_id(record.get("id"))
             if sid is None:
-                self.warn(f"{kind} record {index} has no id; skipped")
+                what = "no id" if record.get("id") is None else "an unusable id"
+                self.warn(f"{kind} record {index} has {what}; skipped")
                 continue
             if sid in seen:
                 self.warn(f"{kind} id {sid} appears twice; the first record was kept")
@@ -418,8 +444,7 @@ class ImportStream:
             if session_id is None:
                 # Not read yet (always so for the speakers file, which comes
                 # first): the session adds the link when it is read.
-                side = self._speaker_side
-                side[ref_id] = (*side.get(ref_id, ()), speaker)
+                self._speaker_side.setdefault(ref_id, []).append(speaker)
             else:
                 # A speaker embedded in a later session names an earlier one.
                 # That session could not link to a speaker that did not exist

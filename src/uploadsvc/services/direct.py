@@ -21,6 +21,7 @@ from uploadsvc.services.files import confirmed_body
 from uploadsvc.services.incoming_files import (
     IncomingFile,
     form_parts,
+    record_all_or_nothing,
     store_all_or_nothing,
     store_file,
 )
@@ -64,7 +65,7 @@ async def direct_upload_form(
                     incoming=IncomingFile(filename or "upload", part_type, form.chunks()),
                 )
 
-    uploads = await store_all_or_nothing(storage, each())
+    uploads = await store_all_or_nothing(session, storage, each())
     if not uploads:
         raise Unprocessable("The form has no part named 'file'.", code="missing_file")
     return await confirmed_body(storage, settings, uploads[0])
@@ -97,4 +98,5 @@ async def direct_upload_raw(
         profile=profile_for(settings, purpose),
         incoming=IncomingFile(filename, content_type, body),
     )
+    await record_all_or_nothing(session, storage, [upload])
     return await confirmed_body(storage, settings, upload)

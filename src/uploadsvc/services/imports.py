@@ -59,7 +59,7 @@ from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
 from uploadsvc.services import scanning
-from uploadsvc.services.incoming_files import IncomingFile, store_file
+from uploadsvc.services.incoming_files import IncomingFile, record_all_or_nothing, store_file
 from uploadsvc.services.uploads import find_upload
 
 logger = logging.getLogger(__name__)
@@ -159,13 +159,15 @@ async def submit_archive_upload(
                 )
         if upload is None:
             raise Unprocessable("The form has no part named 'file'.", code="missing_file")
+        # Only now, with the body read whole, does the session touch the
+        # database: the job's row and the archive's go in one short commit.
         job = await _new_job(session, principal=principal, source_key=upload.file_key)
-        await session.commit()
     except BaseException:
         if upload is not None:
             with contextlib.suppress(StorageError):
                 await resources.storage.delete(upload.file_key)
         raise
+    await record_all_or_nothing(session, resources.storage, [upload])
     return await enqueue_after_commit(session, resources, job)
 
 

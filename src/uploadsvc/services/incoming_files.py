@@ -4,8 +4,13 @@ The body is never buffered whole. The first bytes are checked (magic bytes
 against the declared type and the profile) before anything is stored; the
 size is counted and the SHA-256 computed as the bytes stream to storage; a
 limit crossed mid-body stops the upload at once. Storage's ``put_stream``
-guarantees that an error raised anywhere in the stream leaves no object,
-and the row is only written once the object is complete.
+guarantees that an error raised anywhere in the stream leaves no object.
+
+No transaction is open while the service waits on the client or on
+storage: ``store_file`` only stages each row in the session (no I/O, so
+SQLAlchemy begins nothing and takes no pooled connection), and once the
+whole body is read ``record_all_or_nothing`` writes every staged row in one
+short transaction (docs/architecture.md, "Sessions and transactions").
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import base64
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +38,6 @@ from uploadsvc.errors import (
 from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
-from uploadsvc.repository import uploads as repository
 from uploadsvc.security import Principal
 from uploadsvc.services import scanning
 from uploadsvc.storage import Storage
@@ -56,7 +60,12 @@ async def store_file(
     profile: Profile,
     incoming: IncomingFile,
 ) -> Upload:
-    """Check, stream to storage and record one file; nothing is left behind on failure."""
+    """Check and stream one file to storage, and stage its row in ``session``.
+
+    Nothing is written to the database here: the caller reads the rest of
+    the body, then calls ``record_all_or_nothing``. If this raises, no object
+    is left behind.
+    """
     received = _Received(profile.max_bytes)
     chunks = incoming.chunks
     prefix = await received.read_prefix(chunks)
@@ -74,30 +83,56 @@ async def store_file(
     await storage.put_stream(key, content_type=content_type, chunks=received.stream(prefix, chunks))
     try:
         digest = await received.sha256()
-        upload = await repository.add(
-            session,
-            Upload(
-                id=uuid.uuid4(),
-                owner_id=principal.user_id,
-                purpose=profile.purpose.value,
-                file_key=key,
-                filename=sanitize_filename(incoming.filename or "upload"),
-                content_type=content_type,
-                size_bytes=received.size,
-                sha256=base64.b64encode(digest).decode(),
-                status=UploadStatus.CONFIRMED,
-                created_at=now,
-                url_expires_at=now,
-                confirmed_at=now,
-            ),
-        )
-        await scanning.hold_for_scan(session, settings, upload)
     except BaseException:
         await storage.delete(key)
         raise
-    metrics.direct_upload_received(purpose=profile.purpose.value, size_bytes=received.size)
-    metrics.upload_confirmed(purpose=profile.purpose.value, size_bytes=received.size)
+    upload = Upload(
+        id=uuid.uuid4(),
+        owner_id=principal.user_id,
+        purpose=profile.purpose.value,
+        file_key=key,
+        filename=sanitize_filename(incoming.filename or "upload"),
+        content_type=content_type,
+        size_bytes=received.size,
+        sha256=base64.b64encode(digest).decode(),
+        status=UploadStatus.CONFIRMED,
+        created_at=now,
+        url_expires_at=now,
+        confirmed_at=now,
+    )
+    # Only staged: add() does no I/O, the commit in record_all_or_nothing writes it.
+    session.add(upload)
+    scanning.mark_for_scan(settings, upload, session)
     return upload
+
+
+async def record_all_or_nothing(
+    session: AsyncSession, storage: Storage, uploads: Sequence[Upload]
+) -> None:
+    """Write the staged rows of ``uploads`` and commit, in one short transaction.
+
+    Called once the body is read whole. If the rows cannot be written, their
+    objects are deleted: a client never gets a row without its object, and
+    no object stays behind without its row.
+    """
+    try:
+        await session.commit()
+    except BaseException:
+        await _discard(session, storage, uploads)
+        raise
+    for upload in uploads:
+        size = upload.size_bytes or 0  # always set here: the bytes were counted
+        metrics.direct_upload_received(purpose=upload.purpose, size_bytes=size)
+        metrics.upload_confirmed(purpose=upload.purpose, size_bytes=size)
+
+
+async def _discard(session: AsyncSession, storage: Storage, uploads: Sequence[Upload]) -> None:
+    for upload in uploads:
+        if upload in session:
+            session.expunge(upload)
+        # If this fails too, cleanup removes the object: it has no row.
+        with contextlib.suppress(StorageError):
+            await storage.delete(upload.file_key)
 
 
 class _Received:
@@ -177,22 +212,24 @@ class _Received:
             yield await self._take(chunk)
 
 
-async def store_all_or_nothing(storage: Storage, work: AsyncIterator[Upload]) -> list[Upload]:
-    """Run ``work``; if any step fails, delete every object it already stored.
+async def store_all_or_nothing(
+    session: AsyncSession, storage: Storage, work: AsyncIterator[Upload]
+) -> list[Upload]:
+    """Run ``work`` (each step a ``store_file``), then record every row at once.
 
-    Their rows go with the request's rollback, so a refused third file leaves
-    neither the first two objects nor their rows.
+    If any step fails, the objects already stored are deleted and their
+    staged rows dropped, so a refused third file leaves neither the first
+    two objects nor their rows.
     """
     uploads: list[Upload] = []
     try:
         async for upload in work:
             uploads.append(upload)
     except BaseException:
-        for upload in uploads:
-            # If this fails too, cleanup removes the object: its row is rolled back.
-            with contextlib.suppress(StorageError):
-                await storage.delete(upload.file_key)
+        await _discard(session, storage, uploads)
         raise
+    if uploads:
+        await record_all_or_nothing(session, storage, uploads)
     return uploads
 
 

@@ -7,6 +7,12 @@ size. A client that crashed asks ``list_uploaded_parts`` what storage has
 and ``sign_parts`` for fresh URLs of the rest. ``complete_multipart_upload``
 joins the parts and then runs the same checks as every confirm (size, type,
 checksum, magic bytes): a file made of parts is confirmed like any other.
+
+An upload started without a size (Uppy's multipart create sends none) signs
+no part's length, so its bounds are its own (docs/api.md, "Security
+bounds"): no more parts than a file within the profile's maximum can have,
+and an absolute lifetime that no request for URLs extends; cleanup expires
+it then, whatever URLs were asked for.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
-from uploadsvc.errors import BadRequest, Conflict, NotFound
+from uploadsvc.errors import BadRequest, Conflict, Gone, NotFound
 from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.multipart_uploads import (
@@ -37,10 +44,12 @@ from uploadsvc.schemas.multipart_uploads import (
 from uploadsvc.security import Principal
 from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending
 from uploadsvc.storage import Storage
-from uploadsvc.storage.base import MAX_PART_NUMBER, MIN_PART_SIZE
+from uploadsvc.storage.base import MIN_PART_SIZE
 
 MiB = 1024 * 1024
 _PRESIGNS_BETWEEN_YIELDS = 16
+# How long an upload without a declared size may go on, from its start.
+UNDECLARED_LIFETIME = dt.timedelta(hours=24)
 
 
 def choose_part_size(size: int) -> int:
@@ -65,6 +74,28 @@ def part_length(upload: Upload, part_number: int) -> int | None:
     if part_number < count:
         return upload.part_size
     return upload.size_bytes - upload.part_size * (count - 1)
+
+
+def undeclared_part_limit(settings: Settings, upload: Upload) -> int:
+    """The most parts an upload without a declared size may have.
+
+    Every part but the last is at least ``MIN_PART_SIZE``, so more parts
+    than this cannot make a file within the profile's maximum.
+    """
+    max_bytes = profile_for(settings, Purpose(upload.purpose)).max_bytes
+    return max(1, -(-max_bytes // MIN_PART_SIZE))
+
+
+def _url_lifetime(settings: Settings, upload: Upload, now: dt.datetime) -> int:
+    """Seconds the next URLs of ``upload`` may live; Gone once its lifetime is over."""
+    if upload.size_bytes is not None:
+        return settings.upload_url_expires_seconds
+    remaining = int((upload.created_at + UNDECLARED_LIFETIME - now).total_seconds())
+    if remaining <= 0:
+        raise Gone(
+            "This upload is past its lifetime; start a new one.", code="upload_lifetime_over"
+        )
+    return min(settings.upload_url_expires_seconds, remaining)
 
 
 async def start_multipart_upload(
@@ -141,7 +172,7 @@ async def sign_parts(
     last = (
         part_count(upload.size_bytes, upload.part_size)
         if upload.size_bytes is not None and upload.part_size is not None
-        else MAX_PART_NUMBER
+        else undeclared_part_limit(settings, upload)
     )
     wrong = sorted({number for number in part_numbers if not 1 <= number <= last})
     if wrong:
@@ -149,18 +180,28 @@ async def sign_parts(
             f"This upload has parts 1 to {last}; there is no part {wrong[0]}.",
             code="invalid_part_number",
         )
-    # Uploading is still going on: keep cleanup's hands off for another URL lifetime.
-    upload.url_expires_at = utcnow() + dt.timedelta(seconds=settings.upload_url_expires_seconds)
+    now = utcnow()
+    expires_in = _url_lifetime(settings, upload, now)
+    # Uploading is still going on: keep cleanup's hands off for another URL
+    # lifetime (never past an undeclared upload's own lifetime).
+    upload.url_expires_at = now + dt.timedelta(seconds=expires_in)
     await session.flush()
     return PartUrls(
-        parts=await _part_urls(storage, settings, upload, sorted(set(part_numbers))),
-        expires_in=settings.upload_url_expires_seconds,
+        parts=await _part_urls(
+            storage, settings, upload, sorted(set(part_numbers)), expires_in=expires_in
+        ),
+        expires_in=expires_in,
         expires_at=upload.url_expires_at,
     )
 
 
 async def _part_urls(
-    storage: Storage, settings: Settings, upload: Upload, numbers: Iterable[int]
+    storage: Storage,
+    settings: Settings,
+    upload: Upload,
+    numbers: Iterable[int],
+    *,
+    expires_in: int | None = None,
 ) -> list[PartUrl]:
     assert upload.multipart_upload_id is not None
     urls = []
@@ -175,7 +216,7 @@ async def _part_urls(
             multipart_upload_id=upload.multipart_upload_id,
             part_number=number,
             content_length=size,
-            expires_in=settings.upload_url_expires_seconds,
+            expires_in=expires_in or settings.upload_url_expires_seconds,
         )
         urls.append(
             PartUrl(part_number=number, url=presigned.url, size=size, headers=presigned.headers)

@@ -27,6 +27,7 @@ from uploadsvc.services import scanning
 from uploadsvc.services.incoming_files import (
     IncomingFile,
     form_parts,
+    record_all_or_nothing,
     store_all_or_nothing,
     store_file,
 )
@@ -75,7 +76,7 @@ async def open_event_files(
             # The URLs answered below work at once: scan first (docs/api.md, "Malware scanning").
             yield await scanning.scan_before_serving(session, storage, settings, upload)
 
-    uploads = await store_all_or_nothing(storage, each())
+    uploads = await store_all_or_nothing(session, storage, each())
     if not uploads:
         raise Unprocessable("The form has no part named 'file' or 'files[]'.", code="missing_file")
     return [await _public_url(storage, settings, upload) for upload in uploads], several
@@ -122,6 +123,7 @@ async def open_event_image(
         incoming=IncomingFile(_image_name(declared), declared, decoded),
     )
     upload = await scanning.scan_before_serving(session, storage, settings, upload)
+    await record_all_or_nothing(session, storage, [upload])
     return await _public_url(storage, settings, upload, disposition="inline")
 
 

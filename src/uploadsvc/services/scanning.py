@@ -87,10 +87,16 @@ async def hold_for_scan(session: AsyncSession, settings: Settings, upload: Uploa
     Called in the transaction that confirms the file, so no reader ever sees
     it confirmed and not pending; the scan job is enqueued after the commit.
     """
+    mark_for_scan(settings, upload, session)
+
+
+def mark_for_scan(settings: Settings, upload: Upload, session: AsyncSession) -> None:
+    """``hold_for_scan`` without database I/O: the state goes with the row's
+    next write (the commit), so a route still reading its body holds no
+    transaction (docs/architecture.md, "Sessions and transactions")."""
     if not is_on(settings):
         return
     upload.scan_state = ScanState.PENDING
-    await session.flush()
     session.info.setdefault(_HELD_KEY, []).append(upload.id)
 
 
@@ -164,10 +170,11 @@ async def scan_before_serving(
         )
         error.headers["Retry-After"] = "30"
         raise error from None
+    # Written with the row at the commit; no flush here, as the request may
+    # still be reading its next file.
     upload.scan_state = state
     upload.scan_signature = signature
     upload.scanned_at = utcnow()
-    await session.flush()
     if not is_servable(settings, upload):
         await _delete_quietly(storage, upload.file_key)
         require_servable(settings, upload)

@@ -9,8 +9,10 @@ pending uploads (a foreign or made-up key answers 404, so nothing arbitrary
 is ever signed), and a completed upload is confirmed like any other.
 
 Uppy does not send the file's size, so these uploads have no declared size:
-storage enforces the profile's maximum (the POST policy's
-``content-length-range``), and confirm checks and records the stored size.
+storage enforces the profile's maximum for a single request (the POST
+policy's ``content-length-range``); a multipart one is held to the parts a
+file within the maximum can have and to an absolute lifetime
+(``multipart_uploads``); confirm checks and records the stored size.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from uploadsvc.errors import BadRequest, NotFound
 from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.repository import uploads as repository
-from uploadsvc.schemas.multipart_uploads import CompletedPart
+from uploadsvc.schemas.multipart_uploads import CompletedPart, PartUrls
 from uploadsvc.schemas.uppy import (
     UppyCompleted,
     UppyMultipartUpload,
@@ -130,19 +132,18 @@ async def sign_parts(
     *,
     upload: Upload,
     part_numbers: list[int],
-) -> dict[int, str]:
-    signed = await multipart_uploads.sign_parts(
+) -> PartUrls:
+    return await multipart_uploads.sign_parts(
         session, storage, settings, upload=upload, part_numbers=part_numbers
     )
-    return {part.part_number: part.url for part in signed.parts}
 
 
 async def sign_part(
     session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload, part_number: int
 ) -> UppySignedPart:
     """``GET /s3/multipart/{uploadId}/{partNumber}``."""
-    urls = await sign_parts(session, storage, settings, upload=upload, part_numbers=[part_number])
-    return UppySignedPart(url=urls[part_number], expires=settings.upload_url_expires_seconds)
+    signed = await sign_parts(session, storage, settings, upload=upload, part_numbers=[part_number])
+    return UppySignedPart(url=signed.parts[0].url, expires=signed.expires_in)
 
 
 async def sign_parts_batch(
@@ -162,8 +163,8 @@ async def sign_parts_batch(
         ) from None
     if not numbers or len(numbers) > MAX_PART_NUMBER:
         raise BadRequest("partNumbers names no parts.", code="invalid_part_number")
-    urls = await sign_parts(session, storage, settings, upload=upload, part_numbers=numbers)
-    return UppySignedParts(presignedUrls={str(number): url for number, url in urls.items()})
+    signed = await sign_parts(session, storage, settings, upload=upload, part_numbers=numbers)
+    return UppySignedParts(presignedUrls={str(part.part_number): part.url for part in signed.parts})
 
 
 async def list_parts(storage: Storage, *, upload: Upload) -> list[UppyPart]:

@@ -113,7 +113,8 @@ def _check_object_headers(
 def _signed_length(query: Mapping[str, str], headers: Mapping[str, str]) -> int:
     """The request's Content-Length, checked against the signed length or size cap."""
     declared_length = headers.get("content-length")
-    if declared_length is None or not declared_length.isdigit():
+    # isdigit() alone admits digits int() refuses ("²").
+    if declared_length is None or not (declared_length.isascii() and declared_length.isdigit()):
         raise LengthRequired("A Content-Length header is required.")
     if Param.MAX_LENGTH in query:
         if int(declared_length) > int(query[Param.MAX_LENGTH]):

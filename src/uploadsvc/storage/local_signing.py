@@ -60,8 +60,10 @@ class UrlSigner:
 
     def verify(self, method: str, key: str, query: Mapping[str, str]) -> None:
         """Refuse a request whose URL was not signed by us for this method and key."""
-        given = query.get(_SIGNATURE, "")
-        expected = self._signature(method, key, query)
+        # As bytes: compare_digest refuses str with non-ASCII characters
+        # (a TypeError), and a query string may hold any.
+        given = query.get(_SIGNATURE, "").encode("utf-8", "surrogateescape")
+        expected = self._signature(method, key, query).encode()
         if query.get(_METHOD) != method or not hmac.compare_digest(given, expected):
             raise Forbidden(
                 "The request signature does not match this URL.", code="signature_mismatch"

@@ -1,0 +1,172 @@
+"""An import's cost stays bounded by its input: linear linking, a zip refused from its end record.
+
+Linking N speakers to one session once rebuilt a tuple per speaker (O(N²));
+a zip's whole central directory was parsed before its entry count was
+checked. Hostile ids (non-ASCII digits, numbers longer than the
+``source_id`` column) become warnings, never a failed import
+(docs/api.md, "The Open Event archive").
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import tracemalloc
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+from tests.openevent_archives import build_zip
+from tests.test_imports import import_zip
+from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
+from uploadsvc.openevent.mapping import ImportStream, source_id
+
+MiB = 1024 * 1024
+SPEAKERS = 50_000
+# Time in the linking step alone (not in making the speakers' rows): linear
+# takes a fraction of this even on a loaded machine; quadratic, several times it.
+LINKING_SECONDS = 2.5
+EMPTY_ENTRIES = 100_000
+ZIP_PEAK_BYTES = 8 * MiB
+
+
+class _Records:
+    def __init__(self, records: list[Any]) -> None:
+        self._records = records
+        self.count = 0
+        self.done = 0
+        self.size = 1
+
+    def __iter__(self) -> Iterator[Any]:
+        for record in self._records:
+            self.count += 1
+            yield record
+
+
+class _Source:
+    def __init__(self, files: dict[str, Any]) -> None:
+        self._files = files
+
+    def json(self, name: str) -> Any:
+        return self._files.get(name)
+
+    def records(self, name: str) -> _Records | None:
+        records = self._files.get(name)
+        return None if records is None else _Records(records)
+
+
+def _stream(files: dict[str, Any]) -> ImportStream:
+    return ImportStream(
+        _Source(files), event_id=uuid.uuid4(), owner_id="alice", import_job_id=uuid.uuid4()
+    )
+
+
+def _links(stream: ImportStream) -> int:
+    return sum(len(batch.rows.get("session_speakers", ())) for batch in stream.batches())
+
+
+def test_linking_many_speakers_to_one_session_is_linear() -> None:
+    files = {
+        "event": {"name": "Crowded"},
+        "speakers": [{"id": n, "name": f"S{n}", "sessions": [{"id": 1}]} for n in range(SPEAKERS)],
+        "sessions": [{"id": 1, "title": "Everyone"}],
+    }
+    stream = _stream(files)
+    link = stream._speaker_sessions
+    linking = 0.0
+
+    def timed(sid: str, speaker_id: str, record: dict[str, Any]) -> None:
+        nonlocal linking
+        started = time.perf_counter()
+        link(sid, speaker_id, record)
+        linking += time.perf_counter() - started
+
+    stream._speaker_sessions = timed  # type: ignore[method-assign]
+    assert _links(stream) == SPEAKERS
+    assert linking < LINKING_SECONDS, f"linking {SPEAKERS} speakers took {linking:.2f} s"
+
+
+def _empty_entries_zip(entries: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n in range(entries):
+            archive.writestr(zipfile.ZipInfo(str(n)), b"")
+    return buffer.getvalue()
+
+
+def test_a_zip_of_many_empty_entries_is_refused_from_its_end_record(tmp_path: Path) -> None:
+    path = tmp_path / "many.zip"
+    path.write_bytes(_empty_entries_zip(EMPTY_ENTRIES))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveError) as caught:
+            OpenEventArchive.open(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "entries" in str(caught.value)
+    assert peak < ZIP_PEAK_BYTES, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_a_central_directory_larger_than_its_entries_allow_is_refused(tmp_path: Path) -> None:
+    # Few entries, each with a long name: the directory's size is what gives it away.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n in range(20):
+            archive.writestr(zipfile.ZipInfo(f"{n}-" + "n" * 60_000), b"")
+    path = tmp_path / "long-names.zip"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(ArchiveError) as caught:
+        OpenEventArchive.open(path, ArchiveLimits(max_entries=100))
+    assert "central directory" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (7, "7"),
+        ("007", "7"),
+        ("-3", "-3"),
+        (" 12 ", "12"),
+        (4.0, "4"),
+        ("abc", "abc"),
+        ("²", None),
+        ("٣", None),
+        ("--5", "--5"),
+        ("1" * 300, None),
+        (int("9" * 300), None),
+        ("0" * 100 + "5", "5"),
+    ],
+)
+def test_source_ids(value: Any, expected: str | None) -> None:
+    assert source_id(value) == expected
+
+
+@pytest.mark.parametrize("backend", ["pg-local", "sqlite-local"])
+async def test_unusable_ids_are_warnings_not_a_failed_import(api: Api) -> None:
+    long_number = "1" * 300
+    files = {
+        "event": {"name": "Odd ids"},
+        "tracks": [{"id": "²", "name": "Superscript"}, {"id": 1, "name": "Fine"}],
+        "speakers": [
+            {"id": long_number, "name": "Long"},
+            {"id": 2, "name": "Named", "sessions": [{"id": "²"}, {"id": long_number}, 1]},
+        ],
+        "sessions": [
+            {"id": 1, "title": "Talk", "track": "²", "speakers": [long_number, 2]},
+            {"id": "9" * 300, "title": "Long id"},
+        ],
+    }
+    task = await import_zip(api, build_zip(files))
+    assert task["state"] == "SUCCESS", task
+    warnings: list[str] = task["result"]["warnings"]
+    assert "tracks record 0 has an unusable id; skipped" in warnings
+    assert "speakers record 0 has an unusable id; skipped" in warnings
+    assert "sessions record 1 has an unusable id; skipped" in warnings
+    counts = task["result"]["counts"]
+    assert (counts["tracks"], counts["speakers"], counts["sessions"]) == (1, 1, 1)

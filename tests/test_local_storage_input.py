@@ -1,0 +1,53 @@
+"""The local backend's storage route answers hostile input with a 4xx, never a 500.
+
+A signature or a Content-Length that is not ASCII used to reach
+``hmac.compare_digest`` or ``int()`` and raise (docs/api.md, "Security bounds").
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from tests.conftest import Api
+from tests.support.files import TEXT_LINE
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"])
+
+
+def _with_signature(url: str, signature: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, signature if k == "X-Signature" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.mark.parametrize("signature", ["é" * 64, "\u202e", "😀"])
+async def test_a_non_ascii_signature_is_a_403(api: Api, signature: str) -> None:
+    grant = await api.grant(TEXT_LINE)
+    put = await api.app_client.put(
+        _with_signature(grant["upload_url"], signature), content=TEXT_LINE, headers=grant["headers"]
+    )
+    assert put.status_code == 403, put.text
+    assert put.json()["code"] == "signature_mismatch"
+    assert await api.stored_keys() == []
+
+    await api.put(grant, TEXT_LINE)
+    confirmed = await api.confirm(grant["file_key"])
+    download = confirmed.json()["download_url"]
+    get = await api.app_client.get(_with_signature(download, signature))
+    assert get.status_code == 403, get.text
+    assert get.json()["code"] == "signature_mismatch"
+
+
+async def test_a_content_length_of_non_ascii_digits_is_refused(api: Api) -> None:
+    grant = await api.grant(TEXT_LINE)
+    request = api.app_client.build_request(
+        "PUT", grant["upload_url"], content=TEXT_LINE, headers=grant["headers"]
+    )
+    # h11 and httptools refuse it before the app; the route must not rely on that.
+    request.headers["Content-Length"] = "²"
+    response: httpx.Response = await api.app_client.send(request)
+    assert response.status_code == 411, response.text
+    assert await api.stored_keys() == []
