@@ -170,12 +170,13 @@ def run_migrations(settings: Settings) -> None:
 
 
 def _alembic_dir() -> Path:
-    # A source checkout keeps alembic/ beside src/; the Docker image puts it
-    # in the working directory.
-    for candidate in (Path.cwd() / "alembic", Path(__file__).resolve().parents[2] / "alembic"):
+    # An installed wheel carries the migrations in the package (pyproject.toml,
+    # force-include); a source checkout keeps them in alembic/ beside src/.
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "migrations", package.parents[1] / "alembic"):
         if (candidate / "env.py").is_file():
             return candidate
-    raise SystemExit("uploadsvc: cannot find the alembic/ migrations folder")
+    raise SystemExit("uploadsvc: cannot find the migrations (alembic/ or uploadsvc/migrations/)")
 
 
 def _sqlite_path(database_url: str) -> Path:
