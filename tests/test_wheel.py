@@ -33,14 +33,17 @@ def uv_binary() -> str:
     return found
 
 
-def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         args,
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT_SECONDS,
         check=False,
-        **kwargs,  # type: ignore[call-overload]
     )
     assert result.returncode == 0, f"{args}:\n{result.stdout}{result.stderr}"
     return result
