@@ -36,6 +36,8 @@ logger = logging.getLogger("uploadsvc")
 # `storage init --check` found the bucket set up differently (errors exit 1,
 # invalid configuration 2).
 DRIFT_EXIT_CODE = 3
+# Commands that run with development settings whatever the environment says.
+_NO_SECRETS_COMMANDS = frozenset({"dev", "example-archive"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # `dev` is the one command that runs in development (placeholder secrets,
         # docs/api.md "Command line"); every other one is production unless
-        # UPLOADSVC_ENV says otherwise.
-        settings = Settings(env="development") if args.command == "dev" else Settings()
+        # UPLOADSVC_ENV says otherwise. `example-archive` only writes a file:
+        # it has no secrets to check.
+        settings = (
+            Settings(env="development") if args.command in _NO_SECRETS_COMMANDS else Settings()
+        )
     except ValidationError as exc:
         # Placeholder secrets outside development end up here: say why, no traceback.
         print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)
