@@ -29,8 +29,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project --no-editable
 
 # Then the project itself, installed into the venv as a regular (non-editable)
-# package, so the runtime image needs no source tree. README.md: the package's readme.
+# package, so the runtime image needs no source tree. README.md: the package's readme;
+# alembic/: the migrations, which the wheel carries as uploadsvc/migrations.
 COPY README.md ./
+COPY alembic ./alembic
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
@@ -50,10 +52,6 @@ RUN groupadd --system --gid 10001 uploadsvc \
 # The venv lives at the same path as in the builder (its scripts' shebangs point there)
 # and stays owned by root: the service cannot modify its own code.
 COPY --from=builder /app/.venv /app/.venv
-# `uploadsvc migrate` finds the migrations in the working directory.
-COPY alembic.ini /app/
-COPY alembic /app/alembic/
-
 # /app is group-writable with the sticky bit: the service may create its own files
 # there (the zero-config SQLite database, ./data/storage of the local backend) but
 # cannot replace the root-owned ones.

@@ -49,6 +49,7 @@ from uploadsvc.storage.base import (
     ListedObject,
     PresignedRequest,
     Storage,
+    StorageSetup,
     UploadedPart,
 )
 
@@ -107,8 +108,8 @@ class NullStorage(Storage):
     async def check_ready(self) -> None:
         return None
 
-    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
-        return []
+    async def initialize(self, *, cors_origins: list[str], check: bool = False) -> StorageSetup:
+        return StorageSetup()
 
     async def list_pages(
         self, prefix: str = "", *, start_after: str | None = None

@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.metadata
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from uploadsvc.config import Settings
+from uploadsvc.errors import UploadsvcError
 from uploadsvc.telemetry import (
     configure_command_logging,
     metrics_shared_by_workers,
@@ -25,7 +28,16 @@ from uploadsvc.telemetry import (
     uvicorn_logging,
 )
 
+if TYPE_CHECKING:
+    from uploadsvc.storage.base import StorageSetup
+
 logger = logging.getLogger("uploadsvc")
+
+# `storage init --check` found the bucket set up differently (errors exit 1,
+# invalid configuration 2).
+DRIFT_EXIT_CODE = 3
+# Commands that run with development settings whatever the environment says.
+_NO_SECRETS_COMMANDS = frozenset({"dev", "example-archive"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,23 +46,56 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # `dev` is the one command that runs in development (placeholder secrets,
         # docs/api.md "Command line"); every other one is production unless
-        # UPLOADSVC_ENV says otherwise.
-        # `example-archive` only writes a file and reads no setting: it must not
-        # need a production configuration either.
-        development = args.command in ("dev", "example-archive")
-        settings = Settings(env="development") if development else Settings()
+        # UPLOADSVC_ENV says otherwise. `example-archive` only writes a file:
+        # it has no secrets to check.
+        settings = (
+            Settings(env="development") if args.command in _NO_SECRETS_COMMANDS else Settings()
+        )
     except ValidationError as exc:
         # Placeholder secrets outside development end up here: say why, no traceback.
         print(f"uploadsvc: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_command_logging(settings, args.command)
     handler = args.handler
-    result: int = handler(settings, args)
+    try:
+        result: int = handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # An operator reads one line that says what failed; the traceback is
+        # for UPLOADSVC_LOG_LEVEL=DEBUG.
+        logger.debug("uploadsvc %s failed", args.command, exc_info=True)
+        print(f"uploadsvc {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return result
+
+
+def _one_line(exc: Exception) -> str:
+    """What went wrong, in one line, with the step that fixes it where we know it."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, UploadsvcError):
+        return exc.detail
+    if isinstance(exc, DBAPIError):
+        # The driver's own words, without SQLAlchemy's SQL echo and help link.
+        message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
+        if "no such table" in message or ("relation" in message and "does not exist" in message):
+            return f"the database has no schema yet ({message}): run `uploadsvc migrate` first"
+        return f"database error: {message}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("uploadsvc")
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uploadsvc", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"uploadsvc {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     dev = commands.add_parser("dev", help="migrate, prepare storage and run the API (zero config)")
@@ -101,7 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     storage = commands.add_parser("storage", help="object storage commands")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
     init = storage_commands.add_parser(
-        "init", help="create the bucket, apply CORS, lifecycle and Block Public Access"
+        "init",
+        help="create the bucket; merge in CORS, lifecycle, Block Public Access, encryption",
+    )
+    init.add_argument(
+        "--check",
+        action="store_true",
+        help=f"change nothing: report what differs, exit {DRIFT_EXIT_CODE} if anything does",
     )
     init.set_defaults(handler=_storage_init)
     return parser
@@ -124,12 +175,13 @@ def run_migrations(settings: Settings) -> None:
 
 
 def _alembic_dir() -> Path:
-    # A source checkout keeps alembic/ beside src/; the Docker image puts it
-    # in the working directory.
-    for candidate in (Path.cwd() / "alembic", Path(__file__).resolve().parents[2] / "alembic"):
+    # An installed wheel carries the migrations in the package (pyproject.toml,
+    # force-include); a source checkout keeps them in alembic/ beside src/.
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "migrations", package.parents[1] / "alembic"):
         if (candidate / "env.py").is_file():
             return candidate
-    raise SystemExit("uploadsvc: cannot find the alembic/ migrations folder")
+    raise SystemExit("uploadsvc: cannot find the migrations (alembic/ or uploadsvc/migrations/)")
 
 
 def _sqlite_path(database_url: str) -> Path:
@@ -215,16 +267,25 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _initialize_storage(settings: Settings) -> list[str]:
+async def _initialize_storage(settings: Settings, *, check: bool = False) -> StorageSetup:
     from uploadsvc.storage import open_storage
 
     async with open_storage(settings) as storage:
-        return await storage.initialize(cors_origins=settings.cors_origins)
+        return await storage.initialize(cors_origins=settings.cors_origins, check=check)
 
 
-def _storage_init(settings: Settings, _: argparse.Namespace) -> int:
-    for line in asyncio.run(_initialize_storage(settings)):
+def _storage_init(settings: Settings, args: argparse.Namespace) -> int:
+    setup = asyncio.run(_initialize_storage(settings, check=args.check))
+    for line in setup.done:
         print(line)
+    for warning in setup.warnings:
+        print(f"uploadsvc storage init: warning: {warning}", file=sys.stderr)
+    for drift in setup.drift:
+        print(f"drift: {drift}")
+    if setup.drift:
+        return DRIFT_EXIT_CODE
+    if args.check:
+        print("no drift")
     return 0
 
 
@@ -247,8 +308,11 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
             update={"public_base_url": f"http://{settings.host}:{settings.port}"}
         )
     run_migrations(settings)
-    for line in asyncio.run(_initialize_storage(settings)):
+    setup = asyncio.run(_initialize_storage(settings))
+    for line in setup.done:
         logger.info("storage: %s", line)
+    for warning in setup.warnings:
+        logger.warning("storage: %s", warning)
     base = f"http://{settings.host}:{settings.port}"
     print(
         f"\n  uploadsvc (development) on {base}"

@@ -180,6 +180,21 @@ def run_cli(args: list[str], *, env: Mapping[str, str], cwd: Path) -> str:
     return result.stdout
 
 
+def run_cli_status(
+    args: list[str], *, env: Mapping[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run an ``uploadsvc`` command to completion, whatever its exit code."""
+    return subprocess.run(
+        [UPLOADSVC, *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
 def start_uploadsvc(
     command: str, *, port: int, env: Mapping[str, str], workdir: Path
 ) -> ServerProcess:

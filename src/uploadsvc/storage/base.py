@@ -63,6 +63,20 @@ class IncompleteUpload:
     initiated: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class StorageSetup:
+    """What ``Storage.initialize`` did or, when it only checked, what it found.
+
+    ``done``: what was applied or already in place; ``drift``: what differs
+    from the wanted setup (filled only when checking, nothing is changed
+    then); ``warnings``: what the store does not support, skipped.
+    """
+
+    done: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def no_such_object() -> NotFound:
     """What every backend raises for a missing object, or a key that cannot name one."""
     return NotFound("No such object.")
@@ -196,8 +210,13 @@ class Storage(abc.ABC):
         """Raise ``StorageError`` unless storage answers."""
 
     @abc.abstractmethod
-    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
-        """Create the bucket or folder and apply its policies; return what was done."""
+    async def initialize(self, *, cors_origins: list[str], check: bool = False) -> StorageSetup:
+        """Create the bucket or folder and apply its policies, or with ``check`` compare only.
+
+        Rules of other owners on the same bucket are kept (docs/api.md,
+        "Command line"). Raises ``StorageError``, with the store's own words,
+        when storage refuses or cannot be reached.
+        """
 
     # --- listing and bulk deletion (cleanup) ---------------------------------
 

@@ -40,6 +40,7 @@ from uploadsvc.storage.base import (
     ObjectInfo,
     PresignedRequest,
     Storage,
+    StorageSetup,
     UploadedPart,
     no_such_multipart_upload,
     no_such_object,
@@ -192,10 +193,16 @@ class LocalStorage(Storage):
         if not await anyio.Path(self._objects).is_dir():
             raise StorageError("The local storage folder does not exist.")
 
-    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
-        for folder in (self._objects, self._meta, self._tmp, self._multipart):
+    async def initialize(self, *, cors_origins: list[str], check: bool = False) -> StorageSetup:
+        folders = (self._objects, self._meta, self._tmp, self._multipart)
+        if check:
+            missing = [str(f) for f in folders if not await anyio.Path(f).is_dir()]
+            if missing:
+                return StorageSetup(drift=[f"missing folder {folder}" for folder in missing])
+            return StorageSetup(done=[f"{self._objects.parent} exists"])
+        for folder in folders:
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        return [f"created {self._objects.parent}"]
+        return StorageSetup(done=[f"created {self._objects.parent}"])
 
     # --- listing and bulk deletion (cleanup) --------------------------------
 

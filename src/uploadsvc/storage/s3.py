@@ -33,11 +33,13 @@ from uploadsvc.storage.base import (
     ObjectInfo,
     PresignedRequest,
     Storage,
+    StorageSetup,
     UploadedPart,
     no_such_multipart_upload,
     no_such_object,
 )
 from uploadsvc.storage.s3_presign import S3Presigner, open_presigner
+from uploadsvc.storage.s3_setup import set_up_bucket
 from uploadsvc.storage.s3_signing import PrehashedBody, sign_parts_with_their_hash
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,6 @@ _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_SUCH_UPLOAD = "NoSuchUpload"
 # What S3 answers to a CompleteMultipartUpload whose part list is wrong.
 _BAD_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"})
-_BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
 def _client_config(settings: Settings) -> AioConfig:
@@ -504,59 +505,15 @@ class S3Storage(Storage):
         with _s3_errors("reach the bucket"):
             await self._client.head_bucket(Bucket=self._bucket)
 
-    async def initialize(self, *, cors_origins: list[str]) -> list[str]:
-        action = "initialise the bucket"
-        with _s3_errors(action, tolerate=_BUCKET_EXISTS_CODES) as exists:
-            await self._client.create_bucket(Bucket=self._bucket)
-        done = [f"bucket {self._bucket} exists" if exists else f"created bucket {self._bucket}"]
-        with _s3_errors(action):
-            await self._client.put_public_access_block(
-                Bucket=self._bucket,
-                PublicAccessBlockConfiguration={
-                    "BlockPublicAcls": True,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
-                },
-            )
-            done.append("blocked public access")
-            await self._client.put_bucket_lifecycle_configuration(
-                Bucket=self._bucket,
-                LifecycleConfiguration={
-                    "Rules": [
-                        {
-                            "ID": "abort-incomplete-multipart-uploads",
-                            "Status": "Enabled",
-                            "Filter": {"Prefix": ""},
-                            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                        }
-                    ]
-                },
-            )
-            done.append("lifecycle: abort incomplete multipart uploads after 1 day")
-            if cors_origins:
-                await self._client.put_bucket_cors(
-                    Bucket=self._bucket,
-                    CORSConfiguration={
-                        "CORSRules": [
-                            {
-                                "AllowedOrigins": cors_origins,
-                                "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
-                                "AllowedHeaders": [
-                                    "content-type",
-                                    "if-none-match",
-                                    "x-amz-checksum-sha256",
-                                    "x-amz-*",
-                                ],
-                                # Multipart clients read each part's ETag; POST uploads, Location.
-                                "ExposeHeaders": ["ETag", "Location"],
-                                "MaxAgeSeconds": 3600,
-                            }
-                        ]
-                    },
-                )
-                done.append(f"CORS for {', '.join(cors_origins)}")
-        return done
+    async def initialize(self, *, cors_origins: list[str], check: bool = False) -> StorageSetup:
+        # The merge with other owners' rules is storage/s3_setup.py's.
+        return await set_up_bucket(
+            self._client,
+            bucket=self._bucket,
+            region=self._client.meta.region_name,
+            cors_origins=cors_origins,
+            check=check,
+        )
 
 
 class _Untracked(MultipartTracker):
