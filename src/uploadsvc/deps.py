@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
+from uploadsvc.job_queue import flush_deferred_jobs
 from uploadsvc.logs import bind_user
 from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
@@ -46,13 +47,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     when the handler returns, before the response leaves: a client that got
     a 2xx can rely on the row being committed. An exception rolls back.
     """
-    async with get_resources(request).session_factory() as session:
+    resources = get_resources(request)
+    async with resources.session_factory() as session:
         try:
             yield session
             await session.commit()
         except BaseException:
             await session.rollback()
             raise
+        # Jobs the request deferred (image variants) need its committed rows.
+        await flush_deferred_jobs(session, resources.jobs)
 
 
 # auto_error=False: a missing or malformed header must answer with our own

@@ -14,6 +14,7 @@ from uploadsvc.profiles import Purpose, content_disposition
 from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile, DownloadUrl, FileList, FileRead
 from uploadsvc.security import Principal
+from uploadsvc.services import images
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -87,5 +88,6 @@ async def delete_file(session: AsyncSession, storage: Storage, *, upload: Upload
     await session.commit()
     try:
         await storage.delete(upload.file_key)
+        await images.remove_variants(session, storage, file_id=upload.id)
     except StorageError:
         logger.warning("object of deleted file %s left for cleanup", upload.id)

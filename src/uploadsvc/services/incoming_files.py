@@ -35,6 +35,7 @@ from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
 from uploadsvc.repository import uploads as repository
 from uploadsvc.security import Principal
+from uploadsvc.services import images
 from uploadsvc.storage import Storage
 
 
@@ -95,6 +96,7 @@ async def store_file(
         raise
     metrics.direct_upload_received(purpose=profile.purpose.value, size_bytes=received.size)
     metrics.upload_confirmed(purpose=profile.purpose.value, size_bytes=received.size)
+    await images.schedule_variants(session, settings, upload)
     return upload
 
 

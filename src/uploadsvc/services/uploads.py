@@ -35,6 +35,7 @@ from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
+from uploadsvc.services import images
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
 
@@ -227,6 +228,7 @@ async def confirm_upload(
     if not won:
         return await _answer_for_state(storage, settings, await repository.reload(session, upload))
     metrics.UPLOADS_CONFIRMED.inc()
+    await images.schedule_variants(session, settings, upload)
     return await confirmed_body(storage, settings, upload)
 
 

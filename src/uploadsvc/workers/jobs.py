@@ -9,6 +9,7 @@ from uploadsvc.config import Settings
 from uploadsvc.job_queue import InProcessQueue, retry_after
 from uploadsvc.resources import Resources
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
+from uploadsvc.services.images import make_variants
 from uploadsvc.services.imports import ImportInterrupted, reconcile_imports, run_import
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,20 @@ async def run_import_try(resources: Resources, job_id: uuid.UUID, *, job_try: in
         raise retry_after(job_try) from exc
 
 
+async def make_image_variants(ctx: dict[str, Any], file_id: str) -> None:
+    """The variants of a confirmed image (enqueued after its commit, id ``variants:<file id>``)."""
+    await make_variants(ctx["resources"], uuid.UUID(file_id), job_try=ctx["job_try"])
+
+
 def bind_in_process_jobs(resources: Resources) -> None:
-    """Without Redis, this process runs the import jobs it enqueues."""
+    """Without Redis, this process runs the import and image variant jobs it enqueues."""
     if isinstance(resources.jobs, InProcessQueue):
         resources.jobs.bind(
             lambda job_id, job_try: run_import_try(resources, job_id, job_try=job_try),
             max_tries=resources.settings.import_max_tries,
+            run_variants=lambda file_id, job_try: make_variants(
+                resources, file_id, job_try=job_try
+            ),
         )
 
 

@@ -11,7 +11,8 @@ from arq.worker import Worker, func
 
 from uploadsvc.config import Settings
 from uploadsvc.resources import open_resources
-from uploadsvc.workers.jobs import cleanup_job, import_event, reconcile_job
+from uploadsvc.services.images import MAX_TRIES as MAX_VARIANT_TRIES
+from uploadsvc.workers.jobs import cleanup_job, import_event, make_image_variants, reconcile_job
 
 # Time an import job has, past its own deadline, to delete what it stored and
 # record its outcome before arq cancels it.
@@ -52,7 +53,16 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout_seconds + IMPORT_GRACE_SECONDS,
                 keep_result=0,
                 max_tries=settings.import_max_tries,
-            )
+            ),
+            # The job kills its child process at image_job_timeout_seconds;
+            # keep_result=0 lets the same fixed id be enqueued again.
+            func(
+                make_image_variants,
+                name="make_image_variants",
+                timeout=settings.image_job_timeout_seconds + IMPORT_GRACE_SECONDS,
+                keep_result=0,
+                max_tries=MAX_VARIANT_TRIES,
+            ),
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
         # so several workers enqueue it once; the lease in run_cleanup keeps a
