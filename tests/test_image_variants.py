@@ -45,7 +45,9 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A valid PNG header declaring width x height pixels; its IDAT is a few bytes."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
@@ -91,7 +93,12 @@ async def test_presigned_jpeg_gets_rotated_variants_without_metadata(api: Api) -
 
     assert set(variants) == {"large", "thumbnail", "small", "icon"}
     # 1600 x 1200 rotated by EXIF 6 is 1200 x 1600 (portrait); long side as configured.
-    expected = {"large": (960, 1280), "thumbnail": (384, 512), "small": (192, 256), "icon": (48, 64)}
+    expected = {
+        "large": (960, 1280),
+        "thumbnail": (384, 512),
+        "small": (192, 256),
+        "icon": (48, 64),
+    }
     for name, (width, height) in expected.items():
         variant = variants[name]
         assert variant["status"] == "ready", variant
@@ -104,13 +111,16 @@ async def test_presigned_jpeg_gets_rotated_variants_without_metadata(api: Api) -
         # No EXIF at all: no orientation, no camera, no GPS position.
         assert "exif" not in image.info
         assert len(image.getexif()) == 0
-        assert "xmp" not in image.info and "icc_profile" not in image.info
+        assert "xmp" not in image.info
+        assert "icc_profile" not in image.info
     # The blue marker was top-left; rotated 90° clockwise it is top-right.
     large = (await _fetch(api, variants["large"]["download_url"])).convert("RGB")
     red, _, blue = large.getpixel((large.width - 10, 10))  # type: ignore[misc]
-    assert blue > 150 and red < 100
+    assert blue > 150
+    assert red < 100
     red, _, blue = large.getpixel((10, 10))  # type: ignore[misc]
-    assert red > 150 and blue < 100
+    assert red > 150
+    assert blue < 100
     # The original is untouched and still a file.
     original = await api.app_client.get(
         f"/v1/files/{confirmed['file_id']}/download", headers=api.headers()
@@ -148,7 +158,8 @@ async def test_decompression_bomb_is_refused_from_its_header(api: Api) -> None:
         assert variant["download_url"] is None
     # The original stays a confirmed, downloadable file.
     file = await api.app_client.get(f"/v1/files/{file_id}", headers=api.headers())
-    assert file.status_code == 200 and file.json()["status"] == "confirmed"
+    assert file.status_code == 200
+    assert file.json()["status"] == "confirmed"
 
 
 async def test_truncated_jpeg_marks_variants_failed(api: Api) -> None:
@@ -184,3 +195,26 @@ async def test_variants_are_the_owners_only_and_go_with_the_file(api: Api) -> No
 async def test_files_that_are_not_images_get_no_variants(api: Api) -> None:
     file_id = await _upload_direct(api, b"just some notes\n" * 10, "notes.txt", "text/plain")
     assert await _variants(api, file_id) == {}
+
+
+async def test_multipart_jpeg_gets_variants(api: Api) -> None:
+    body = jpeg_rotated_with_gps()
+    payload = {"filename": "banner.jpg", "content_type": "image/jpeg", "size": len(body)}
+    started = await api.app_client.post(
+        "/v1/uploads/multipart", json=payload, headers=api.headers()
+    )
+    assert started.status_code == 201, started.text
+    [part] = started.json()["parts"]
+    put = await api.app_client.put(part["url"], content=body, headers=part["headers"])
+    assert put.status_code == 200, put.text
+    completed = await api.app_client.post(
+        f"/v1/uploads/{started.json()['upload_id']}/complete",
+        json={"parts": [{"part_number": 1, "etag": put.headers["etag"]}]},
+        headers=api.headers(),
+    )
+    assert completed.status_code == 200, completed.text
+
+    variants = await _variants(api, completed.json()["file_id"])
+
+    assert (variants["thumbnail"]["width"], variants["thumbnail"]["height"]) == (384, 512)
+    assert {v["status"] for v in variants.values()} == {"ready"}
