@@ -15,6 +15,7 @@ that declares 100,000 x 100,000 pixels).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,10 +98,13 @@ def _decoded(image: Image.Image, *, largest: int) -> Image.Image:
     """The first frame, upright, in RGB or RGBA, decoded at the smallest scale
     that still serves ``largest``."""
     orientation = image.getexif().get(0x0112, 1)
-    if image.format == "JPEG":
+    width, height = image.size
+    scale = largest / max(width, height)
+    if image.format == "JPEG" and scale < 1:
         # Shrink on load: libjpeg decodes at 1/2, 1/4 or 1/8 scale when the
-        # result stays at least this big, so a 24 MP photo is not decoded whole.
-        image.draft("RGB", (largest, largest))
+        # result still covers the largest variant, so a 24 MP photo is not
+        # decoded whole (6000 x 4000 for 1280 px: decoded at 1500 x 1000).
+        image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
     image.seek(0)
     image.load()
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
