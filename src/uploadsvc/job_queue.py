@@ -151,13 +151,13 @@ class InProcessQueue(JobQueue):
                 self.jobs_retried += 1
                 if job_try == self._max_tries:
                     # As arq does; the job's row says why (or the reconciler finds it).
-                    logger.error("in-process import %s: max %d tries", job_id, job_try)
+                    logger.error("in-process job %s: max %d tries", job_id, job_try)
                     return
                 delay = (retry.defer_score or 0) / 1000
-                logger.info("in-process import %s: try %d again in %.1f s", job_id, job_try, delay)
+                logger.info("in-process job %s: try %d again in %.1f s", job_id, job_try, delay)
                 await asyncio.sleep(delay)
             except Exception:
-                logger.exception("in-process import %s failed", job_id)
+                logger.exception("in-process job %s failed", job_id)
                 return
 
     async def is_queued_or_running(self, job_id: uuid.UUID) -> bool:
