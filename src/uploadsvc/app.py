@@ -30,6 +30,7 @@ from uploadsvc.routers import (
     events,
     files,
     health,
+    images,
     local_storage,
     openevent_uploads,
     uploads,
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openevent_uploads.router)
     app.include_router(events.router)
     app.include_router(files.router)
+    app.include_router(images.router)
     app.include_router(health.router)
     if settings.metrics_public:
         app.include_router(health.metrics_router)

@@ -106,6 +106,19 @@ class Settings(BaseSettings):
     # Tries of one scan job while clamd is down (2 s, 4 s, ... apart); a file
     # still pending after them is enqueued again by the reconciler (every minute).
     scan_max_tries: int = Field(default=8, ge=1, le=50)
+    # --- image variants (docs/api.md, "Image variants") --------------------
+    # Confirmed JPEG/PNG/GIF/WebP files get these copies, each at most this many
+    # px on its long side (never upscaled); 0 turns a variant off.
+    image_large_px: int = Field(default=1280, ge=0, le=8192)
+    image_thumbnail_px: int = Field(default=512, ge=0, le=8192)
+    image_small_px: int = Field(default=256, ge=0, le=8192)
+    image_icon_px: int = Field(default=64, ge=0, le=8192)
+    # webp keeps transparency; jpeg for clients without WebP (alpha on white).
+    image_variant_format: Literal["webp", "jpeg"] = "webp"
+    # An image declaring more pixels is refused from its header, undecoded.
+    image_max_pixels: int = Field(default=50_000_000, ge=1)
+    # The child process that makes one file's variants is killed past this.
+    image_job_timeout_seconds: int = Field(default=60, ge=1)
 
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
+from uploadsvc.job_queue import flush_deferred_jobs
 from uploadsvc.logs import bind_user
 from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
@@ -72,6 +73,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         # Jobs go after the commit, so the worker finds the rows they name.
         await enqueue_held_scans(session, resources.jobs)
+        # Jobs the request deferred (image variants) need its committed rows.
+        await flush_deferred_jobs(session, resources.jobs)
 
 
 # auto_error=False: a missing or malformed header must answer with our own

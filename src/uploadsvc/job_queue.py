@@ -17,16 +17,23 @@ from collections.abc import Awaitable, Callable
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 from arq.worker import Retry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 logger = logging.getLogger(__name__)
 
 IMPORT_FUNCTION = "import_event"
 SCAN_FUNCTION = "scan_file"
+VARIANTS_FUNCTION = "make_image_variants"
 # Seconds to wait before the next try, per try already made: 2 s, 4 s, 6 s...
 RETRY_BACKOFF_SECONDS = 2
 
 # One run of an import job: (job id, job_try counted from 1). Raises Retry to run again.
 ImportRunner = Callable[[uuid.UUID, int], Awaitable[None]]
+# One run of an image variants job: (file id, job_try counted from 1).
+VariantsRunner = Callable[[uuid.UUID, int], Awaitable[None]]
+
+# Where a session keeps the variant jobs to enqueue once it has committed.
+_DEFERRED_VARIANTS = "uploadsvc.deferred_variant_jobs"
 
 
 def import_job_key(job_id: uuid.UUID) -> str:
@@ -37,6 +44,30 @@ def import_job_key(job_id: uuid.UUID) -> str:
 def scan_job_key(upload_id: uuid.UUID) -> str:
     """The arq job id of a file's malware scan: fixed, so a file is scanned once at a time."""
     return f"scan:{upload_id}"
+
+
+def variants_job_key(file_id: uuid.UUID) -> str:
+    """The arq job id of a file's image variants: fixed, so enqueueing twice runs it once."""
+    return f"variants:{file_id}"
+
+
+def defer_variants_job(session: AsyncSession, file_id: uuid.UUID) -> None:
+    """Enqueue the file's variants job once ``session`` has committed (``flush_deferred_jobs``).
+
+    The job must find the confirmed row, so it cannot be enqueued before the
+    commit, and the code that confirms does not own the commit.
+    """
+    session.info.setdefault(_DEFERRED_VARIANTS, []).append(file_id)
+
+
+async def flush_deferred_jobs(session: AsyncSession, jobs: JobQueue) -> None:
+    """Enqueue what the committed session deferred. A failure is logged: the
+    variants stay ``pending`` and ``uploadsvc`` can make them again later."""
+    for file_id in session.info.pop(_DEFERRED_VARIANTS, []):
+        try:
+            await jobs.enqueue_variants(file_id)
+        except Exception:
+            logger.exception("could not enqueue the image variants of %s", file_id)
 
 
 def retry_after(job_try: int) -> Retry:
@@ -52,6 +83,9 @@ class JobQueue:
         raise NotImplementedError
 
     async def enqueue_scan(self, upload_id: uuid.UUID) -> None:
+        raise NotImplementedError
+
+    async def enqueue_variants(self, file_id: uuid.UUID) -> None:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -72,6 +106,11 @@ class ArqQueue(JobQueue):
     async def enqueue_scan(self, upload_id: uuid.UUID) -> None:
         await self.pool.enqueue_job(SCAN_FUNCTION, str(upload_id), _job_id=scan_job_key(upload_id))
 
+    async def enqueue_variants(self, file_id: uuid.UUID) -> None:
+        await self.pool.enqueue_job(
+            VARIANTS_FUNCTION, str(file_id), _job_id=variants_job_key(file_id)
+        )
+
 
 class InProcessQueue(JobQueue):
     """Runs jobs as tasks of this event loop (the zero-config setup).
@@ -82,17 +121,32 @@ class InProcessQueue(JobQueue):
 
     def __init__(self) -> None:
         self._run: ImportRunner | None = None
+        self._run_variants: VariantsRunner | None = None
         self._max_tries = 1
         self._scan: ImportRunner | None = None
         self._scan_max_tries = 1
         # Keyed by (kind, id): an import and a scan are different jobs.
         self._tasks: dict[tuple[str, uuid.UUID], asyncio.Task[None]] = {}
+        # Variant jobs by file id (a separate id space from import jobs).
+        self._variant_tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Runs that asked to be tried again (as arq's Worker.jobs_retried).
         self.jobs_retried = 0
 
-    def bind(self, run: ImportRunner, *, max_tries: int) -> None:
+    def bind(
+        self, run: ImportRunner, *, max_tries: int, run_variants: VariantsRunner | None = None
+    ) -> None:
         self._run = run
         self._max_tries = max_tries
+        self._run_variants = run_variants
+
+    async def enqueue_variants(self, file_id: uuid.UUID) -> None:
+        if self._run_variants is None:
+            raise RuntimeError("InProcessQueue.bind() got no variants runner")
+        if file_id in self._variant_tasks:
+            return
+        task = asyncio.create_task(self._tries(self._run_variants, file_id, self._max_tries))
+        self._variant_tasks[file_id] = task
+        task.add_done_callback(lambda _: self._variant_tasks.pop(file_id, None))
 
     def bind_scan(self, run: ImportRunner, *, max_tries: int) -> None:
         """The runner of malware scans (by upload id), as ``bind`` for imports."""
@@ -139,10 +193,12 @@ class InProcessQueue(JobQueue):
 
     async def wait_idle(self) -> None:
         """Wait for every running job, retries included (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        while self._tasks or self._variant_tasks:
+            tasks = [*self._tasks.values(), *self._variant_tasks.values()]
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks.values()):
+        tasks = [*self._tasks.values(), *self._variant_tasks.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -23,7 +23,7 @@ from uploadsvc.schemas.files import (
     InfectedFileList,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services import scanning
+from uploadsvc.services import images, scanning
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ async def delete_file(session: AsyncSession, storage: Storage, *, upload: Upload
     await session.commit()
     try:
         await storage.delete(upload.file_key)
+        await images.remove_variants(session, storage, file_id=upload.id)
     except StorageError:
         logger.warning("object of deleted file %s left for cleanup", upload.id)
 

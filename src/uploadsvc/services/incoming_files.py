@@ -39,7 +39,7 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
 from uploadsvc.security import Principal
-from uploadsvc.services import scanning
+from uploadsvc.services import images, scanning
 from uploadsvc.storage import Storage
 
 
@@ -103,6 +103,7 @@ async def store_file(
     # Only staged: add() does no I/O, the commit in record_all_or_nothing writes it.
     session.add(upload)
     scanning.mark_for_scan(settings, upload, session)
+    images.stage_variants(settings, upload, session)
     return upload
 
 

@@ -35,7 +35,7 @@ from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
-from uploadsvc.services import scanning
+from uploadsvc.services import images, scanning
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
 
@@ -257,6 +257,7 @@ async def confirm_upload(
     if not won:
         return await _answer_for_state(storage, settings, await repository.reload(session, upload))
     await scanning.hold_for_scan(session, settings, upload)
+    await images.schedule_variants(session, settings, upload)
     metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes or 0)
     return await confirmed_body(storage, settings, upload)
 

@@ -9,6 +9,7 @@ from uploadsvc.config import Settings
 from uploadsvc.job_queue import InProcessQueue, retry_after
 from uploadsvc.resources import Resources
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
+from uploadsvc.services.images import make_variants
 from uploadsvc.services.imports import ImportInterrupted, reconcile_imports, run_import
 from uploadsvc.services.scanning import ScanInterrupted, reconcile_scans, run_scan
 
@@ -49,12 +50,20 @@ async def reconcile_scans_job(ctx: dict[str, Any]) -> int:
     return await reconcile_scans(ctx["resources"])
 
 
+async def make_image_variants(ctx: dict[str, Any], file_id: str) -> None:
+    """The variants of a confirmed image (enqueued after its commit, id ``variants:<file id>``)."""
+    await make_variants(ctx["resources"], uuid.UUID(file_id), job_try=ctx["job_try"])
+
+
 def bind_in_process_jobs(resources: Resources) -> None:
-    """Without Redis, this process runs the import and scan jobs it enqueues."""
+    """Without Redis, this process runs the import, scan and image variant jobs it enqueues."""
     if isinstance(resources.jobs, InProcessQueue):
         resources.jobs.bind(
             lambda job_id, job_try: run_import_try(resources, job_id, job_try=job_try),
             max_tries=resources.settings.import_max_tries,
+            run_variants=lambda file_id, job_try: make_variants(
+                resources, file_id, job_try=job_try
+            ),
         )
         resources.jobs.bind_scan(
             lambda upload_id, job_try: run_scan_try(resources, upload_id, job_try=job_try),

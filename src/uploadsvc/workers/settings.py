@@ -17,9 +17,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from uploadsvc.config import Settings
 from uploadsvc.resources import open_resources
+from uploadsvc.services.images import MAX_TRIES as MAX_VARIANT_TRIES
 from uploadsvc.workers.jobs import (
     cleanup_job,
     import_event,
+    make_image_variants,
     reconcile_job,
     reconcile_scans_job,
     scan_file,
@@ -88,6 +90,15 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 timeout=settings.job_timeout_seconds,
                 keep_result=0,
                 max_tries=settings.scan_max_tries,
+            ),
+            # The job kills its child process at image_job_timeout_seconds;
+            # keep_result=0 lets the same fixed id be enqueued again.
+            func(
+                make_image_variants,
+                name="make_image_variants",
+                timeout=settings.image_job_timeout_seconds + IMPORT_GRACE_SECONDS,
+                keep_result=0,
+                max_tries=MAX_VARIANT_TRIES,
             ),
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,

@@ -1,0 +1,158 @@
+"""The pixel work of image variants, run in a child process of its own.
+
+``python -m uploadsvc.imaging REQUEST_JSON`` reads one image file and writes
+its variants into a folder, then prints one JSON line: the variants made, or
+why none were. services/images.py starts it with a deadline and kills it past
+that, so a hostile image can cost a worker neither its event loop nor its
+memory (docs/api.md, "Image variants"). This module imports Pillow and the
+standard library only, so the child starts fast.
+
+The image is refused from its header, before a pixel is decoded, when it
+declares more pixels than the budget (a decompression bomb: a PNG of a few KB
+that declares 100,000 x 100,000 pixels).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+# The formats a variant is made of: the image types of the upload profiles.
+SOURCE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
+OUTPUT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+class ImageRefused(Exception):
+    """The image is not made into variants; ``code`` says why (recorded on its variants)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class MadeVariant:
+    name: str
+    path: str
+    width: int
+    height: int
+    content_type: str
+    size_bytes: int
+
+
+def make_variants(
+    source: Path,
+    outdir: Path,
+    *,
+    sizes: dict[str, int],
+    output_format: str,
+    max_pixels: int,
+) -> list[MadeVariant]:
+    """Variants of ``source``: each fits ``sizes[name]`` px on its long side, never upscaled.
+
+    EXIF orientation is applied; no metadata (EXIF, XMP, ICC, comments) is
+    written; alpha is kept in WebP (JPEG has none: it is flattened on white);
+    of an animation, the first frame.
+    """
+    # Pillow's own bomb check (in Image.open) then agrees with the budget.
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        image = Image.open(source)  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageRefused("too_many_pixels", str(exc)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRefused("unreadable_image", f"Not a readable image: {exc}") from None
+    with image:
+        width, height = image.size
+        if image.format not in SOURCE_FORMATS:
+            raise ImageRefused(
+                "unsupported_image", f"Images of format {image.format} are not made into variants."
+            )
+        if width * height > max_pixels:
+            raise ImageRefused(
+                "too_many_pixels",
+                f"The image declares {width} x {height} pixels; the budget is {max_pixels}.",
+            )
+        try:
+            base = _decoded(image, largest=max(sizes.values()))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageRefused("corrupt_image", f"The image could not be decoded: {exc}") from None
+
+    made: list[MadeVariant] = []
+    # Largest first, each from the one before: fewer pixels to filter each time.
+    current = base
+    for name, long_side in sorted(sizes.items(), key=lambda item: -item[1]):
+        current = current.copy()
+        current.thumbnail((long_side, long_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        made.append(_save(current, outdir / f"{name}.{output_format}", name, output_format))
+    return made
+
+
+def _decoded(image: Image.Image, *, largest: int) -> Image.Image:
+    """The first frame, upright, in RGB or RGBA, decoded at the smallest scale
+    that still serves ``largest``."""
+    orientation = image.getexif().get(0x0112, 1)
+    width, height = image.size
+    scale = largest / max(width, height)
+    if image.format == "JPEG" and scale < 1:
+        # Shrink on load: libjpeg decodes at 1/2, 1/4 or 1/8 scale when the
+        # result still covers the largest variant, so a 24 MP photo is not
+        # decoded whole (6000 x 4000 for 1280 px: decoded at 1500 x 1000).
+        image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    image.seek(0)
+    image.load()
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    frame = image.convert("RGBA" if has_alpha else "RGB")
+    if orientation != 1:
+        frame.getexif()[0x0112] = orientation
+        frame = ImageOps.exif_transpose(frame)
+    # Nothing of the original's metadata may reach a variant.
+    frame.info = {}
+    return frame
+
+
+def _save(image: Image.Image, path: Path, name: str, output_format: str) -> MadeVariant:
+    out = image
+    if output_format == "jpeg":
+        if out.mode == "RGBA":
+            flat = Image.new("RGB", out.size, (255, 255, 255))
+            flat.paste(out, mask=out.getchannel("A"))
+            out = flat
+        out.save(path, "JPEG", quality=82, optimize=True, progressive=True)
+    else:
+        out.save(path, "WEBP", quality=80, method=4)
+    return MadeVariant(
+        name=name,
+        path=str(path),
+        width=out.width,
+        height=out.height,
+        content_type=OUTPUT_TYPES[output_format],
+        size_bytes=path.stat().st_size,
+    )
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(argv[1])
+    try:
+        made = make_variants(
+            Path(request["source"]),
+            Path(request["outdir"]),
+            sizes={str(k): int(v) for k, v in request["sizes"].items()},
+            output_format=request["format"],
+            max_pixels=int(request["max_pixels"]),
+        )
+    except ImageRefused as refused:
+        sys.stdout.write(json.dumps({"refused": refused.code, "detail": refused.detail}) + "\n")
+        return 0
+    sys.stdout.write(json.dumps({"made": [asdict(variant) for variant in made]}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,49 @@
+"""The variants of an image file (docs/api.md, "Image variants")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from uploadsvc.db import Base, UTCDateTime, utcnow
+
+
+class VariantStatus(enum.StrEnum):
+    PENDING = "pending"  # the file is confirmed, its job has not made the variant yet
+    READY = "ready"  # stored under object_key
+    FAILED = "failed"  # refused or undecodable; failure_reason says why
+
+
+class ImageVariant(Base):
+    __tablename__ = "image_variants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # The rows go with their file's row; the objects go when the file is deleted.
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("uploads.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(32))
+    status: Mapped[VariantStatus] = mapped_column(
+        Enum(
+            VariantStatus,
+            name="variant_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=VariantStatus.PENDING,
+    )
+    object_key: Mapped[str | None] = mapped_column(String(1024))
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    failure_reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("file_id", "name"),)

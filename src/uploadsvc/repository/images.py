@@ -1,0 +1,86 @@
+"""Queries on image variants. Repositories flush; the request or job scope commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from uploadsvc.db import utcnow
+from uploadsvc.models.images import ImageVariant, VariantStatus
+from uploadsvc.models.uploads import Upload
+
+
+async def add_pending(session: AsyncSession, *, file_id: uuid.UUID, names: Sequence[str]) -> None:
+    """A pending row per variant name, unless the file already has its rows."""
+    existing = set(
+        await session.scalars(select(ImageVariant.name).where(ImageVariant.file_id == file_id))
+    )
+    session.add_all(
+        ImageVariant(file_id=file_id, name=name, status=VariantStatus.PENDING)
+        for name in names
+        if name not in existing
+    )
+    await session.flush()
+
+
+def stage_pending(session: AsyncSession, *, file_id: uuid.UUID, names: Sequence[str]) -> None:
+    """A pending row per variant name of a file whose row is only staged too:
+    no I/O, the session's commit writes them (the file has no rows yet)."""
+    session.add_all(
+        ImageVariant(file_id=file_id, name=name, status=VariantStatus.PENDING) for name in names
+    )
+
+
+async def list_for_file(session: AsyncSession, *, file_id: uuid.UUID) -> list[ImageVariant]:
+    rows = await session.scalars(
+        select(ImageVariant).where(ImageVariant.file_id == file_id).order_by(ImageVariant.name)
+    )
+    return list(rows)
+
+
+async def get_file(session: AsyncSession, *, file_id: uuid.UUID) -> Upload | None:
+    return await session.get(Upload, file_id, populate_existing=True)
+
+
+async def mark_failed(session: AsyncSession, *, file_id: uuid.UUID, reason: str) -> None:
+    for row in await list_for_file(session, file_id=file_id):
+        if row.status is VariantStatus.PENDING:
+            row.status = VariantStatus.FAILED
+            row.failure_reason = reason[:255]
+            row.updated_at = utcnow()
+    await session.flush()
+
+
+async def mark_ready(
+    session: AsyncSession,
+    *,
+    file_id: uuid.UUID,
+    name: str,
+    object_key: str,
+    content_type: str,
+    width: int,
+    height: int,
+    size_bytes: int,
+) -> None:
+    row = await session.scalar(
+        select(ImageVariant).where(ImageVariant.file_id == file_id, ImageVariant.name == name)
+    )
+    if row is None:
+        return
+    row.status = VariantStatus.READY
+    row.object_key = object_key
+    row.content_type = content_type
+    row.width = width
+    row.height = height
+    row.size_bytes = size_bytes
+    row.failure_reason = None
+    row.updated_at = utcnow()
+    await session.flush()
+
+
+async def delete_for_file(session: AsyncSession, *, file_id: uuid.UUID) -> None:
+    await session.execute(delete(ImageVariant).where(ImageVariant.file_id == file_id))
+    await session.flush()

@@ -1,0 +1,254 @@
+"""Image variants: the large, thumbnail, small and icon copies of an image file.
+
+Confirming an image (``schedule_variants``) records a pending row per variant
+and defers a job until the confirming transaction commits. The job
+(``make_variants``) copies the original to a temporary folder and has a child
+process (``uploadsvc.imaging``) make the copies under a deadline; it stores
+them under ``variants/{file_id}/``, outside the upload prefixes that cleanup
+sweeps, and records them. A refused or undecodable image marks its variants
+``failed`` with a reason; the original stays a confirmed file. See
+docs/api.md, "Image variants".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from anyio import to_thread
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from uploadsvc.config import Settings
+from uploadsvc.errors import StorageError
+from uploadsvc.imaging import MadeVariant
+from uploadsvc.job_queue import defer_variants_job, retry_after
+from uploadsvc.models.images import ImageVariant, VariantStatus
+from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.profiles import content_disposition
+from uploadsvc.repository import images as repository
+from uploadsvc.resources import Resources
+from uploadsvc.schemas.images import ImageVariantList, ImageVariantRead
+from uploadsvc.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+VARIANT_PREFIX = "variants/"
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# Transient failures (storage unreachable) are tried this many times in all.
+MAX_TRIES = 3
+_CHUNK = 256 * 1024
+
+
+def variant_sizes(settings: Settings) -> dict[str, int]:
+    """Variant name → its long side in px; a size of 0 turns the variant off."""
+    sizes = {
+        "large": settings.image_large_px,
+        "thumbnail": settings.image_thumbnail_px,
+        "small": settings.image_small_px,
+        "icon": settings.image_icon_px,
+    }
+    return {name: px for name, px in sizes.items() if px > 0}
+
+
+def variant_key(file_id: uuid.UUID, name: str, extension: str) -> str:
+    return f"{VARIANT_PREFIX}{file_id}/{name}.{extension}"
+
+
+async def schedule_variants(session: AsyncSession, settings: Settings, upload: Upload) -> None:
+    """Called where a file becomes confirmed: an image gets pending variants and a job."""
+    sizes = variant_sizes(settings)
+    if upload.content_type not in IMAGE_TYPES or not sizes:
+        return
+    await repository.add_pending(session, file_id=upload.id, names=list(sizes))
+    defer_variants_job(session, upload.id)
+
+
+def stage_variants(settings: Settings, upload: Upload, session: AsyncSession) -> None:
+    """``schedule_variants`` for a file staged but not written yet (the streaming
+    routes): no database I/O while the request may still be reading its body."""
+    sizes = variant_sizes(settings)
+    if upload.content_type not in IMAGE_TYPES or not sizes:
+        return
+    repository.stage_pending(session, file_id=upload.id, names=list(sizes))
+    defer_variants_job(session, upload.id)
+
+
+async def list_variants(
+    session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload
+) -> ImageVariantList:
+    rows = await repository.list_for_file(session, file_id=upload.id)
+    return ImageVariantList(
+        file_id=upload.id,
+        items=[await _variant_read(storage, settings, upload, row) for row in rows],
+    )
+
+
+async def _variant_read(
+    storage: Storage, settings: Settings, upload: Upload, row: ImageVariant
+) -> ImageVariantRead:
+    read = ImageVariantRead(
+        name=row.name,
+        status=row.status,
+        width=row.width,
+        height=row.height,
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+        failure_reason=row.failure_reason,
+    )
+    if row.status is VariantStatus.READY and row.object_key and row.content_type:
+        expires_in = settings.download_url_expires_seconds
+        stem = upload.filename.rsplit(".", 1)[0] or "image"
+        filename = f"{stem}-{row.name}.{row.object_key.rsplit('.', 1)[-1]}"
+        read.download_url = await storage.presign_get(
+            row.object_key,
+            expires_in=expires_in,
+            content_type=row.content_type,
+            content_disposition=content_disposition(filename, content_type=row.content_type),
+        )
+        read.expires_in = expires_in
+    return read
+
+
+async def remove_variants(session: AsyncSession, storage: Storage, *, file_id: uuid.UUID) -> None:
+    """Delete a file's variant objects (all under its prefix, recorded or not) and rows."""
+    keys: list[str] = []
+    async for page in storage.list_pages(f"{VARIANT_PREFIX}{file_id}/"):
+        keys.extend(listed.key for listed in page)
+    for start in range(0, len(keys), 1000):
+        await storage.delete_many(keys[start : start + 1000])
+    await repository.delete_for_file(session, file_id=file_id)
+
+
+async def make_variants(resources: Resources, file_id: uuid.UUID, *, job_try: int) -> None:
+    """The variants job of one file; idempotent (only pending variants are made).
+
+    A transient failure (storage unreachable) asks for another try, up to
+    ``MAX_TRIES``; then the variants are marked failed.
+    """
+    try:
+        await _make_variants(resources, file_id)
+    except StorageError as exc:
+        if job_try < MAX_TRIES:
+            raise retry_after(job_try) from exc
+        async with resources.session_factory() as session:
+            await repository.mark_failed(session, file_id=file_id, reason="storage_unavailable")
+            await session.commit()
+
+
+async def _make_variants(resources: Resources, file_id: uuid.UUID) -> None:
+    settings, storage = resources.settings, resources.storage
+    async with resources.session_factory() as session:
+        upload = await repository.get_file(session, file_id=file_id)
+        if upload is None or upload.status is not UploadStatus.CONFIRMED:
+            return
+        pending = [
+            row.name
+            for row in await repository.list_for_file(session, file_id=file_id)
+            if row.status is VariantStatus.PENDING
+        ]
+        file_key = upload.file_key
+    sizes = {name: px for name, px in variant_sizes(settings).items() if name in pending}
+    if not sizes:
+        return
+
+    workdir = Path(await to_thread.run_sync(tempfile.mkdtemp, None, "uploadsvc-variants-"))
+    try:
+        source = workdir / "source"
+        await storage.download_to(file_key, source)
+        outcome = await _render(settings, source=source, outdir=workdir, sizes=sizes)
+        if isinstance(outcome, str):
+            logger.info("image variants of %s failed: %s", file_id, outcome)
+            async with resources.session_factory() as session:
+                await repository.mark_failed(session, file_id=file_id, reason=outcome)
+                await session.commit()
+            return
+        stored: list[tuple[str, MadeVariant]] = []
+        for made in outcome:
+            key = variant_key(file_id, made.name, settings.image_variant_format)
+            chunks = _file_chunks(Path(made.path))
+            await storage.put_stream(key, content_type=made.content_type, chunks=chunks)
+            stored.append((key, made))
+    finally:
+        await to_thread.run_sync(shutil.rmtree, workdir, True)
+
+    async with resources.session_factory() as session:
+        for key, made in stored:
+            await repository.mark_ready(
+                session,
+                file_id=file_id,
+                name=made.name,
+                object_key=key,
+                content_type=made.content_type,
+                width=made.width,
+                height=made.height,
+                size_bytes=made.size_bytes,
+            )
+        await session.commit()
+        upload = await repository.get_file(session, file_id=file_id)
+        if upload is None or upload.status is not UploadStatus.CONFIRMED:
+            # Deleted while the job ran: its delete found no variants yet.
+            await remove_variants(session, storage, file_id=file_id)
+            await session.commit()
+
+
+async def _render(
+    settings: Settings, *, source: Path, outdir: Path, sizes: dict[str, int]
+) -> list[MadeVariant] | str:
+    """Run ``uploadsvc.imaging`` in a child process; kill it past the deadline.
+
+    A child process, not a thread: a thread cannot be stopped, and a decoder
+    that runs away with memory takes only the child with it. Returns the
+    variants made, or why none were (the reason recorded on them).
+    """
+    request = json.dumps(
+        {
+            "source": str(source),
+            "outdir": str(outdir),
+            "sizes": sizes,
+            "format": settings.image_variant_format,
+            "max_pixels": settings.image_max_pixels,
+        }
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uploadsvc.imaging",
+        request,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(
+            child.communicate(), timeout=settings.image_job_timeout_seconds
+        )
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        return f"timeout: no variants after {settings.image_job_timeout_seconds} s"
+    except BaseException:
+        child.kill()
+        await child.wait()
+        raise
+    if child.returncode != 0:
+        last = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return f"failed: exit {child.returncode}: {last[0][:150]}"
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    if "made" not in result:
+        return f"{result['refused']}: {result['detail']}"
+    return [MadeVariant(**made) for made in result["made"]]
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = await to_thread.run_sync(path.open, "rb")
+    try:
+        while chunk := await to_thread.run_sync(handle.read, _CHUNK):
+            yield chunk
+    finally:
+        await to_thread.run_sync(handle.close)
