@@ -7,9 +7,10 @@ import enum
 import uuid
 
 from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, UniqueConstraint, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from uploadsvc.db import Base, UTCDateTime, utcnow
+from uploadsvc.models.uploads import Upload
 
 
 class VariantStatus(enum.StrEnum):
@@ -26,6 +27,10 @@ class ImageVariant(Base):
     file_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("uploads.id", ondelete="CASCADE"), index=True
     )
+    # Never loaded (lazy="raise"): it is here so that a file's row is written
+    # before its variants' rows when both are staged in one session (the
+    # streaming routes stage them together and write them at one commit).
+    file: Mapped[Upload] = relationship(lazy="raise")
     name: Mapped[str] = mapped_column(String(32))
     status: Mapped[VariantStatus] = mapped_column(
         Enum(
