@@ -322,7 +322,10 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     if settings.effective_jwt_secret is not None:
         token = mint_token(settings, sub="dev-user")
         print(f"  dev token (user dev-user, 24 h):\n    {token}")
-        print("  more tokens: make token, or uv run uploadsvc token --sub USER\n")
+        print(
+            "  more tokens: make token, or"
+            " UPLOADSVC_ENV=development uv run uploadsvc token --sub USER\n"
+        )
     serve_metrics_port(settings)
     uvicorn.run(
         create_app(settings),

@@ -17,13 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import NotFound
-from uploadsvc.job_queue import flush_deferred_jobs
+from uploadsvc.job_queue import flush_after_commit, forget_after_commit
 from uploadsvc.logs import bind_user
 from uploadsvc.models.uploads import Upload
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
 from uploadsvc.services.files import read_file, require_confirmed
-from uploadsvc.services.scanning import enqueue_held_scans, forget_held_scans
 from uploadsvc.services.uploads import find_upload
 from uploadsvc.storage import Storage
 
@@ -69,12 +68,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             await session.rollback()
-            forget_held_scans(session)
+            forget_after_commit(session)
             raise
         # Jobs go after the commit, so the worker finds the rows they name.
-        await enqueue_held_scans(session, resources.jobs)
-        # Jobs the request deferred (image variants) need its committed rows.
-        await flush_deferred_jobs(session, resources.jobs)
+        await flush_after_commit(session, resources.jobs)
 
 
 # auto_error=False: a missing or malformed header must answer with our own

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
@@ -32,8 +33,8 @@ ImportRunner = Callable[[uuid.UUID, int], Awaitable[None]]
 # One run of an image variants job: (file id, job_try counted from 1).
 VariantsRunner = Callable[[uuid.UUID, int], Awaitable[None]]
 
-# Where a session keeps the variant jobs to enqueue once it has committed.
-_DEFERRED_VARIANTS = "uploadsvc.deferred_variant_jobs"
+# Where a session keeps the jobs to enqueue once it has committed: (kind, id).
+_AFTER_COMMIT = "uploadsvc.jobs_after_commit"
 
 
 def import_job_key(job_id: uuid.UUID) -> str:
@@ -51,23 +52,35 @@ def variants_job_key(file_id: uuid.UUID) -> str:
     return f"variants:{file_id}"
 
 
-def defer_variants_job(session: AsyncSession, file_id: uuid.UUID) -> None:
-    """Enqueue the file's variants job once ``session`` has committed (``flush_deferred_jobs``).
+def enqueue_after_commit(
+    session: AsyncSession, kind: Literal["scan", "variants"], file_id: uuid.UUID
+) -> None:
+    """Enqueue a file's scan or variants job once ``session`` has committed.
 
     The job must find the confirmed row, so it cannot be enqueued before the
-    commit, and the code that confirms does not own the commit.
+    commit, and the code that confirms does not own the commit: the request
+    scope (``deps.get_session``) calls ``flush_after_commit`` after it.
     """
-    session.info.setdefault(_DEFERRED_VARIANTS, []).append(file_id)
+    session.info.setdefault(_AFTER_COMMIT, []).append((kind, file_id))
 
 
-async def flush_deferred_jobs(session: AsyncSession, jobs: JobQueue) -> None:
+async def flush_after_commit(session: AsyncSession, jobs: JobQueue) -> None:
     """Enqueue what the committed session deferred. A failure is logged: the
-    variants stay ``pending`` and ``uploadsvc`` can make them again later."""
-    for file_id in session.info.pop(_DEFERRED_VARIANTS, []):
+    row says the work is pending, and its reconciler (scans) or a later run
+    (variants) takes it up."""
+    for kind, file_id in session.info.pop(_AFTER_COMMIT, []):
         try:
-            await jobs.enqueue_variants(file_id)
+            if kind == "scan":
+                await jobs.enqueue_scan(file_id)
+            else:
+                await jobs.enqueue_variants(file_id)
         except Exception:
-            logger.exception("could not enqueue the image variants of %s", file_id)
+            logger.exception("could not enqueue the %s job of %s", kind, file_id)
+
+
+def forget_after_commit(session: AsyncSession) -> None:
+    """After a rollback: the files the jobs name were never committed."""
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 def retry_after(job_try: int) -> Retry:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uploadsvc.config import Settings
 from uploadsvc.errors import StorageError
 from uploadsvc.imaging import MadeVariant
-from uploadsvc.job_queue import defer_variants_job, retry_after
+from uploadsvc.job_queue import enqueue_after_commit, retry_after
 from uploadsvc.models.images import ImageVariant, VariantStatus
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import content_disposition
@@ -67,7 +67,7 @@ async def schedule_variants(session: AsyncSession, settings: Settings, upload: U
     if upload.content_type not in IMAGE_TYPES or not sizes:
         return
     await repository.add_pending(session, file_id=upload.id, names=list(sizes))
-    defer_variants_job(session, upload.id)
+    enqueue_after_commit(session, "variants", upload.id)
 
 
 def stage_variants(settings: Settings, upload: Upload, session: AsyncSession) -> None:
@@ -77,7 +77,7 @@ def stage_variants(settings: Settings, upload: Upload, session: AsyncSession) ->
     if upload.content_type not in IMAGE_TYPES or not sizes:
         return
     repository.stage_pending(session, file_id=upload.id, names=list(sizes))
-    defer_variants_job(session, upload.id)
+    enqueue_after_commit(session, "variants", upload.id)
 
 
 async def list_variants(

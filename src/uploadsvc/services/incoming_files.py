@@ -102,7 +102,7 @@ async def store_file(
     )
     # Only staged: add() does no I/O, the commit in record_all_or_nothing writes it.
     session.add(upload)
-    scanning.mark_for_scan(settings, upload, session)
+    scanning.hold_for_scan(settings, upload, session)
     images.stage_variants(settings, upload, session)
     return upload
 

@@ -5,8 +5,8 @@ The rules are in docs/api.md, "Malware scanning". With ``scan_backend=clamd``:
 - every service that makes a file confirmed calls ``hold_for_scan`` in the
   same transaction: the row is ``scan_state=pending`` from the moment it is a
   file, and its id waits in the session until the commit;
-- the request scope (``deps.get_session``) calls ``enqueue_held_scans``
-  after the commit; the job (arq, or this process) is ``run_scan``: it
+- the request scope (``deps.get_session``) enqueues the scan job after
+  the commit (``job_queue.flush_after_commit``); the job (arq, or this process) is ``run_scan``: it
   streams the object from storage to clamd (INSTREAM) and records
   ``clean``, ``infected`` (with the signature) or ``unscanned_too_large``;
 - clamd down, slow, or storage failing: the job asks for another try
@@ -40,7 +40,7 @@ from uploadsvc.errors import (
     StorageError,
     UploadsvcError,
 )
-from uploadsvc.job_queue import JobQueue
+from uploadsvc.job_queue import enqueue_after_commit
 from uploadsvc.models.uploads import ScanState, Upload
 from uploadsvc.repository import uploads as repository
 from uploadsvc.resources import Resources
@@ -58,8 +58,6 @@ PENDING_RETRY_AFTER_SECONDS = 5
 # A file pending this long has missed its job (Redis lost it, its tries ran out).
 RECONCILE_AFTER = dt.timedelta(seconds=30)
 RECONCILE_BATCH = 500
-
-_HELD_KEY = "uploadsvc.scans_held"
 
 
 class FileLocked(UploadsvcError):
@@ -81,39 +79,19 @@ def is_on(settings: Settings) -> bool:
 # --- holding new files back -------------------------------------------------------
 
 
-async def hold_for_scan(session: AsyncSession, settings: Settings, upload: Upload) -> None:
+def hold_for_scan(settings: Settings, upload: Upload, session: AsyncSession) -> None:
     """Mark a just-confirmed file as waiting for its scan (no-op when scanning is off).
 
     Called in the transaction that confirms the file, so no reader ever sees
     it confirmed and not pending; the scan job is enqueued after the commit.
+    No database I/O: the state goes with the row's next write (the commit),
+    so a route still reading its body holds no transaction
+    (docs/architecture.md, "Sessions and transactions").
     """
-    mark_for_scan(settings, upload, session)
-
-
-def mark_for_scan(settings: Settings, upload: Upload, session: AsyncSession) -> None:
-    """``hold_for_scan`` without database I/O: the state goes with the row's
-    next write (the commit), so a route still reading its body holds no
-    transaction (docs/architecture.md, "Sessions and transactions")."""
     if not is_on(settings):
         return
     upload.scan_state = ScanState.PENDING
-    session.info.setdefault(_HELD_KEY, []).append(upload.id)
-
-
-async def enqueue_held_scans(session: AsyncSession, jobs: JobQueue) -> None:
-    """After the commit: enqueue the scans ``hold_for_scan`` recorded in this session."""
-    held: list[uuid.UUID] = session.info.pop(_HELD_KEY, [])
-    for upload_id in held:
-        try:
-            await jobs.enqueue_scan(upload_id)
-        except Exception:
-            # The row is pending already: the reconciler enqueues it within a minute.
-            logger.exception("could not enqueue the scan of %s; the reconciler will", upload_id)
-
-
-def forget_held_scans(session: AsyncSession) -> None:
-    """After a rollback: the held files were never committed."""
-    session.info.pop(_HELD_KEY, None)
+    enqueue_after_commit(session, "scan", upload.id)
 
 
 # --- serving ----------------------------------------------------------------------

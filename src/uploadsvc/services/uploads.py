@@ -256,7 +256,7 @@ async def confirm_upload(
     )
     if not won:
         return await _answer_for_state(storage, settings, await repository.reload(session, upload))
-    await scanning.hold_for_scan(session, settings, upload)
+    scanning.hold_for_scan(settings, upload, session)
     await images.schedule_variants(session, settings, upload)
     metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes or 0)
     return await confirmed_body(storage, settings, upload)
