@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,24 +17,16 @@ from pathlib import Path
 
 import httpx
 
-UPLOADSVC = str(Path(sys.executable).with_name("uploadsvc"))
+from tests.support.servers import UPLOADSVC, free_loopback_port, uploadsvc_env
+
 # Generous: a loaded 2-core machine migrates SQLite and starts uvicorn in seconds.
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def clean_env() -> dict[str, str]:
     """The environment less every ``UPLOADSVC_*`` setting: the zero-config defaults."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADSVC_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return uploadsvc_env()
 
 
 @dataclass
@@ -53,7 +43,7 @@ class DevServer:
 @contextlib.contextmanager
 def running_dev_server(workdir: Path) -> Iterator[DevServer]:
     """``uploadsvc dev --port N`` in ``workdir``; yields once /healthz answers."""
-    port = free_port()
+    port = free_loopback_port()
     log_path = workdir / "dev.log"
     with log_path.open("wb") as output:
         process = subprocess.Popen(

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.devserver import UPLOADSVC, clean_env
+from tests.devserver import clean_env
 from tests.openevent_archives import expected
+from tests.support.servers import UPLOADSVC
 from uploadsvc.job_queue import InProcessQueue
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite-local", "pg-s3"], indirect=True)

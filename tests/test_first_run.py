@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.devserver import UPLOADSVC, clean_env, running_dev_server
+from tests.devserver import clean_env, running_dev_server
 from tests.support import REPO_ROOT
+from tests.support.servers import UPLOADSVC
 
 COMMAND_TIMEOUT_SECONDS = 120
 
