@@ -168,6 +168,9 @@ class NullStorage(Storage):
     async def move(self, key: str, new_key: str) -> None:
         raise NotImplementedError("the null storage keeps no bytes")
 
+    async def promote(self, staged_key: str, key: str) -> None:
+        raise NotImplementedError("the null storage keeps no bytes")
+
 
 class LagMonitor:
     """How late a 5 ms sleep wakes up: the longest the event loop was blocked."""

@@ -30,7 +30,7 @@ from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
 from uploadsvc.models.multipart_ledger import OpenMultipartUpload
 from uploadsvc.models.uploads import Upload
-from uploadsvc.profiles import UPLOAD_PREFIXES
+from uploadsvc.profiles import STAGING_PREFIX, UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token
 
@@ -168,9 +168,9 @@ class Api:
         assert response.status_code == 200, response.text
 
     async def stored_keys(self) -> list[str]:
-        """Every object under the upload prefixes."""
+        """Every object under the upload and staging prefixes."""
         keys: list[str] = []
-        for prefix in UPLOAD_PREFIXES:
+        for prefix in (*UPLOAD_PREFIXES, STAGING_PREFIX):
             async for page in self.resources.storage.list_pages(prefix):
                 keys.extend(listed.key for listed in page)
         return keys

@@ -55,6 +55,7 @@ from tests.support.servers import (
 )
 from tests.support.tokens import bearer
 from uploadsvc.config import Settings
+from uploadsvc.profiles import file_key_of
 from uploadsvc.security import mint_token
 
 pytestmark = pytest.mark.s3
@@ -433,10 +434,13 @@ def test_published_uppy_uploads_through_the_service(
     # The page confirmed the single-request upload; the service confirmed the
     # multipart one itself when Uppy completed it.
     assert [(c["name"], c["status"]) for c in result["confirmed"]] == [("small.pdf", 200)]
-    assert result["confirmed"][0]["body"]["file_key"] == result["confirmed"][0]["key"]
+    # The key Uppy passed on is the one its policy wrote to (the staging key):
+    # confirm takes it for the file's.
+    confirmed_key = file_key_of(result["confirmed"][0]["key"])
+    assert result["confirmed"][0]["body"]["file_key"] == confirmed_key
 
     records = assert_stored(stack, user, files, declared_sha256=set())
-    assert records["small.pdf"]["file_key"] == result["confirmed"][0]["key"]
+    assert records["small.pdf"]["file_key"] == confirmed_key
     assert records["large.pdf"]["file_key"] == uploaded["large.pdf"]["key"]
 
     # Uppy spoke the Companion S3 protocol to the service, cross-origin...

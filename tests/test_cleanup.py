@@ -20,6 +20,7 @@ from uploadsvc.db import utcnow
 from uploadsvc.errors import StorageError
 from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.profiles import staging_key
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
 from uploadsvc.storage import S3Storage
 
@@ -90,9 +91,10 @@ async def _world(api: Api) -> dict[str, str]:
     await api.plant(event_media, b"an event logo\n", "text/plain")
     return {
         "confirmed": confirmed["file_key"],
-        "young_pending": young_pending["file_key"],
-        "expired_pending": expired_pending["file_key"],
-        "rejected": rejected["file_key"],
+        # A pending upload's bytes wait at the staging key its URL names.
+        "young_pending": staging_key(young_pending["file_key"]),
+        "expired_pending": staging_key(expired_pending["file_key"]),
+        "rejected": staging_key(rejected["file_key"]),
         "deleted": deleted["file_key"],
         "no_row": no_row,
         "event_media": event_media,

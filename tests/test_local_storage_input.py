@@ -6,13 +6,16 @@ A signature or a Content-Length that is not ASCII used to reach
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from tests.conftest import Api
-from tests.support.files import TEXT_LINE
+from tests.support.files import TEXT_LINE, sha256_b64
+from uploadsvc.errors import PreconditionFailed
+from uploadsvc.storage.local import LocalStorage
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"])
 
@@ -51,3 +54,23 @@ async def test_a_content_length_of_non_ascii_digits_is_refused(api: Api) -> None
     response: httpx.Response = await api.app_client.send(request)
     assert response.status_code == 411, response.text
     assert await api.stored_keys() == []
+
+
+async def test_a_publish_that_loses_the_race_changes_neither_bytes_nor_checksum(api: Api) -> None:
+    # Two PUTs of one URL at once both pass the route's existence check; the
+    # one that publishes second must lose whole, its metadata included.
+    storage = api.resources.storage
+    assert isinstance(storage, LocalStorage)
+    key = "staging/uploads/alice/2026/01/01/race.txt"
+    first, second = b"first bytes\n", b"second bytes\n"
+    await storage.put_stream(key, content_type="text/plain", chunks=_chunks(first))
+    with pytest.raises(PreconditionFailed):
+        await storage.put_stream(key, content_type="text/csv", chunks=_chunks(second))
+    info = await storage.head(key)
+    assert info is not None
+    assert (info.sha256, info.content_type) == (sha256_b64(first), "text/plain")
+    assert await storage.read_prefix(key, 100) == first
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    yield body

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.support.files import sha256_b64
+from uploadsvc.profiles import staging_key
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local"])
 
@@ -36,7 +37,7 @@ async def _grant(api: Api) -> dict[str, Any]:
 
 
 async def _assert_nothing_recorded(api: Api, grant: dict[str, Any]) -> None:
-    assert not await api.object_exists(grant["file_key"])
+    assert await api.stored_keys() == []
     confirm = await api.confirm(grant["file_key"])
     assert confirm.status_code == 409, confirm.text
     assert confirm.json()["code"] == "object_missing"
@@ -109,13 +110,17 @@ async def test_unsigned_checksum_header_cannot_be_dropped(api: Api) -> None:
 async def test_a_confirmed_object_cannot_be_overwritten_through_its_old_url(api: Api) -> None:
     grant = await _grant(api)
     assert (await api.put(grant, BODY)).status_code == 200
-    assert (await api.confirm(grant["file_key"])).status_code == 200
+    confirmed = (await api.confirm(grant["file_key"])).json()
+    stored = await api.resources.storage.head(grant["file_key"])
+    # The URL writes to the staging key, which confirm emptied when it moved
+    # the bytes to the file's key: a replay lands there, never on the file.
     replay = await api.put(grant, BODY)
-    assert replay.status_code == 412, replay.text
-    download = await api.app_client.get(
-        (await api.confirm(grant["file_key"])).json()["download_url"]
-    )
-    assert download.content == BODY
+    assert replay.status_code == 200, replay.text
+    again = (await api.confirm(grant["file_key"])).json()
+    assert again["sha256"] == confirmed["sha256"] == sha256_b64(BODY)
+    assert (await api.app_client.get(again["download_url"])).content == BODY
+    assert await api.resources.storage.head(grant["file_key"]) == stored
+    assert set(await api.stored_keys()) == {grant["file_key"], staging_key(grant["file_key"])}
 
 
 async def test_tampered_download_url_is_refused(api: Api) -> None:

@@ -6,6 +6,7 @@ routes; here each route's answers and refusals are pinned down.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -13,8 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import Api
-from tests.support.files import MiB, pdf, png
+from tests.support.files import MiB, pdf, png, sha256_b64
 from uploadsvc.models.uploads import Upload
+from uploadsvc.profiles import staging_key
+from uploadsvc.services.cleanup import run_cleanup
 
 
 @pytest.fixture
@@ -51,7 +54,8 @@ async def test_single_request_upload_then_confirm(api: Api) -> None:
     if api.backend.endswith("s3"):
         # A POST policy: the key and type are fixed in its fields.
         assert params["method"] == "POST"
-        assert params["fields"]["key"] == params["key"]
+        # The policy writes to the staging key, which confirm empties.
+        assert params["fields"]["key"] == staging_key(params["key"])
         assert params["fields"]["Content-Type"] == "application/pdf"
     else:
         assert params["method"] == "PUT"
@@ -208,3 +212,30 @@ async def test_keys_that_are_not_the_callers_pending_upload_are_never_signed(api
 async def _upload_id_of(api: Api, key: str) -> Any:
     async with api.resources.session_factory() as session:
         return await session.scalar(select(Upload.id).where(Upload.file_key == key))
+
+
+async def test_a_policy_used_again_after_confirm_changes_nothing(api: Api) -> None:
+    params = (await get_params(api)).json()
+    body = pdf(5000)
+    assert (await upload_with_parameters(api, params, body)).is_success
+    confirmed = (await api.confirm(params["key"])).json()
+    file_key = confirmed["file_key"]
+    stored = await api.resources.storage.head(file_key)
+    # Until it expires, the policy (S3: a POST, which cannot refuse to replace
+    # an object) takes other bytes of the type: they land on the staging key.
+    replay = await upload_with_parameters(api, params, pdf(6000))
+    assert replay.is_success, replay.text
+    again = (await api.confirm(params["key"])).json()
+    assert (await api.app_client.get(again["download_url"])).content == body
+    assert again["size_bytes"] == len(body)
+    # The SHA-256 is storage's own (S3 hashes the copy), not a client's claim.
+    assert again["sha256"] == confirmed["sha256"] == sha256_b64(body)
+    assert await api.resources.storage.head(file_key) == stored
+    # Uppy confirms with the key its URL wrote to, the staging key: the same file.
+    assert (await api.confirm(staging_key(params["key"]))).json()["file_key"] == file_key
+    # Cleanup removes what was staged after confirm, whatever its age.
+    report = await run_cleanup(
+        api.resources.session_factory, api.resources.storage, older_than=dt.timedelta(days=1)
+    )
+    assert report.deleted == 1
+    assert await api.stored_keys() == [file_key]

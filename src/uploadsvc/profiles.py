@@ -43,6 +43,20 @@ class Profile:
 
 # Prefixes under which user uploads live (cleanup scans these, never events/).
 UPLOAD_PREFIXES = ("uploads/", "users/", "imports/")
+# Where a single-request upload's URL puts the bytes (docs/api.md, "Profiles
+# and keys"): confirm copies them to the file's key, which no URL names.
+STAGING_PREFIX = "staging/"
+
+
+def staging_key(file_key: str) -> str:
+    """The key a single-request upload's URL writes to, until confirm moves it to ``file_key``."""
+    return STAGING_PREFIX + file_key
+
+
+def file_key_of(key: str) -> str:
+    """The file's key for a key a client names: its own, or the staging key of its URL."""
+    return key.removeprefix(STAGING_PREFIX)
+
 
 _ATTACHMENT_TYPES = (
     ct.IMAGE_TYPES

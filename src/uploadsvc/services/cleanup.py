@@ -12,7 +12,10 @@ A run, under a lease so that only one runs at a time:
    the objects of expired, rejected and deleted uploads, and objects with no
    upload at all that are older than the cutoff. Objects of confirmed and
    pending uploads are never touched, nor anything outside the upload
-   prefixes (``events/`` belongs to imports). Listing, lookups and
+   prefixes (``events/`` belongs to imports). Staged objects (``staging/``,
+   where single-request URLs write) go by the same rules, and also once
+   their upload is confirmed: confirm has moved the bytes, so whatever is
+   staged then was sent again through an old URL. Listing, lookups and
    deletions run as a pipeline, in memory that does not grow with the bucket.
 3. aborts uploads left unfinished for longer than the cutoff: multipart
    uploads, asking storage only about the keys the multipart ledger names,
@@ -37,7 +40,7 @@ from uploadsvc import metrics
 from uploadsvc.db import utcnow
 from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import UploadStatus
-from uploadsvc.profiles import UPLOAD_PREFIXES
+from uploadsvc.profiles import STAGING_PREFIX, UPLOAD_PREFIXES, file_key_of
 from uploadsvc.repository import cleanup as repository
 from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage
@@ -48,13 +51,16 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "cleanup"
 # Longer than any run should take; if the holder dies, the next run after this takes over.
 LEASE_DURATION = dt.timedelta(hours=1)
-# Just before the first upload prefix, and past the last one ("/" + 1 == "0").
-_LISTING_START = min(UPLOAD_PREFIXES)[:-1] + "."
-_LISTING_END = max(UPLOAD_PREFIXES)[:-1] + "0"
+_SWEPT_PREFIXES = (*UPLOAD_PREFIXES, STAGING_PREFIX)
+# Just before the first swept prefix, and past the last one ("/" + 1 == "0").
+_LISTING_START = min(_SWEPT_PREFIXES)[:-1] + "."
+_LISTING_END = max(_SWEPT_PREFIXES)[:-1] + "0"
 # Uploads in these states can never become files again: their objects go at once.
 _FINISHED = frozenset(
     {UploadStatus.EXPIRED, UploadStatus.REJECTED, UploadStatus.DELETED, UploadStatus.ABORTED}
 )
+# A confirmed upload's bytes are at its file key; a staged object is left over.
+_STAGED_FINISHED = _FINISHED | {UploadStatus.CONFIRMED}
 # How far the listing runs ahead of the lookups, and how many delete batches
 # may be in flight: enough to keep every stage busy, few enough that memory
 # does not grow with the bucket.
@@ -165,14 +171,20 @@ async def _sweep(
     """
     doomed: list[ListedObject] = []
     async with (
-        _page_lookups(session_factory, cutoff, dry_run=dry_run) as orphans_in,
+        _page_lookups(session_factory, cutoff, dry_run=dry_run, removable=_FINISHED) as orphans_in,
+        _page_lookups(
+            session_factory, cutoff, dry_run=dry_run, removable=_STAGED_FINISHED
+        ) as stale_in,
         _Deletions(storage, report, dry_run=dry_run) as deletions,
     ):
         async for page in _upload_pages(storage):
             ours = [listed for listed in page if listed.key.startswith(UPLOAD_PREFIXES)]
-            report.scanned += len(ours)
+            staged = [listed for listed in page if listed.key.startswith(STAGING_PREFIX)]
+            report.scanned += len(ours) + len(staged)
             if ours:
                 doomed += await orphans_in(ours)
+            if staged:
+                doomed += await stale_in(staged)
             while len(doomed) >= DELETE_BATCH_SIZE:
                 await deletions.submit(doomed[:DELETE_BATCH_SIZE])
                 doomed = doomed[DELETE_BATCH_SIZE:]
@@ -268,17 +280,24 @@ class _Deletions:
 
 @contextlib.asynccontextmanager
 async def _page_lookups(
-    session_factory: async_sessionmaker[AsyncSession], cutoff: dt.datetime, *, dry_run: bool
+    session_factory: async_sessionmaker[AsyncSession],
+    cutoff: dt.datetime,
+    *,
+    dry_run: bool,
+    removable: frozenset[UploadStatus],
 ) -> AsyncIterator[Callable[[list[ListedObject]], Awaitable[list[ListedObject]]]]:
-    """A function that picks the orphans of one listing page with one query."""
-    # Rows whose object goes whatever its age: finished uploads and, in a dry
-    # run (which claimed nothing), the pending uploads the claim would expire.
+    """A function that picks the orphans of one listing page with one query.
+
+    A staged object is looked up by the file key it stands for.
+    """
+    # Rows whose object goes whatever its age: `removable` uploads and, in a
+    # dry run (which claimed nothing), the pending uploads the claim would expire.
     async with repository.open_page_lookup(
-        session_factory, removable=_FINISHED, url_expired_before=cutoff if dry_run else None
+        session_factory, removable=removable, url_expired_before=cutoff if dry_run else None
     ) as unprotected:
 
         async def orphans_in(page: list[ListedObject]) -> list[ListedObject]:
-            found = await unprotected([listed.key for listed in page])
+            found = await unprotected([file_key_of(listed.key) for listed in page])
             return [
                 page[position]
                 for position, has_row in found

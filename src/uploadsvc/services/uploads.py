@@ -1,10 +1,11 @@
 """Presigned uploads: hand out a URL, then confirm what storage received.
 
 The flow (docs/api.md, "Presigned upload"): ``request_upload_url`` records a *pending* upload owned
-by the caller and signs a PUT for exactly the declared bytes; the client
-uploads straight to storage; ``confirm_upload`` checks the object (size,
-type, checksum, magic bytes) and makes it the caller's file, or rejects it
-and deletes the object.
+by the caller and signs a PUT for exactly the declared bytes, to the
+upload's staging key; the client uploads straight to storage;
+``confirm_upload`` moves the object to the file's key, checks it there
+(size, type, checksum, magic bytes) and makes it the caller's file, or
+rejects it and deletes the object.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from uploadsvc.errors import (
     UnsupportedMediaType,
 )
 from uploadsvc.models.uploads import Upload, UploadStatus
-from uploadsvc.profiles import Purpose, profile_for, sanitize_filename
+from uploadsvc.profiles import Purpose, file_key_of, profile_for, sanitize_filename, staging_key
 from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
@@ -146,7 +147,7 @@ async def _presigned_put(storage: Storage, settings: Settings, upload: Upload) -
     expires_in = settings.upload_url_expires_seconds
     assert upload.size_bytes is not None, "a single PUT is only signed for a declared size"
     presigned = await storage.presign_put(
-        upload.file_key,
+        staging_key(upload.file_key),
         content_type=upload.content_type,
         content_length=upload.size_bytes,
         sha256=upload.sha256,
@@ -197,8 +198,10 @@ async def confirm_by_key(
     Repeated confirms are the common case (clients retry, SDKs confirm
     twice): an upload already confirmed is answered from one autocommit read,
     without a session. Only a pending one is loaded into ``session`` to be
-    checked and changed.
+    checked and changed. Uppy names the key its URL wrote to, the staging
+    key: it stands for the file's key.
     """
+    file_key = file_key_of(file_key)
     seen = await repository.read_visible_by_key(engine, principal=principal, file_key=file_key)
     if seen is None:
         raise NotFound("No such upload.", code="upload_not_found")
@@ -227,7 +230,7 @@ async def confirm_upload(
     if upload.status is not UploadStatus.PENDING:
         return await _answer_for_state(storage, settings, upload)
 
-    info = await storage.head(upload.file_key)
+    info = await _stored_object(storage, upload)
     if info is None:
         raise Conflict(
             "The object has not been uploaded yet; PUT it to the upload URL "
@@ -260,6 +263,23 @@ async def confirm_upload(
     await images.schedule_variants(session, settings, upload)
     metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes or 0)
     return await confirmed_body(storage, settings, upload)
+
+
+async def _stored_object(storage: Storage, upload: Upload) -> ObjectInfo | None:
+    """The object at the upload's key, moved there from its staging key first.
+
+    A single-request upload's URL writes to the staging key, and can write
+    there again until it expires (an S3 POST policy cannot refuse to replace
+    an object). So confirm moves the bytes to the file's key, which no URL
+    names and storage never lets be replaced, and checks them there: what
+    was checked is what stays. An object already at the key (a multipart
+    upload's, or one an unfinished confirm promoted) is checked as it is.
+    """
+    info = await storage.head(upload.file_key)
+    if info is None and upload.multipart_upload_id is None:
+        await storage.promote(staging_key(upload.file_key), upload.file_key)
+        info = await storage.head(upload.file_key)
+    return info
 
 
 def _check_metadata(upload: Upload, info: ObjectInfo, *, max_bytes: int) -> _Rejection | None:
@@ -377,6 +397,6 @@ async def abort_upload(session: AsyncSession, storage: Storage, *, upload: Uploa
             await storage.abort_multipart(
                 upload.file_key, multipart_upload_id=upload.multipart_upload_id
             )
-        await storage.delete(upload.file_key)
+        await storage.delete_many([upload.file_key, staging_key(upload.file_key)])
     except StorageError:
         logger.warning("objects of aborted upload %s left for cleanup", upload.id)

@@ -10,7 +10,9 @@ is ever signed), and a completed upload is confirmed like any other.
 
 Uppy does not send the file's size, so these uploads have no declared size:
 storage enforces the profile's maximum for a single request (the POST
-policy's ``content-length-range``); a multipart one is held to the parts a
+policy's ``content-length-range``, on the upload's staging key, since a POST
+policy can write again until it expires: confirm moves the object to its
+key); a multipart one is held to the parts a
 file within the maximum can have and to an absolute lifetime
 (``multipart_uploads``); confirm checks and records the stored size.
 """
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from uploadsvc.config import Settings
 from uploadsvc.errors import BadRequest, NotFound
 from uploadsvc.models.uploads import Upload
-from uploadsvc.profiles import Purpose, profile_for
+from uploadsvc.profiles import Purpose, profile_for, staging_key
 from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.multipart_uploads import CompletedPart, PartUrls
 from uploadsvc.schemas.uppy import (
@@ -74,7 +76,7 @@ async def upload_parameters(
     )
     await repository.add(session, upload)
     presigned = await storage.presign_browser_upload(
-        upload.file_key,
+        staging_key(upload.file_key),
         content_type=upload.content_type,
         max_size=profile_for(settings, purpose).max_bytes,
         expires_in=settings.upload_url_expires_seconds,

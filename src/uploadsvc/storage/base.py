@@ -194,6 +194,17 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def promote(self, staged_key: str, key: str) -> None:
+        """Copy the object at ``staged_key`` to ``key``, then delete the staged one.
+
+        Never replaces an object at ``key``: one already there stays as it
+        is (the staged object is deleted all the same). No staged object is
+        not an error either; the caller looks at ``key`` afterwards. The
+        bytes move inside storage (S3: one CopyObject, enough for any
+        object a single request can upload; the local backend: a hard link).
+        """
+
+    @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:
         """The object's metadata, or None when there is no such object."""
 

@@ -414,18 +414,48 @@ class LocalStorage(Storage):
     async def publish(self, tmp: Path, key: str, *, content_type: str, sha256: bytes) -> None:
         """Make a complete temp file the object at ``key``, with its metadata.
 
-        A hard link never replaces an existing file: the same no-overwrite
-        guarantee as S3's If-None-Match, without a race. The caller removes ``tmp``.
+        ``PreconditionFailed`` if ``key`` holds an object already: the same
+        no-overwrite guarantee as S3's If-None-Match (see ``_link_object``).
+        The caller removes ``tmp``.
         """
-        await self._write_meta(
-            key, {"content_type": content_type, "sha256": base64.b64encode(sha256).decode()}
-        )
-        final = self._object_path(key)
-        await anyio.Path(final).parent.mkdir(parents=True, exist_ok=True)
+        meta = {"content_type": content_type, "sha256": base64.b64encode(sha256).decode()}
+        await self._link_object(tmp, key, meta)
+
+    async def promote(self, staged_key: str, key: str) -> None:
+        meta = await self._read_meta(staged_key)
         try:
-            await to_thread.run_sync(os.link, tmp, final)
-        except FileExistsError:
-            raise PreconditionFailed("An object already exists at this key.") from None
+            await self._link_object(self._object_path(staged_key), key, meta)
+        except FileNotFoundError:
+            return  # nothing staged
+        except PreconditionFailed:
+            pass  # promoted already: the object at `key` stays
+        await self.delete(staged_key)
+
+    async def _link_object(self, source: Path, key: str, meta: dict[str, str]) -> None:
+        """Give the file ``source`` a second name, ``key``, unless an object is there.
+
+        Hard links never replace a file, so there is no race. The metadata is
+        linked first: it claims the key, and a second writer (a replayed URL,
+        a second confirm) stops there, before it could change the recorded
+        type or checksum of the object published first. The object follows;
+        until then the key reads as missing (``head`` looks at the object).
+        """
+        final, meta_path = self._object_path(key), self._meta_path(key)
+        for folder in (final.parent, meta_path.parent):
+            await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        async with self._temporary() as written:
+            await anyio.Path(written).write_text(json.dumps(meta))
+            try:
+                await to_thread.run_sync(os.link, written, meta_path)
+            except FileExistsError:
+                raise PreconditionFailed("An object already exists at this key.") from None
+        try:
+            await to_thread.run_sync(os.link, source, final)
+        except BaseException as exc:
+            await anyio.Path(meta_path).unlink(missing_ok=True)
+            if isinstance(exc, FileExistsError):  # an object stored without metadata
+                raise PreconditionFailed("An object already exists at this key.") from None
+            raise
 
     async def exists(self, key: str) -> bool:
         """Whether there is an object at ``key``."""
@@ -493,13 +523,6 @@ class LocalStorage(Storage):
             return {}
         data = json.loads(raw)
         return {k: str(v) for k, v in data.items() if v is not None}
-
-    async def _write_meta(self, key: str, meta: dict[str, str]) -> None:
-        path = anyio.Path(self._meta_path(key))
-        await path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = anyio.Path(self._tmp / f"{uuid.uuid4()}.json")
-        await tmp.write_text(json.dumps(meta))
-        await tmp.replace(path)
 
     @contextlib.asynccontextmanager
     async def _temporary(self) -> AsyncIterator[Path]:
