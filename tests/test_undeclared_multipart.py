@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.conftest import Api
-from tests.support.files import MiB
+from tests.support.files import MiB, png
 from uploadsvc.db import utcnow
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.services.cleanup import run_cleanup
@@ -107,3 +107,19 @@ async def test_asking_for_urls_never_extends_its_lifetime(api: Api) -> None:
     assert report is not None
     assert (await _row(api, key)).status is UploadStatus.EXPIRED
     assert await api.resources.storage.list_incomplete_uploads("") == []
+
+
+async def test_parts_past_the_byte_budget_reject_the_upload(api: Api) -> None:
+    # An avatar (5 MiB) may have one part; its URL signs no length, so storage
+    # takes a larger one. The next request for a URL counts what is held.
+    key, upload_id = await _create(api, purpose="avatar")
+    url = (await _sign(api, key, upload_id, 1)).json()["url"]
+    put = await api.app_client.put(url, content=png() + bytes(5 * MiB))
+    assert put.status_code == 200, put.text
+    again = await _sign(api, key, upload_id, 1)
+    assert again.status_code == 422, again.text
+    assert again.json()["code"] == "too_large"
+    assert (await _row(api, key)).status is UploadStatus.REJECTED
+    # Its parts are aborted: nothing of it is left in storage.
+    assert await api.resources.storage.list_incomplete_uploads("") == []
+    assert await api.stored_keys() == []

@@ -11,8 +11,10 @@ checksum, magic bytes): a file made of parts is confirmed like any other.
 An upload started without a size (Uppy's multipart create sends none) signs
 no part's length, so its bounds are its own (docs/api.md, "Security
 bounds"): no more parts than a file within the profile's maximum can have,
-and an absolute lifetime that no request for URLs extends; cleanup expires
-it then, whatever URLs were asked for.
+a byte budget (the profile's maximum, counted over the parts storage holds
+whenever more URLs are asked for and before the parts are joined), and an
+absolute lifetime that no request for URLs extends; cleanup expires it
+then, whatever URLs were asked for.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from uploadsvc.schemas.multipart_uploads import (
     UploadedParts,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending
+from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending, refusal
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MIN_PART_SIZE
 
@@ -180,6 +182,7 @@ async def sign_parts(
             f"This upload has parts 1 to {last}; there is no part {wrong[0]}.",
             code="invalid_part_number",
         )
+    await _hold_to_budget(session, storage, settings, upload)
     now = utcnow()
     expires_in = _url_lifetime(settings, upload, now)
     # Uploading is still going on: keep cleanup's hands off for another URL
@@ -193,6 +196,32 @@ async def sign_parts(
         expires_in=expires_in,
         expires_at=upload.url_expires_at,
     )
+
+
+async def _hold_to_budget(
+    session: AsyncSession, storage: Storage, settings: Settings, upload: Upload
+) -> None:
+    """Reject an upload without a declared size once its parts pass the profile's maximum.
+
+    Its part URLs sign no length (S3 takes up to 5 GiB a part), so what
+    storage holds is counted (one ListParts) whenever the client asks for
+    more URLs and before the parts are joined; past the budget the upload
+    is rejected (422 ``too_large``) and its parts aborted.
+    """
+    if upload.size_bytes is not None:
+        return
+    multipart_upload_id = require_open_multipart(upload)
+    budget = profile_for(settings, Purpose(upload.purpose)).max_bytes
+    parts = await storage.list_parts(upload.file_key, multipart_upload_id=multipart_upload_id)
+    held = sum(part.size for part in parts)
+    if held > budget:
+        raise await refusal(
+            session,
+            storage,
+            upload,
+            code="too_large",
+            detail=f"The parts hold {held} bytes; the limit is {budget}.",
+        )
 
 
 async def _part_urls(
@@ -242,6 +271,7 @@ async def complete_multipart_upload(
         # NotFound: joined by an earlier attempt (or aborted). The object
         # decides: confirm answers 409 object_missing when there is none.
         with contextlib.suppress(NotFound):
+            await _hold_to_budget(session, storage, settings, upload)
             await storage.complete_multipart(
                 upload.file_key,
                 multipart_upload_id=multipart_upload_id,

@@ -327,6 +327,15 @@ async def _check_magic_bytes(storage: Storage, upload: Upload) -> _Rejection | N
     )
 
 
+async def refusal(
+    session: AsyncSession, storage: Storage, upload: Upload, *, code: str, detail: str
+) -> Exception:
+    """Reject a pending upload for ``code``; the error to raise (its 422, or the state left)."""
+    if await _reject(session, storage, upload, _Rejection(code, detail)):
+        return Unprocessable(detail, code=code)
+    return not_pending(upload)
+
+
 async def _reject(
     session: AsyncSession, storage: Storage, upload: Upload, rejection: _Rejection
 ) -> bool:
@@ -347,7 +356,7 @@ async def _reject(
     await session.commit()
     metrics.upload_rejected(purpose=upload.purpose, reason=rejection.code)
     logger.info("rejected upload %s: %s", upload.id, rejection.code)
-    await storage.delete(upload.file_key)
+    await _discard_objects(storage, upload)
     return True
 
 
@@ -393,10 +402,15 @@ async def abort_upload(session: AsyncSession, storage: Storage, *, upload: Uploa
     # whatever the calls below leave behind, cleanup removes.
     await session.commit()
     try:
-        if upload.multipart_upload_id is not None:
-            await storage.abort_multipart(
-                upload.file_key, multipart_upload_id=upload.multipart_upload_id
-            )
-        await storage.delete_many([upload.file_key, staging_key(upload.file_key)])
+        await _discard_objects(storage, upload)
     except StorageError:
         logger.warning("objects of aborted upload %s left for cleanup", upload.id)
+
+
+async def _discard_objects(storage: Storage, upload: Upload) -> None:
+    """What storage holds of an upload that will never be a file: parts, object, staged object."""
+    if upload.multipart_upload_id is not None:
+        await storage.abort_multipart(
+            upload.file_key, multipart_upload_id=upload.multipart_upload_id
+        )
+    await storage.delete_many([upload.file_key, staging_key(upload.file_key)])
