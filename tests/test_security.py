@@ -15,6 +15,7 @@ import hmac
 import http.server
 import json
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ class JwksServer:
     status: int = 200
     body: bytes | None = None  # served instead of the key set when set
     delay: float = 0.0
+    # While set and not open, the server hangs before it answers (an IdP that is down).
+    gate: threading.Event | None = None
 
 
 @pytest.fixture(autouse=True)
@@ -97,6 +100,8 @@ def jwks_server() -> Iterator[JwksServer]:
             state.hits.append(time.monotonic())
             if state.delay:
                 time.sleep(state.delay)
+            if state.gate is not None:
+                state.gate.wait(timeout=30)
             body = state.body if state.body is not None else json.dumps({"keys": state.keys})
             data = body if isinstance(body, bytes) else body.encode()
             self.send_response(state.status)
@@ -489,6 +494,32 @@ async def test_concurrent_unknown_kids_share_one_refetch(
         "invalid_token"
     }
     assert len(jwks_server.hits) == 2
+
+
+async def test_a_hung_jwks_server_holds_no_verification_past_the_wait(
+    jwks_server: JwksServer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(jwt_jwks_url=jwks_server.url)
+    known = _signed(RSA_KEY, "RS256", "rsa-1")
+    await verifier.verify(known)
+    jwks_server.gate = threading.Event()  # the IdP hangs from now on
+    clock.advance(601)  # the keys are due for a refresh
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(verifier.verify(known) for _ in range(10)),
+        *(verifier.verify(_signed(RSA_KEY, "RS256", f"new-{n}")) for n in range(10)),
+        return_exceptions=True,
+    )
+    elapsed = time.monotonic() - started
+    jwks_server.gate.set()
+    # Cached keys still verify, an unknown key is refused; all after one
+    # short wait for the one fetch, not after the fetch's 5 s timeout.
+    assert results[:10] == [Principal(user_id="alice")] * 10
+    assert {result.code for result in results[10:] if isinstance(result, Unauthorized)} == {
+        "invalid_token"
+    }
+    assert len(jwks_server.hits) == 2
+    assert elapsed < security._JWKS_TIMEOUT_SECONDS - 1  # a hang bound: the wait is 1 s
 
 
 async def test_keys_are_refetched_when_old_and_withdrawn_keys_stop_working(

@@ -6,7 +6,8 @@ Tokens are JWTs whose ``sub`` is the user id. Two ways to trust them:
   ``uploadsvc token`` and ``make dev`` work with no configuration);
 - RS256/ES256 with the public keys of an identity provider (``JWT_JWKS_URL``),
   fetched with an async client (never blocking the event loop), cached, and
-  refreshed at most once a minute.
+  refreshed at most once a minute, one fetch at a time, which no request
+  waits on for longer than ``_JWKS_WAIT_SECONDS``.
 
 Each key verifies exactly one algorithm: an RSA JWK only RS256, a P-256 JWK
 only ES256, the shared secret only HS256. The algorithm named in the token
@@ -32,6 +33,7 @@ except after the keys are back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import unicodedata
@@ -56,6 +58,10 @@ _JWKS_REFRESH_SECONDS = 60.0
 # stops being trusted even when no token names an unknown kid.
 _JWKS_MAX_AGE_SECONDS = 600.0
 _JWKS_TIMEOUT_SECONDS = 5.0
+# How long a request waits for a fetch in flight: a slow or hung identity
+# provider delays each RS/ES request by this much at most, not by the fetch's
+# timeout. The fetch goes on in the background for the requests after it.
+_JWKS_WAIT_SECONDS = 1.0
 _ADMIN_ROLE = "admin"
 
 
@@ -191,10 +197,14 @@ class TokenVerifier:
         self._keys: list[_JwksKey] = []
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
-        self._refresh_lock = asyncio.Lock()
+        self._fetch: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
-        """Close the HTTP client, if this verifier created it."""
+        """Stop a fetch in flight; close the HTTP client, if this verifier created it."""
+        if self._fetch is not None:
+            self._fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetch
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -280,7 +290,7 @@ class TokenVerifier:
         """The JWKS key for ``kid`` that may verify ``algorithm``; refetches when due."""
         key = self._find_key(kid, algorithm)
         if key is None or self._is_stale():
-            await self._refresh()
+            await self._refreshed()
             key = self._find_key(kid, algorithm)
         if key is None:
             if self._fetched_at is None:
@@ -307,27 +317,38 @@ class TokenVerifier:
         last = self._attempted_at
         return last is None or _monotonic() - last >= _JWKS_REFRESH_SECONDS
 
-    async def _refresh(self) -> None:
-        # Every caller takes the lock, so requests arriving while a fetch is
-        # in flight wait for its keys instead of failing; the check inside
-        # makes them reuse that fetch rather than start their own.
-        async with self._refresh_lock:
+    async def _refreshed(self) -> None:
+        """Wait, ``_JWKS_WAIT_SECONDS`` at most, for the keys of a fetch (one in flight or new).
+
+        One fetch at a time, started at most once a minute, in a task of its
+        own: requests that arrive meanwhile wait for the same fetch (no lock
+        is held through it), and when the identity provider is slow they go
+        on after the wait with the keys they have (cached keys still verify,
+        an unknown one is refused) while the fetch finishes for later ones.
+        """
+        fetch = self._fetch
+        if fetch is None or fetch.done():
             if not self._may_refresh():
                 return
-            assert self._jwks_url is not None
-            if self._client is None:
-                self._client = httpx.AsyncClient(timeout=_JWKS_TIMEOUT_SECONDS)
             self._attempted_at = _monotonic()
-            try:
-                response = await self._client.get(self._jwks_url, timeout=_JWKS_TIMEOUT_SECONDS)
-                response.raise_for_status()
-                keys = _parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
-                # Keep the keys we had; try again after the refresh interval.
-                logger.warning("fetching the JWKS from %s failed: %r", self._jwks_url, exc)
-                return
-            self._keys = keys
-            self._fetched_at = _monotonic()
+            fetch = self._fetch = asyncio.create_task(self._fetch_keys())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(fetch), _JWKS_WAIT_SECONDS)
+
+    async def _fetch_keys(self) -> None:
+        assert self._jwks_url is not None
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=_JWKS_TIMEOUT_SECONDS)
+        try:
+            response = await self._client.get(self._jwks_url, timeout=_JWKS_TIMEOUT_SECONDS)
+            response.raise_for_status()
+            keys = _parse_jwks(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            # Keep the keys we had; try again after the refresh interval.
+            logger.warning("fetching the JWKS from %s failed: %r", self._jwks_url, exc)
+            return
+        self._keys = keys
+        self._fetched_at = _monotonic()
 
 
 def mint_token(
