@@ -496,12 +496,17 @@ async def test_concurrent_unknown_kids_share_one_refetch(
     assert len(jwks_server.hits) == 2
 
 
+async def _has_fetched(verifier: TokenVerifier, token: str) -> TokenVerifier:
+    """The verifier, after it fetched the keys to verify ``token``."""
+    await verifier.verify(token)
+    return verifier
+
+
 async def test_a_hung_jwks_server_holds_no_verification_past_the_wait(
     jwks_server: JwksServer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:
-    verifier = make_verifier(jwt_jwks_url=jwks_server.url)
     known = _signed(RSA_KEY, "RS256", "rsa-1")
-    await verifier.verify(known)
+    verifier = await _has_fetched(make_verifier(jwt_jwks_url=jwks_server.url), known)
     jwks_server.gate = threading.Event()  # the IdP hangs from now on
     clock.advance(601)  # the keys are due for a refresh
     started = time.monotonic()
@@ -525,9 +530,8 @@ async def test_a_hung_jwks_server_holds_no_verification_past_the_wait(
 async def test_keys_are_refetched_when_old_and_withdrawn_keys_stop_working(
     jwks_server: JwksServer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:
-    verifier = make_verifier(jwt_jwks_url=jwks_server.url)
     token = _signed(RSA_KEY, "RS256", "rsa-1")
-    await verifier.verify(token)
+    verifier = await _has_fetched(make_verifier(jwt_jwks_url=jwks_server.url), token)
     jwks_server.keys = [_public_jwk(EC_KEY, "ES256", "ec-1")]  # the IdP withdraws rsa-1
     clock.advance(300)
     await verifier.verify(token)  # still cached
