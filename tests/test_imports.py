@@ -14,6 +14,7 @@ from tests.conftest import Api
 from tests.openevent_archives import SAMPLES, build_zip, expected
 from uploadsvc.job_queue import InProcessQueue
 from uploadsvc.models.events import Event, EventSession, ImportJob, Track
+from uploadsvc.schemas.events import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local", "sqlite-local"])
 
@@ -39,11 +40,19 @@ async def import_zip(api: Api, data: bytes, *, user: str = "alice") -> dict[str,
     return result
 
 
-async def get_items(api: Api, url: str) -> list[dict[str, Any]]:
-    response = await api.app_client.get(url, headers=api.headers())
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
+async def get_items(api: Api, url: str, *, limit: int = MAX_PAGE_SIZE) -> list[dict[str, Any]]:
+    """Every item of an event's list, page by page (``limit`` each), following the cursors."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        response = await api.app_client.get(url, params=params, headers=api.headers())
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= limit
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        params["cursor"] = page["next_cursor"]
 
 
 async def assert_matches(api: Api, event_id: str, want: dict[str, Any]) -> None:
@@ -350,6 +359,31 @@ async def test_links_named_from_both_sides_across_batches(api: Api) -> None:
     warnings = "\n".join(result["warnings"])
     assert "speakers id 1: session 99999 not found" in warnings
     assert "speakers id 500: session 99998 not found" in warnings
+
+
+async def test_event_lists_come_a_page_at_a_time(api: Api) -> None:
+    task = await import_zip(api, _links_both_ways(250))
+    url = f"/v1/events/{task['result']['id']}/sessions"
+    first = (await api.app_client.get(url, headers=api.headers())).json()
+    assert len(first["items"]) == DEFAULT_PAGE_SIZE
+    assert first["next_cursor"] is not None
+    # Small pages, in the archive's order of ids, add up to the whole list, each row once.
+    paged = await get_items(api, url, limit=70)
+    assert [s["title"] for s in paged] == sorted(
+        (f"Talk {n}" for n in range(1, 251)), key=lambda t: t[5:]
+    )
+    assert [s["id"] for s in paged] == [s["id"] for s in await get_items(api, url)]
+    assert len({s["id"] for s in paged}) == 250
+    speakers = await get_items(api, url.replace("/sessions", "/speakers"), limit=7)
+    assert len({s["id"] for s in speakers}) == 51
+    refusals: list[tuple[dict[str, Any], int, str]] = [
+        ({"cursor": "not-a-cursor"}, 400, "invalid_cursor"),
+        ({"limit": MAX_PAGE_SIZE + 1}, 422, "validation_error"),
+    ]
+    for params, status, code in refusals:
+        refused = await api.app_client.get(url, params=params, headers=api.headers())
+        assert refused.status_code == status, refused.text
+        assert refused.json()["code"] == code
 
 
 async def test_a_limit_broken_deep_in_a_streamed_file_leaves_nothing(api: Api) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import uuid
 from typing import Any
@@ -11,8 +10,8 @@ from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, true, 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.db import autocommit
-from uploadsvc.errors import BadRequest
 from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
+from uploadsvc.repository import cursors
 from uploadsvc.security import Principal
 
 
@@ -186,20 +185,18 @@ async def list_confirmed(
 
 
 def _encode_cursor(upload: Upload) -> str:
-    raw = f"{upload.created_at.isoformat()}|{upload.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursors.encode(upload.created_at.isoformat(), str(upload.id))
 
 
 def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    created_at, last_id = cursors.decode(cursor, fields=2)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, last_id = raw.partition("|")
         parsed = dt.datetime.fromisoformat(created_at)
         if parsed.tzinfo is None:
             raise ValueError("naive cursor time")
         return parsed, uuid.UUID(last_id)
     except ValueError:
-        raise BadRequest("The cursor is not valid.", code="invalid_cursor") from None
+        raise cursors.invalid() from None
 
 
 async def get_visible_multipart(

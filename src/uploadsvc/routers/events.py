@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep
 from uploadsvc.errors import (
+    BadRequest,
     NotFound,
     Unprocessable,
     error_responses,
@@ -18,11 +22,14 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.models.events import Event
 from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body
 from uploadsvc.schemas.events import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     EventRead,
     ImportByKey,
     ImportJobList,
     MicrolocationRead,
     Page,
+    PageRequest,
     SessionRead,
     SessionTypeRead,
     SpeakerRead,
@@ -97,33 +104,40 @@ async def get_event(event: OwnedEvent, session: SessionDep) -> EventRead:
     return await service.event_read(session, event)
 
 
-@router.get("/events/{event_id}/sessions", responses=_404)
-async def list_event_sessions(event: OwnedEvent, session: SessionDep) -> Page[SessionRead]:
-    return Page[SessionRead](items=await service.sessions(session, event))
+async def _page_request(
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+) -> PageRequest:
+    return PageRequest(cursor=cursor, limit=limit)
 
 
-@router.get("/events/{event_id}/speakers", responses=_404)
-async def list_event_speakers(event: OwnedEvent, session: SessionDep) -> Page[SpeakerRead]:
-    return Page[SpeakerRead](items=await service.speakers(session, event))
+PageDep = Annotated[PageRequest, Depends(_page_request)]
+_PAGE_ERRORS = error_responses(NotFound, BadRequest)
 
 
-@router.get("/events/{event_id}/tracks", responses=_404)
-async def list_event_tracks(event: OwnedEvent, session: SessionDep) -> Page[TrackRead]:
-    return Page[TrackRead](items=await service.tracks(session, event))
+def _list_route(
+    path: str,
+    read: type[BaseModel],
+    list_page: Callable[[AsyncSession, Event, PageRequest], Awaitable[Page[Any]]],
+) -> None:
+    """``GET /events/{event_id}/{path}``: one page of the event's rows of a kind."""
+
+    async def list_rows(event: OwnedEvent, session: SessionDep, page: PageDep) -> Page[Any]:
+        return await list_page(session, event, page)
+
+    router.add_api_route(
+        f"/events/{{event_id}}/{path}",
+        list_rows,
+        methods=["GET"],
+        response_model=Page[read],  # type: ignore[valid-type]
+        responses=_PAGE_ERRORS,
+        name=f"list_event_{path.replace('-', '_')}",
+    )
 
 
-@router.get("/events/{event_id}/microlocations", responses=_404)
-async def list_event_microlocations(
-    event: OwnedEvent, session: SessionDep
-) -> Page[MicrolocationRead]:
-    return Page[MicrolocationRead](items=await service.microlocations(session, event))
-
-
-@router.get("/events/{event_id}/sponsors", responses=_404)
-async def list_event_sponsors(event: OwnedEvent, session: SessionDep) -> Page[SponsorRead]:
-    return Page[SponsorRead](items=await service.sponsors(session, event))
-
-
-@router.get("/events/{event_id}/session-types", responses=_404)
-async def list_event_session_types(event: OwnedEvent, session: SessionDep) -> Page[SessionTypeRead]:
-    return Page[SessionTypeRead](items=await service.session_types(session, event))
+_list_route("sessions", SessionRead, service.sessions)
+_list_route("speakers", SpeakerRead, service.speakers)
+_list_route("tracks", TrackRead, service.tracks)
+_list_route("microlocations", MicrolocationRead, service.microlocations)
+_list_route("sponsors", SponsorRead, service.sponsors)
+_list_route("session-types", SessionTypeRead, service.session_types)

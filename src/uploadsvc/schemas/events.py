@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
@@ -148,6 +149,23 @@ ItemT = TypeVar("ItemT", bound=BaseModel)
 
 class Page(BaseModel, Generic[ItemT]):
     items: list[ItemT]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+# An event's lists come a page at a time: one GET never answers a whole
+# 500,000-row event (docs/api.md, "Event import").
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Which page of a list: after ``cursor`` (the start when None), ``limit`` rows."""
+
+    cursor: str | None = None
+    limit: int = DEFAULT_PAGE_SIZE
 
 
 def as_dict(row: Any, fields: type[BaseModel]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from uploadsvc.schemas.events import (
     EventRead,
     ImportJobList,
     MicrolocationRead,
+    Page,
+    PageRequest,
     Ref,
     SessionRead,
     SessionTypeRead,
@@ -98,52 +100,77 @@ async def event_read(session: AsyncSession, event: Event) -> EventRead:
     )
 
 
-async def _rows_as(
-    session: AsyncSession, event: Event, model: type[Any], read: type[ReadT]
-) -> list[ReadT]:
-    """The event's rows of a kind that needs no joins, as their API bodies."""
-    rows = await repository.list_rows(session, model, event_id=event.id)
-    return [read.model_validate(as_dict(row, read)) for row in rows]
+async def _page_of(
+    session: AsyncSession, event: Event, model: type[Any], read: type[ReadT], page: PageRequest
+) -> Page[ReadT]:
+    """A page of the event's rows of a kind that needs no joins, as their API bodies."""
+    rows, next_cursor = await _rows(session, event, model, page)
+    return Page[read](  # type: ignore[valid-type]
+        items=[read.model_validate(as_dict(row, read)) for row in rows], next_cursor=next_cursor
+    )
 
 
-async def tracks(session: AsyncSession, event: Event) -> list[TrackRead]:
-    return await _rows_as(session, event, Track, TrackRead)
+async def _rows(
+    session: AsyncSession, event: Event, model: type[Any], page: PageRequest
+) -> tuple[list[Any], str | None]:
+    return await repository.list_rows(
+        session, model, event_id=event.id, cursor=page.cursor, limit=page.limit
+    )
 
 
-async def microlocations(session: AsyncSession, event: Event) -> list[MicrolocationRead]:
-    return await _rows_as(session, event, Microlocation, MicrolocationRead)
+async def tracks(session: AsyncSession, event: Event, page: PageRequest) -> Page[TrackRead]:
+    return await _page_of(session, event, Track, TrackRead, page)
 
 
-async def session_types(session: AsyncSession, event: Event) -> list[SessionTypeRead]:
-    return await _rows_as(session, event, SessionType, SessionTypeRead)
+async def microlocations(
+    session: AsyncSession, event: Event, page: PageRequest
+) -> Page[MicrolocationRead]:
+    return await _page_of(session, event, Microlocation, MicrolocationRead, page)
 
 
-async def sponsors(session: AsyncSession, event: Event) -> list[SponsorRead]:
-    return await _rows_as(session, event, Sponsor, SponsorRead)
+async def session_types(
+    session: AsyncSession, event: Event, page: PageRequest
+) -> Page[SessionTypeRead]:
+    return await _page_of(session, event, SessionType, SessionTypeRead, page)
 
 
-async def speakers(session: AsyncSession, event: Event) -> list[SpeakerRead]:
+async def sponsors(session: AsyncSession, event: Event, page: PageRequest) -> Page[SponsorRead]:
+    return await _page_of(session, event, Sponsor, SponsorRead, page)
+
+
+async def speakers(session: AsyncSession, event: Event, page: PageRequest) -> Page[SpeakerRead]:
+    rows, next_cursor = await _rows(session, event, Speaker, page)
     by_speaker: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
+    links = await repository.speaker_links(session, speaker_ids=[row.id for row in rows])
+    for session_id, speaker_id in links:
         by_speaker[speaker_id].append(session_id)
-    return [
+    items = [
         SpeakerRead.model_validate(
             as_dict(row, SpeakerRead) | {"session_ids": sorted(by_speaker[row.id])}
         )
-        for row in await repository.list_rows(session, Speaker, event_id=event.id)
+        for row in rows
     ]
+    return Page[SpeakerRead](items=items, next_cursor=next_cursor)
 
 
-async def sessions(session: AsyncSession, event: Event) -> list[SessionRead]:
+async def sessions(session: AsyncSession, event: Event, page: PageRequest) -> Page[SessionRead]:
+    rows, next_cursor = await _rows(session, event, EventSession, page)
     by_session: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
+    links = await repository.speaker_links(session, session_ids=[row.id for row in rows])
+    for session_id, speaker_id in links:
         by_session[session_id].append(speaker_id)
-    names = await repository.reference_names(session, event_id=event.id)
+    referenced = {
+        ref_id
+        for row in rows
+        for ref_id in (row.track_id, row.microlocation_id, row.session_type_id)
+        if ref_id is not None
+    }
+    names = await repository.reference_names(session, ids=referenced)
 
     def ref(row_id: uuid.UUID | None) -> Ref | None:
         return Ref(id=row_id, name=names[row_id]) if row_id in names else None
 
-    return [
+    items = [
         SessionRead.model_validate(
             as_dict(row, SessionRead)
             | {
@@ -153,5 +180,6 @@ async def sessions(session: AsyncSession, event: Event) -> list[SessionRead]:
                 "speaker_ids": sorted(by_session[row.id]),
             }
         )
-        for row in await repository.list_rows(session, EventSession, event_id=event.id)
+        for row in rows
     ]
+    return Page[SessionRead](items=items, next_cursor=next_cursor)
