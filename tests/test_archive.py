@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.openevent_archives import SAMPLES
+from tests.support.files import zip_document
+from uploadsvc.content_types import ZIP_DOCUMENT_TYPES
 from uploadsvc.openevent import archive as archive_module
 from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
 
@@ -341,3 +343,12 @@ def test_records_beyond_the_archive_limit(tmp_path: Path) -> None:
         with pytest.raises(ArchiveError, match="more than 10 records") as caught:
             list(sessions)
     assert caught.value.entry == "sessions"
+
+
+@pytest.mark.parametrize("content_type", sorted(ZIP_DOCUMENT_TYPES))
+def test_zip_based_documents_are_media_not_nested_archives(
+    tmp_path: Path, content_type: str
+) -> None:
+    document = zip_document(content_type)
+    archive = _open(tmp_path, _zip({"event": "{}", "slides/talk": document}))
+    assert archive.media("/slides/talk") == document

@@ -81,6 +81,8 @@ _TYPES: dict[str, tuple[str, frozenset[str]]] = {
 
 KNOWN_TYPES = frozenset(_TYPES)
 OFFICE_TYPES = frozenset(t for t, (_, detected) in _TYPES.items() if detected in (_OLE, _ZIP))
+# Office documents that are zip files inside (OOXML, ODF).
+ZIP_DOCUMENT_TYPES = frozenset(t for t, (_, detected) in _TYPES.items() if detected is _ZIP)
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
 AUDIO_TYPES = frozenset(t for t in _TYPES if t.startswith("audio/"))
 VIDEO_TYPES = frozenset(t for t in _TYPES if t.startswith("video/"))
@@ -153,6 +155,16 @@ def _detect_sync(prefix: bytes) -> str:
     # python-magic guards its shared libmagic handle with a lock, so this is
     # safe to call from worker threads.
     return _text_unless_recognised(str(magic.from_buffer(prefix, mime=True)), prefix)
+
+
+def is_zip_document(data: bytes) -> bool:
+    """Whether zip bytes are an office document (OOXML, ODF) rather than an archive (blocking).
+
+    libmagic names them from their first entries (ODF's ``mimetype``,
+    OOXML's ``[Content_Types].xml`` and part folders); zip bytes it calls
+    only ``application/zip`` are an archive.
+    """
+    return _detect_sync(data[:MAGIC_PREFIX_BYTES]) in ZIP_DOCUMENT_TYPES
 
 
 async def detect_type(prefix: bytes) -> str:

@@ -75,3 +75,25 @@ def zip_archive() -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("event.json", '{"name": "test"}' * 20)
     return buffer.getvalue()
+
+
+def zip_document(content_type: str) -> bytes:
+    """A minimal zip-based office document that libmagic names ``content_type``.
+
+    ODF (``application/vnd.oasis.opendocument.*``): its ``mimetype`` entry
+    first and stored, as the format requires. OOXML: ``[Content_Types].xml``
+    first, then the part folder of its kind (``ppt/``, ``word/``, ``xl/``).
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as document:
+        if content_type.startswith("application/vnd.oasis.opendocument."):
+            document.writestr("mimetype", content_type, compress_type=zipfile.ZIP_STORED)
+            document.writestr("META-INF/manifest.xml", "<manifest/>")
+            document.writestr("content.xml", "<office:document-content/>")
+        else:
+            folder = {"presentationml": "ppt", "wordprocessingml": "word", "spreadsheetml": "xl"}
+            kind = next(folder[name] for name in folder if name in content_type)
+            document.writestr("[Content_Types].xml", "<Types/>")
+            document.writestr("_rels/.rels", "<Relationships/>")
+            document.writestr(f"{kind}/document.xml", "<document/>")
+    return buffer.getvalue()

@@ -18,7 +18,8 @@ them; an error names the file and the index of the record it is in.
 
 Refused, naming the entry: names that escape the archive (``..``, absolute,
 drive letters, backslashes, NUL), symlinks, duplicate names, encrypted
-entries, nested archives, compression methods other than stored/deflate,
+entries, nested archives (zip-based office documents are documents, not
+archives), compression methods other than stored/deflate,
 compression ratios and sizes over the limits, and *overlapping entries*
 (central-directory records sharing local data, a zip-bomb technique that
 CPython 3.11's zipfile does not detect).
@@ -43,6 +44,8 @@ from typing import IO, Any
 
 import ijson  # type: ignore[import-untyped]
 from ijson.common import JSONError  # type: ignore[import-untyped]
+
+from uploadsvc import content_types as ct
 
 MiB = 1024 * 1024
 _READ_CHUNK = 256 * 1024
@@ -349,7 +352,9 @@ class OpenEventArchive:
         if info is None or info.is_dir():
             return None
         data = self._read(relative, info, self._limits.max_media_bytes)
-        if data.startswith(_ZIP_MAGIC):
+        # Slides in OOXML or ODF are zip files inside: documents, stored (and
+        # scanned) as they are, never opened. Any other zip is an archive.
+        if data.startswith(_ZIP_MAGIC) and not ct.is_zip_document(data):
             raise ArchiveError("nested archives are not allowed", entry=relative)
         return data
 
