@@ -81,6 +81,13 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def publish(name: str, body: str, *, quick: bool) -> None:
+    """Print a benchmark's results; a full run (not ``--quick``) also writes its section."""
+    print(body)
+    if not quick:
+        write_section(name, body)
+
+
 def write_section(name: str, body: str) -> None:
     """Replace this benchmark's section of BENCHMARKS.md (between its markers)."""
     path = REPO / "BENCHMARKS.md"

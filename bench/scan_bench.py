@@ -34,7 +34,7 @@ from pathlib import Path
 import anyio
 from tests.support.clamd import ClamdServer
 
-from bench.common import localstack, s3_settings, settings, table, write_section
+from bench.common import localstack, publish, s3_settings, settings, table
 from uploadsvc.models.uploads import ScanState, Upload
 from uploadsvc.scanner import ClamdClient
 from uploadsvc.services.scanning import _scan
@@ -145,9 +145,7 @@ def main() -> None:
             "the same bytes from local disk.",
         ]
     )
-    print(body)
-    if not args.quick:
-        write_section("scan", body)
+    publish("scan", body, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,8 @@ import io
 import struct
 import time
 import tracemalloc
-import uuid
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,10 @@ import pytest
 
 from tests.conftest import Api
 from tests.openevent_archives import build_zip
+from tests.support.linking import linking_seconds
 from tests.test_imports import import_zip
 from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
-from uploadsvc.openevent.mapping import ImportStream, source_id
+from uploadsvc.openevent.mapping import source_id
 
 MiB = 1024 * 1024
 SPEAKERS = 50_000
@@ -39,59 +38,9 @@ ZIP_REFUSAL_SECONDS = 1.0
 ZIP_PEAK_BYTES = 8 * MiB
 
 
-class _Records:
-    def __init__(self, records: list[Any]) -> None:
-        self._records = records
-        self.count = 0
-        self.done = 0
-        self.size = 1
-
-    def __iter__(self) -> Iterator[Any]:
-        for record in self._records:
-            self.count += 1
-            yield record
-
-
-class _Source:
-    def __init__(self, files: dict[str, Any]) -> None:
-        self._files = files
-
-    def json(self, name: str) -> Any:
-        return self._files.get(name)
-
-    def records(self, name: str) -> _Records | None:
-        records = self._files.get(name)
-        return None if records is None else _Records(records)
-
-
-def _stream(files: dict[str, Any]) -> ImportStream:
-    return ImportStream(
-        _Source(files), event_id=uuid.uuid4(), owner_id="alice", import_job_id=uuid.uuid4()
-    )
-
-
-def _links(stream: ImportStream) -> int:
-    return sum(len(batch.rows.get("session_speakers", ())) for batch in stream.batches())
-
-
 def test_linking_many_speakers_to_one_session_is_linear() -> None:
-    files = {
-        "event": {"name": "Crowded"},
-        "speakers": [{"id": n, "name": f"S{n}", "sessions": [{"id": 1}]} for n in range(SPEAKERS)],
-        "sessions": [{"id": 1, "title": "Everyone"}],
-    }
-    stream = _stream(files)
-    link = stream._speaker_sessions
-    linking = 0.0
-
-    def timed(sid: str, speaker_id: str, record: dict[str, Any]) -> None:
-        nonlocal linking
-        started = time.perf_counter()
-        link(sid, speaker_id, record)
-        linking += time.perf_counter() - started
-
-    stream._speaker_sessions = timed  # type: ignore[method-assign]
-    assert _links(stream) == SPEAKERS
+    links, linking = linking_seconds(SPEAKERS)
+    assert links == SPEAKERS
     assert linking < LINKING_SECONDS, f"linking {SPEAKERS} speakers took {linking:.2f} s"
 
 
