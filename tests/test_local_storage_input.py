@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import Api
 from tests.support.files import TEXT_LINE, sha256_b64
 from uploadsvc.errors import PreconditionFailed
+from uploadsvc.profiles import staging_key
 from uploadsvc.storage.local import LocalStorage
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"])
@@ -74,3 +75,18 @@ async def test_a_publish_that_loses_the_race_changes_neither_bytes_nor_checksum(
 
 async def _chunks(body: bytes) -> AsyncIterator[bytes]:
     yield body
+
+
+async def test_a_promote_that_finds_the_key_claimed_leaves_the_staged_object(api: Api) -> None:
+    # Two confirms at once: one has linked the file key's metadata (its claim)
+    # and has yet to link the staged file. The other must not delete that file.
+    storage = api.resources.storage
+    assert isinstance(storage, LocalStorage)
+    key = "uploads/alice/2026/01/01/claimed.txt"
+    staged = staging_key(key)
+    await storage.put_stream(staged, content_type="text/plain", chunks=_chunks(TEXT_LINE))
+    claim = storage._meta_path(key)
+    claim.parent.mkdir(parents=True)
+    claim.write_text('{"content_type": "text/plain"}')
+    await storage.promote(staged, key)
+    assert await storage.read_prefix(staged, 100) == TEXT_LINE

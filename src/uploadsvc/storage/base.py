@@ -198,8 +198,9 @@ class Storage(abc.ABC):
         """Copy the object at ``staged_key`` to ``key``, then delete the staged one.
 
         Never replaces an object at ``key``: one already there stays as it
-        is (the staged object is deleted all the same). No staged object is
-        not an error either; the caller looks at ``key`` afterwards. The
+        is (the staged object may then stay too; cleanup removes it once the
+        upload is confirmed). No staged object is not an error either; the
+        caller looks at ``key`` afterwards. The
         bytes move inside storage (S3: one CopyObject, enough for any
         object a single request can upload; the local backend: a hard link).
         """

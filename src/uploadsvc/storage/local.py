@@ -425,10 +425,11 @@ class LocalStorage(Storage):
         meta = await self._read_meta(staged_key)
         try:
             await self._link_object(self._object_path(staged_key), key, meta)
-        except FileNotFoundError:
-            return  # nothing staged
-        except PreconditionFailed:
-            pass  # promoted already: the object at `key` stays
+        except (FileNotFoundError, PreconditionFailed):
+            # Nothing staged, or `key` is claimed: promoted already, or being
+            # promoted by a confirm that has yet to link the staged file, so
+            # it stays for that one to (cleanup removes it once confirmed).
+            return
         await self.delete(staged_key)
 
     async def _link_object(self, source: Path, key: str, meta: dict[str, str]) -> None:
