@@ -44,7 +44,7 @@ from uploadsvc.schemas.multipart_uploads import (
 from uploadsvc.security import Principal
 from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending
 from uploadsvc.storage import Storage
-from uploadsvc.storage.base import MIN_PART_SIZE
+from uploadsvc.storage.base import MIN_PART_SIZE, PartGrant
 
 MiB = 1024 * 1024
 _PRESIGNS_BETWEEN_YIELDS = 16
@@ -212,11 +212,13 @@ async def _part_urls(
             await asyncio.sleep(0)
         size = part_length(upload, number)
         presigned = await storage.presign_part(
-            upload.file_key,
-            multipart_upload_id=upload.multipart_upload_id,
-            part_number=number,
-            content_length=size,
-            expires_in=expires_in or settings.upload_url_expires_seconds,
+            PartGrant(
+                key=upload.file_key,
+                multipart_upload_id=upload.multipart_upload_id,
+                part_number=number,
+                content_length=size,
+                expires_in=expires_in or settings.upload_url_expires_seconds,
+            )
         )
         urls.append(
             PartUrl(part_number=number, url=presigned.url, size=size, headers=presigned.headers)

@@ -38,6 +38,7 @@ from uploadsvc.security import Principal
 from uploadsvc.services import images, scanning
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
+from uploadsvc.storage.base import PutGrant
 
 logger = logging.getLogger(__name__)
 
@@ -146,11 +147,13 @@ async def _presigned_put(storage: Storage, settings: Settings, upload: Upload) -
     expires_in = settings.upload_url_expires_seconds
     assert upload.size_bytes is not None, "a single PUT is only signed for a declared size"
     presigned = await storage.presign_put(
-        upload.file_key,
-        content_type=upload.content_type,
-        content_length=upload.size_bytes,
-        sha256=upload.sha256,
-        expires_in=expires_in,
+        PutGrant(
+            key=upload.file_key,
+            content_type=upload.content_type,
+            content_length=upload.size_bytes,
+            sha256=upload.sha256,
+            expires_in=expires_in,
+        )
     )
     return UploadUrlResponse(
         upload_id=upload.id,
