@@ -33,6 +33,7 @@ from uploadsvc.schemas.uppy import (
     UppyUploadParameters,
 )
 from uploadsvc.services import uppy as service
+from uploadsvc.services.uploads import UndeclaredSize
 from uploadsvc.storage.base import MAX_PART_NUMBER
 
 router = APIRouter(prefix="/v1/s3", tags=["uppy"])
@@ -71,9 +72,7 @@ async def uppy_upload_parameters(
         storage,
         settings,
         principal=principal,
-        filename=filename,
-        content_type=content_type,
-        purpose=service.purpose_of(purpose),
+        file=UndeclaredSize(filename, content_type, service.purpose_of(purpose)),
     )
 
 
@@ -91,9 +90,9 @@ async def uppy_create_multipart_upload(
         storage,
         settings,
         principal=principal,
-        filename=body.filename,
-        content_type=body.type,
-        purpose=service.purpose_of(body.metadata.get("purpose")),
+        file=UndeclaredSize(
+            body.filename, body.type, service.purpose_of(body.metadata.get("purpose"))
+        ),
     )
 
 

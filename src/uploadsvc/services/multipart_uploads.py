@@ -42,7 +42,7 @@ from uploadsvc.schemas.multipart_uploads import (
     UploadedParts,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending
+from uploadsvc.services.uploads import confirm_upload, declare_upload, not_pending
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MIN_PART_SIZE, PartGrant
 
@@ -106,7 +106,7 @@ async def start_multipart_upload(
     principal: Principal,
     request: MultipartUploadRequest,
 ) -> MultipartUploadResponse:
-    upload = declare_requested(settings, principal=principal, request=request)
+    upload = declare_upload(settings, principal=principal, file=request)
     upload.part_size = choose_part_size(request.size)
     await start_in_storage(session, storage, upload)
     numbers = range(1, part_count(request.size, upload.part_size) + 1)

@@ -43,24 +43,30 @@ from uploadsvc.storage.base import PutGrant
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class UndeclaredSize:
+    """A file declared without its size or checksum (Uppy's S3 protocol sends neither).
+
+    Storage and confirm then hold the upload to its profile's maximum.
+    """
+
+    filename: str
+    content_type: str
+    purpose: Purpose
+    size: None = None
+    sha256: None = None
+
+
 def declare_upload(
-    settings: Settings,
-    *,
-    principal: Principal,
-    purpose: Purpose,
-    filename: str,
-    content_type: str,
-    size: int | None,
-    sha256: str | None = None,
+    settings: Settings, *, principal: Principal, file: UploadUrlRequest | UndeclaredSize
 ) -> Upload:
     """A new pending upload owned by the caller, at a fresh key of its profile (not added yet).
 
     Refuses (415/413) a type or size the profile does not take, before
-    anything is stored. ``size`` is None when the client cannot declare one
-    (Uppy's S3 protocol): storage and confirm then hold the upload to the
-    profile's maximum.
+    anything is stored.
     """
-    profile = profile_for(settings, purpose)
+    content_type, size = file.content_type, file.size
+    profile = profile_for(settings, file.purpose)
     canonical = ct.canonical_type(content_type)
     if canonical not in profile.allowed_types:
         raise UnsupportedMediaType(
@@ -80,28 +86,13 @@ def declare_upload(
         owner_id=principal.user_id,
         purpose=profile.purpose.value,
         file_key=profile.object_key(user_id=principal.user_id, content_type=canonical, now=now),
-        filename=sanitize_filename(filename),
+        filename=sanitize_filename(file.filename),
         content_type=canonical,
         size_bytes=size,
-        sha256=sha256,
+        sha256=file.sha256,
         status=UploadStatus.PENDING,
         created_at=now,
         url_expires_at=now + dt.timedelta(seconds=settings.upload_url_expires_seconds),
-    )
-
-
-def declare_requested(
-    settings: Settings, *, principal: Principal, request: UploadUrlRequest
-) -> Upload:
-    """``declare_upload`` for a request body that declares everything."""
-    return declare_upload(
-        settings,
-        principal=principal,
-        purpose=request.purpose,
-        filename=request.filename,
-        content_type=request.content_type,
-        size=request.size,
-        sha256=request.sha256,
     )
 
 
@@ -118,7 +109,7 @@ async def request_upload_url(
     # the URL is signed: a URL is never handed out for an upload not recorded,
     # and a signing failure leaves a pending row that cleanup expires.
     upload = await repository.insert_pending(
-        engine, declare_requested(settings, principal=principal, request=request)
+        engine, declare_upload(settings, principal=principal, file=request)
     )
     return await _presigned_put(storage, settings, upload)
 
