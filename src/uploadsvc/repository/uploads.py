@@ -82,6 +82,15 @@ async def transition(
     return won
 
 
+async def settle_pending(
+    session: AsyncSession, upload: Upload, to_status: UploadStatus, **values: Any
+) -> bool:
+    """``transition`` out of PENDING (confirmed, rejected, aborted): one request decides."""
+    return await transition(
+        session, upload, from_status=UploadStatus.PENDING, to_status=to_status, **values
+    )
+
+
 # Reads and single writes on the hot path (docs/architecture.md, "Reads and
 # single writes"): Core statements on the table, one autocommit round trip,
 # rows made into detached ``Upload`` objects. They skip the ORM's identity

@@ -239,11 +239,10 @@ async def confirm_upload(
             raise Unprocessable(rejection.detail, code=rejection.code)
         return await _answer_for_state(storage, settings, upload)
 
-    won = await repository.transition(
+    won = await repository.settle_pending(
         session,
         upload,
-        from_status=UploadStatus.PENDING,
-        to_status=UploadStatus.CONFIRMED,
+        UploadStatus.CONFIRMED,
         size_bytes=info.size,
         sha256=info.sha256 or upload.sha256,
         confirmed_at=utcnow(),
@@ -305,12 +304,8 @@ async def _reject(
     session: AsyncSession, storage: Storage, upload: Upload, rejection: _Rejection
 ) -> bool:
     """Mark the upload rejected and delete its object; False if another request decided first."""
-    won = await repository.transition(
-        session,
-        upload,
-        from_status=UploadStatus.PENDING,
-        to_status=UploadStatus.REJECTED,
-        rejection_code=rejection.code,
+    won = await repository.settle_pending(
+        session, upload, UploadStatus.REJECTED, rejection_code=rejection.code
     )
     if not won:
         await repository.reload(session, upload)
@@ -352,9 +347,7 @@ async def abort_upload(session: AsyncSession, storage: Storage, *, upload: Uploa
     (aborted, rejected, expired) answers the same. A confirmed one is a file:
     it is deleted through ``DELETE /v1/files/{id}``.
     """
-    won = await repository.transition(
-        session, upload, from_status=UploadStatus.PENDING, to_status=UploadStatus.ABORTED
-    )
+    won = await repository.settle_pending(session, upload, UploadStatus.ABORTED)
     if not won:
         await repository.reload(session, upload)
         if upload.status is UploadStatus.CONFIRMED:
