@@ -9,8 +9,10 @@
   session, ``session.add`` + flush, aioboto3's ``generate_presigned_url``,
   a commit.
 
-uvicorn runs with its defaults, as ``uploadsvc serve`` does (uvloop and
-httptools when installed, one worker).
+uvicorn runs as ``uploadsvc serve`` runs it: one worker, its loop and HTTP
+parser defaults (uvloop and httptools when installed), the service's own
+logging (JSON lines, the redacted access line, no uvicorn access log) and
+garbage-collector settings (``app.prepare_for_serving``).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, status
 
-from uploadsvc.app import create_app
+from uploadsvc.app import create_app, prepare_for_serving
 from uploadsvc.config import Settings
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep, SettingsDep
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.services.uploads import declare_requested
+from uploadsvc.telemetry import uvicorn_logging
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -84,7 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(build_app(Settings()), host="127.0.0.1", port=args.port)
+    settings = Settings()
+    app = build_app(settings)
+    prepare_for_serving()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        **uvicorn_logging(settings, "serve"),
+    )
 
 
 if __name__ == "__main__":

@@ -126,3 +126,14 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(api: Api) 
     for path in ("/v1/files", "/v1/files?urls=true"):
         again = await api.app_client.get(path, headers=api.headers())
         assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_a_burst_of_concurrent_requests_keeps_the_connections_it_opened(api: Api) -> None:
+    # A connection opened past the pool and closed when returned costs each
+    # burst request a connect (TLS attempt, authentication, preparation).
+    burst = 16
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(burst):
+            await held.enter_async_context(api.resources.engine.connect())
+    assert api.resources.engine.pool.checkedin() == burst  # type: ignore[attr-defined]
