@@ -106,6 +106,7 @@ def routes(file_id: uuid.UUID, confirmed_key: str) -> list[Route]:
         Route("GET /v1/files?limit=100", "GET", "/v1/files?limit=100"),
         Route("GET /v1/files?limit=100&urls=true", "GET", "/v1/files?limit=100&urls=true"),
         Route("POST /bench/noop (no-op request-url)", "POST", "/bench/noop", _upload_body()),
+        Route("GET /bench/floor (one asyncpg query, no auth)", "GET", "/bench/floor", auth=False),
         Route("POST /bench/naive (naive request-url)", "POST", "/bench/naive", _upload_body()),
     ]
 
