@@ -132,13 +132,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     install_request_observability(app)
+    # The routes called most first: FastAPI tries the routes in this order
+    # for every request (no two routers' paths overlap, so order decides nothing else).
     app.include_router(uploads.router)
+    app.include_router(files.router)
+    app.include_router(images.router)
     app.include_router(uppy.router)
     app.include_router(direct.router)
     app.include_router(openevent_uploads.router)
     app.include_router(events.router)
-    app.include_router(files.router)
-    app.include_router(images.router)
     app.include_router(health.router)
     if settings.metrics_public:
         app.include_router(health.metrics_router)

@@ -103,7 +103,9 @@ def extract_bearer_token(authorization: str | None) -> str:
         )
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() not in ("bearer", "jwt") or not token or any(c.isspace() for c in token):
+    # split() cuts at every whitespace character: more than one piece means the
+    # token holds one (a character-by-character test cost more than the rest).
+    if scheme.lower() not in ("bearer", "jwt") or len(token.split(None, 1)) != 1:
         raise Unauthorized(
             "The Authorization header must be 'Bearer <token>'.", code="invalid_token"
         )

@@ -92,6 +92,11 @@ async def transition(
 _TABLE = Upload.__table__
 
 
+_COLUMN_KEYS = tuple(column.key for column in _TABLE.columns)
+# Every column bound by name: one statement compiled once, whatever the values.
+_INSERT = insert(Upload)
+
+
 def _detached(row: Row[Any]) -> Upload:
     return Upload(**row._mapping)
 
@@ -102,9 +107,9 @@ async def insert_pending(engine: AsyncEngine, upload: Upload) -> Upload:
     For routes whose only write is this row (request-url): nothing else in
     the request could roll it back, so it needs no session around it.
     """
-    values = {column.key: getattr(upload, column.key) for column in _TABLE.columns}
+    values = {key: getattr(upload, key) for key in _COLUMN_KEYS}
     async with autocommit(engine) as connection:
-        await connection.execute(insert(Upload).values(values))
+        await connection.execute(_INSERT, values)
     return upload
 
 
@@ -170,22 +175,28 @@ async def read_visible_by_key(
     return await _read_one(engine, "by_key", principal, file_key=file_key)
 
 
+# A row of `uploads` as a page of a list returns it: its columns are
+# attributes, as on an Upload, without building an ORM object per row (which
+# cost more than reading and serialising it). For answers only.
+UploadRow = Row[Any]
+
+
 async def list_confirmed(
     engine: AsyncEngine, *, owner_id: str, cursor: str | None, limit: int
-) -> tuple[list[Upload], str | None]:
-    """One page of a user's confirmed files, newest first (keyset pagination), detached."""
+) -> tuple[list[UploadRow], str | None]:
+    """One page of a user's confirmed files, newest first (keyset pagination)."""
     values: dict[str, Any] = {"owner_id": owner_id, "limit": limit + 1}
     query = _FIRST_PAGE
     if cursor is not None:
         values["created_at"], values["last_id"] = _decode_cursor(cursor)
         query = _NEXT_PAGE
     async with autocommit(engine) as connection:
-        rows = [_detached(row) for row in await connection.execute(query, values)]
+        rows = list(await connection.execute(query, values))
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 
-def _encode_cursor(upload: Upload) -> str:
+def _encode_cursor(upload: Upload | UploadRow) -> str:
     raw = f"{upload.created_at.isoformat()}|{upload.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
