@@ -249,13 +249,13 @@ async def _longest_stall(done: asyncio.Event) -> float:
 
 
 @contextlib.contextmanager
-def bench_server(values: dict[str, Any], workdir: Path) -> Any:
+def bench_server(values: dict[str, Any], workdir: Path, *options: str) -> Any:
     port = free_loopback_port()
     env = uploadsvc_env({k: str(v) for k, v in values.items()})
     env["UPLOADSVC_JWT_SECRET"] = settings().effective_jwt_secret or ""
     log_path = workdir / "server.log"
     process = spawn(
-        [sys.executable, "-m", "bench.request_path_server", "--port", str(port)],
+        [sys.executable, "-m", "bench.request_path_server", "--port", str(port), *options],
         env={**env, "PYTHONPATH": str(REPO)},
         cwd=REPO,
         log_path=log_path,
@@ -364,13 +364,8 @@ def _fmt(values: list[float], digits: int = 0) -> str:
     )
 
 
-def report(
-    results: dict[str, Series],
-    rounds: int,
-    seconds: float,
-    stall: tuple[float, float],
-    load: tuple[str, str],
-) -> str:
+def route_table(results: dict[str, Series]) -> str:
+    """requests/s, the ratio to /healthz of the same round, p50, p99 of every route run."""
     health = results["GET /healthz"].samples
     rows = []
     for name, series in results.items():
@@ -389,7 +384,16 @@ def report(
                 f"{statistics.median(tail):.1f}",
             ]
         )
+    return table(["route", "requests/s", "× /healthz", "p50 ms", "p99 ms", "p99/p50"], rows)
 
+
+def report(
+    results: dict[str, Series],
+    rounds: int,
+    seconds: float,
+    stall: tuple[float, float],
+    load: tuple[str, str],
+) -> str:
     request_url = "POST /v1/uploads/request-url"
     listed = "GET /v1/files?limit=1"
     floor = "GET /bench/floor (one asyncpg query, no auth)"
@@ -431,10 +435,7 @@ def report(
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, shared with other work; "
         f"1-minute load average {load[0]} before, {load[1]} after).",
         "",
-        table(
-            ["route", "requests/s", "× /healthz", "p50 ms", "p99 ms", "p99/p50"],
-            rows,
-        ),
+        route_table(results),
         "",
         *targets,
         f"- list of 100 with URLs / without: "
@@ -461,8 +462,11 @@ async def main_async(args: argparse.Namespace) -> None:
             stall = await loop_stall_of_signing(values)
             token = mint_token(settings(), sub=USER, ttl_seconds=3600)
             chosen = routes(file_id, confirmed_key)
+            if args.routes:
+                chosen = [chosen[int(index)] for index in args.routes.split(",")]
             results = {route.name: Series() for route in chosen}
-            with bench_server(values, workdir) as server:
+            options = ("--loop", args.loop, "--http", args.http)
+            with bench_server(values, workdir, *options) as server:
                 for route in chosen:  # warm-up: connections, caches, JIT-less Python's first calls
                     run_wrk(server.base_url, route, token, 1, workdir)
                 for number in range(rounds):
@@ -473,6 +477,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 profiled = ""
                 if args.profile:
                     profiled = profile(server, chosen[1], token, workdir, args.keep_profile)
+    if args.routes:  # a subset: its table only, BENCHMARKS.md untouched
+        print(f"load average {load_before} before, {_load_average()} after")
+        print(route_table(results))
+        return
     body = report(results, rounds, seconds, stall, (load_before, _load_average()))
     if profiled:
         body += (
@@ -492,6 +500,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep-profile", type=Path, help="write py-spy's raw stacks here")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--routes", help="comma-separated indexes of the routes to run")
+    parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto: uvloop)")
+    parser.add_argument("--http", default="auto", help="uvicorn --http (auto: httptools)")
     parser.add_argument("--seconds", type=float, default=5.0)
     asyncio.run(main_async(parser.parse_args()))
 

@@ -110,6 +110,10 @@ def build_app(settings: Settings) -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    # uvicorn's defaults ("auto": uvloop and httptools when installed), or
+    # "asyncio" / "h11" to measure what those two bring.
+    parser.add_argument("--loop", default="auto")
+    parser.add_argument("--http", default="auto")
     args = parser.parse_args()
     settings = Settings()
     app = build_app(settings)
@@ -118,6 +122,8 @@ def main() -> None:
         app,
         host="127.0.0.1",
         port=args.port,
+        loop=args.loop,
+        http=args.http,
         **uvicorn_logging(settings, "serve"),
     )
 
