@@ -236,6 +236,63 @@ async def loop_stall_of_signing(values: dict[str, Any]) -> tuple[float, float]:
         return statistics.median(held), statistics.median(stalls)
 
 
+_FLOOR_SQL = (
+    "SELECT * FROM uploads WHERE owner_id = $1 AND status = 'confirmed' "
+    "ORDER BY created_at DESC, id DESC LIMIT $2"
+)
+
+
+async def db_layer_costs(values: dict[str, Any], count: int = 2000) -> dict[str, float]:
+    """CPU µs of this process per read of one list page (limit=1), layer by layer.
+
+    Medians of 5 interleaved rounds: the repository's read as the list route
+    runs it (SQLAlchemy Core on an autocommit pooled connection); the same
+    SQL sent by asyncpg itself on a connection of SQLAlchemy's pool; and by
+    asyncpg on a pool of its own (what no database layer can go below).
+    """
+    import asyncpg
+
+    from uploadsvc.repository import uploads as repository
+
+    async with open_resources(settings(**values)) as resources:
+        engine = resources.engine
+
+        async def repository_read() -> None:
+            await repository.list_confirmed(engine, owner_id=USER, cursor=None, limit=1)
+
+        async def driver_on_the_pool() -> None:
+            async with engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                await raw.driver_connection.fetch(_FLOOR_SQL, USER, 2)  # type: ignore[union-attr]
+
+        dsn = values["database_url"].replace("postgresql+asyncpg://", "postgresql://")
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+
+        async def asyncpg_alone() -> None:
+            async with pool.acquire() as connection:
+                await connection.fetch(_FLOOR_SQL, USER, 2)
+
+        layers = {
+            "SQLAlchemy Core, autocommit connection (the list route's read)": repository_read,
+            "asyncpg on a connection of SQLAlchemy's pool": driver_on_the_pool,
+            "asyncpg alone (its own pool)": asyncpg_alone,
+        }
+        spent: dict[str, list[float]] = {name: [] for name in layers}
+        try:
+            for read in layers.values():
+                for _ in range(100):
+                    await read()
+            for _ in range(5):
+                for name, read in layers.items():
+                    started = time.process_time()
+                    for _ in range(count):
+                        await read()
+                    spent[name].append((time.process_time() - started) / count * 1e6)
+        finally:
+            await pool.close()
+        return {name: statistics.median(times) for name, times in spent.items()}
+
+
 async def _longest_stall(done: asyncio.Event) -> float:
     """The longest time (s) this task waited for the event loop, until ``done``."""
     longest = 0.0
@@ -460,6 +517,7 @@ async def main_async(args: argparse.Namespace) -> None:
             values = {**s3_settings(s3), "database_url": database_url}
             file_id, confirmed_key = await seed(values)
             stall = await loop_stall_of_signing(values)
+            layers = await db_layer_costs(values) if not args.routes else {}
             token = mint_token(settings(), sub=USER, ttl_seconds=3600)
             chosen = routes(file_id, confirmed_key)
             if args.routes:
@@ -489,6 +547,9 @@ async def main_async(args: argparse.Namespace) -> None:
             "on its stack):\n\n"
         )
         body += profiled
+    body += "\n\nCPU of the server process per read of one list page (limit=1), in-process, "
+    body += "no HTTP (`db_layer_costs`, medians of 5 interleaved rounds of 2,000 reads):\n\n"
+    body += table(["layer", "CPU µs per read"], [[k, f"{v:.0f}"] for k, v in layers.items()])
     print(body)
     if not args.quick:
         write_bench_section("request-path", body)
