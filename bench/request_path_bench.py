@@ -245,25 +245,28 @@ _FLOOR_SQL = (
 async def db_layer_costs(values: dict[str, Any], count: int = 2000) -> dict[str, float]:
     """CPU µs of this process per read of one list page (limit=1), layer by layer.
 
-    Medians of 5 interleaved rounds: the repository's read as the list route
-    runs it (SQLAlchemy Core on an autocommit pooled connection); the same
-    SQL sent by asyncpg itself on a connection of SQLAlchemy's pool; and by
-    asyncpg on a pool of its own (what no database layer can go below).
+    Medians of 5 interleaved rounds: the page's statement run by SQLAlchemy
+    (``connection.execute`` on an autocommit pooled connection, as the
+    repository read before); the repository's read as the list route runs it
+    (asyncpg itself on SQLAlchemy's pooled connection, values converted by the
+    columns' types, rows as ``UploadRow``); asyncpg on a pool of its own
+    (what no database layer can go below).
     """
     import asyncpg
 
+    from uploadsvc.db import autocommit
     from uploadsvc.repository import uploads as repository
 
     async with open_resources(settings(**values)) as resources:
         engine = resources.engine
+        page = repository._PAGES[0].statement
+
+        async def sqlalchemy_execute() -> None:
+            async with autocommit(engine) as connection:
+                list(await connection.execute(page, {"owner_id": USER, "limit": 2}))
 
         async def repository_read() -> None:
             await repository.list_confirmed(engine, owner_id=USER, cursor=None, limit=1)
-
-        async def driver_on_the_pool() -> None:
-            async with engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                await raw.driver_connection.fetch(_FLOOR_SQL, USER, 2)  # type: ignore[union-attr]
 
         dsn = values["database_url"].replace("postgresql+asyncpg://", "postgresql://")
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
@@ -273,8 +276,12 @@ async def db_layer_costs(values: dict[str, Any], count: int = 2000) -> dict[str,
                 await connection.fetch(_FLOOR_SQL, USER, 2)
 
         layers = {
-            "SQLAlchemy Core, autocommit connection (the list route's read)": repository_read,
-            "asyncpg on a connection of SQLAlchemy's pool": driver_on_the_pool,
+            "SQLAlchemy Core execute, autocommit pooled connection (the read before)": (
+                sqlalchemy_execute
+            ),
+            "the repository's read now (asyncpg on SQLAlchemy's pooled connection)": (
+                repository_read
+            ),
             "asyncpg alone (its own pool)": asyncpg_alone,
         }
         spent: dict[str, list[float]] = {name: [] for name in layers}
