@@ -34,7 +34,7 @@ from uploadsvc.app import create_app, prepare_for_serving
 from uploadsvc.config import Settings
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep, SettingsDep
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
-from uploadsvc.services.uploads import declare_requested
+from uploadsvc.services.uploads import declare_upload
 from uploadsvc.telemetry import uvicorn_logging
 
 _FLOOR_QUERY = (
@@ -62,7 +62,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def noop(
         body: UploadUrlRequest, settings: SettingsDep, principal: PrincipalDep
     ) -> UploadUrlResponse:
-        upload = declare_requested(settings, principal=principal, request=body)
+        upload = declare_upload(settings, principal=principal, file=body)
         return UploadUrlResponse(
             upload_id=upload.id,
             file_key=upload.file_key,
@@ -80,7 +80,7 @@ def build_app(settings: Settings) -> FastAPI:
         resources: ResourcesDep,
         principal: PrincipalDep,
     ) -> UploadUrlResponse:
-        upload = declare_requested(resources.settings, principal=principal, request=body)
+        upload = declare_upload(resources.settings, principal=principal, file=body)
         session.add(upload)
         await session.flush()
         assert upload.size_bytes is not None
