@@ -25,6 +25,7 @@ from uploadsvc.errors import (
     error_responses,
 )
 from uploadsvc.schemas.files import DownloadUrl, FileList, FileRead, InfectedFileList
+from uploadsvc.schemas.text import Text
 from uploadsvc.services import files as service
 from uploadsvc.services.scanning import FileLocked
 
@@ -37,7 +38,7 @@ async def list_files(
     storage: StorageDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[Text | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     urls: Annotated[
         bool, Query(description="Give each item a `download_url` (and its `expires_in`).")

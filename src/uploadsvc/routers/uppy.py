@@ -24,6 +24,7 @@ from uploadsvc.errors import (
     error_responses,
 )
 from uploadsvc.models.uploads import Upload
+from uploadsvc.schemas.text import Text
 from uploadsvc.schemas.uppy import (
     UppyAborted,
     UppyCompleted,
@@ -47,8 +48,8 @@ _UPLOAD_ERRORS = error_responses(BadRequest, NotFound, Conflict, Gone, Unprocess
 async def get_uppy_upload(
     session: SessionDep,
     principal: PrincipalDep,
-    multipart_upload_id: Annotated[str, Path(alias="uploadId", max_length=1024)],
-    key: Annotated[str, Query(min_length=1, max_length=1024)],
+    multipart_upload_id: Annotated[Text, Path(alias="uploadId", max_length=1024)],
+    key: Annotated[Text, Query(min_length=1, max_length=1024)],
 ) -> Upload:
     """The caller's upload named by Uppy's key and ``uploadId`` (storage's id); 404 otherwise."""
     return await service.find_multipart(
@@ -65,9 +66,9 @@ async def uppy_upload_parameters(
     storage: StorageDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-    filename: Annotated[str, Query(min_length=1, max_length=1024)],
-    content_type: Annotated[str, Query(alias="type", min_length=1, max_length=255)],
-    purpose: Annotated[str | None, Query(alias="metadata[purpose]")] = None,
+    filename: Annotated[Text, Query(min_length=1, max_length=1024)],
+    content_type: Annotated[Text, Query(alias="type", min_length=1, max_length=255)],
+    purpose: Annotated[Text | None, Query(alias="metadata[purpose]")] = None,
 ) -> UppyUploadParameters:
     """Parameters of a single-request upload (S3: a presigned POST limited to the profile)."""
     return await service.upload_parameters(
@@ -108,7 +109,7 @@ async def uppy_sign_parts_batch(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
-    part_numbers: Annotated[str, Query(alias="partNumbers", max_length=60000)],
+    part_numbers: Annotated[Text, Query(alias="partNumbers", max_length=60000)],
 ) -> UppySignedParts:
     """URLs for several parts at once (`partNumbers=1,2,3`)."""
     return await service.sign_parts_batch(
