@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -245,9 +246,33 @@ async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem)
 
 
-async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+_ROUTABLE_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path.
+
+    Starlette's 405 names only the methods of the first route whose path
+    matched, while ``GET`` and ``DELETE /v1/files/{id}`` are two routes; so
+    each method is tried against every route, as the router would.
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _ROUTABLE_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     problem = Problem(
         type=PROBLEM_TYPE_BASE + code,
         title=str(exc.detail) if exc.status_code != 404 else "Not found",
@@ -255,7 +280,7 @@ async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
         detail=str(exc.detail),
         code=code,
     )
-    return problem_response(problem, dict(exc.headers or {}))
+    return problem_response(problem, headers)
 
 
 # PostgreSQL's SQLSTATE classes that mean "the server, not the request": a

@@ -73,7 +73,7 @@ async def import_event_upload(
     return _accepted(job.id)
 
 
-@router.get("/tasks/{task_id}", tags=["tasks"], responses=error_responses(NotFound))
+@router.get("/tasks/{task_id:uuid}", tags=["tasks"], responses=error_responses(NotFound))
 async def get_task(task_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> TaskRead:
     """An import's state, progress and result or error."""
     return await service.get_import_job(session, principal=principal, job_id=task_id)
@@ -92,38 +92,38 @@ OwnedEvent = Annotated[Event, Depends(_owned_event)]
 _404 = error_responses(NotFound)
 
 
-@router.get("/events/{event_id}", responses=_404)
+@router.get("/events/{event_id:uuid}", responses=_404)
 async def get_event(event: OwnedEvent, session: SessionDep) -> EventRead:
     return await service.event_read(session, event)
 
 
-@router.get("/events/{event_id}/sessions", responses=_404)
+@router.get("/events/{event_id:uuid}/sessions", responses=_404)
 async def list_event_sessions(event: OwnedEvent, session: SessionDep) -> Page[SessionRead]:
     return Page[SessionRead](items=await service.sessions(session, event))
 
 
-@router.get("/events/{event_id}/speakers", responses=_404)
+@router.get("/events/{event_id:uuid}/speakers", responses=_404)
 async def list_event_speakers(event: OwnedEvent, session: SessionDep) -> Page[SpeakerRead]:
     return Page[SpeakerRead](items=await service.speakers(session, event))
 
 
-@router.get("/events/{event_id}/tracks", responses=_404)
+@router.get("/events/{event_id:uuid}/tracks", responses=_404)
 async def list_event_tracks(event: OwnedEvent, session: SessionDep) -> Page[TrackRead]:
     return Page[TrackRead](items=await service.tracks(session, event))
 
 
-@router.get("/events/{event_id}/microlocations", responses=_404)
+@router.get("/events/{event_id:uuid}/microlocations", responses=_404)
 async def list_event_microlocations(
     event: OwnedEvent, session: SessionDep
 ) -> Page[MicrolocationRead]:
     return Page[MicrolocationRead](items=await service.microlocations(session, event))
 
 
-@router.get("/events/{event_id}/sponsors", responses=_404)
+@router.get("/events/{event_id:uuid}/sponsors", responses=_404)
 async def list_event_sponsors(event: OwnedEvent, session: SessionDep) -> Page[SponsorRead]:
     return Page[SponsorRead](items=await service.sponsors(session, event))
 
 
-@router.get("/events/{event_id}/session-types", responses=_404)
+@router.get("/events/{event_id:uuid}/session-types", responses=_404)
 async def list_event_session_types(event: OwnedEvent, session: SessionDep) -> Page[SessionTypeRead]:
     return Page[SessionTypeRead](items=await service.session_types(session, event))

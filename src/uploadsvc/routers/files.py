@@ -61,13 +61,13 @@ async def list_infected_files(
     return await service.list_infected_files(session, principal=principal, limit=limit)
 
 
-@router.get("/{file_id}", responses=error_responses(NotFound))
+@router.get("/{file_id:uuid}", responses=error_responses(NotFound))
 async def get_file(file: ReadableFile) -> FileRead:
     return service.file_read(file)
 
 
 @router.get(
-    "/{file_id}/download",
+    "/{file_id:uuid}/download",
     response_model=DownloadUrl,
     responses={
         **error_responses(NotFound, Conflict, FileLocked, StorageError),
@@ -99,7 +99,7 @@ async def download_file(
 
 
 @router.delete(
-    "/{file_id}",
+    "/{file_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=error_responses(NotFound),

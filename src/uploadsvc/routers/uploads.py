@@ -62,7 +62,7 @@ async def request_upload_url(
 
 
 @router.post(
-    "/{upload_id}/url",
+    "/{upload_id:uuid}/url",
     responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
 )
 async def reissue_upload_url(
@@ -92,7 +92,7 @@ async def confirm_upload_by_key(
     )
 
 
-@router.post("/{upload_id}/confirm", responses=_CONFIRM_ERRORS)
+@router.post("/{upload_id:uuid}/confirm", responses=_CONFIRM_ERRORS)
 async def confirm_upload(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> ConfirmedFile:
@@ -121,7 +121,7 @@ async def start_multipart_upload(
 
 
 @router.get(
-    "/{upload_id}/parts",
+    "/{upload_id:uuid}/parts",
     responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
 )
 async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> UploadedParts:
@@ -130,7 +130,7 @@ async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> Uploa
 
 
 @router.post(
-    "/{upload_id}/parts/urls",
+    "/{upload_id:uuid}/parts/urls",
     responses=error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError),
 )
 async def sign_upload_parts(
@@ -146,7 +146,7 @@ async def sign_upload_parts(
     )
 
 
-@router.post("/{upload_id}/complete", responses=_CONFIRM_ERRORS)
+@router.post("/{upload_id:uuid}/complete", responses=_CONFIRM_ERRORS)
 async def complete_multipart_upload(
     body: CompleteRequest,
     upload: OwnedUpload,
@@ -166,7 +166,7 @@ async def complete_multipart_upload(
 
 
 @router.delete(
-    "/{upload_id}",
+    "/{upload_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=error_responses(NotFound, Conflict, StorageError),

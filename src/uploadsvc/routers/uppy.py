@@ -102,7 +102,7 @@ async def uppy_create_multipart_upload(
     )
 
 
-# Declared before /{partNumber}, which would otherwise take "batch".
+# Literal segments are never captured by a parameter: `{partNumber:int}` cannot take "batch".
 @router.get("/multipart/{uploadId}/batch", responses=_UPLOAD_ERRORS)
 async def uppy_sign_parts_batch(
     upload: UppyUpload,
@@ -117,7 +117,7 @@ async def uppy_sign_parts_batch(
     )
 
 
-@router.get("/multipart/{uploadId}/{partNumber}", responses=_UPLOAD_ERRORS)
+@router.get("/multipart/{uploadId}/{partNumber:int}", responses=_UPLOAD_ERRORS)
 async def uppy_sign_part(
     upload: UppyUpload,
     session: SessionDep,
