@@ -205,6 +205,12 @@ def error_responses(*errors: type[UploadsvcError]) -> dict[int | str, dict[str, 
     return responses
 
 
+_MALFORMED_BODY = {
+    "description": BadRequest.title,
+    "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+}
+
+
 def _document_problem_schema(app: FastAPI) -> None:
     """Add the ``Problem`` schema that ``error_responses`` refers to to the OpenAPI document."""
     generate = app.openapi
@@ -216,6 +222,11 @@ def _document_problem_schema(app: FastAPI) -> None:
             problem = Problem.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
             schemas.update(problem.pop("$defs", {}))
             schemas["Problem"] = problem
+            # A JSON body that does not parse is a 400 on every route that takes one.
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                        operation["responses"].setdefault("400", _MALFORMED_BODY)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way

@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from uploadsvc.errors import (
+    BadRequest,
     Conflict,
     Unprocessable,
     UploadsvcError,
@@ -251,7 +252,14 @@ def install_idempotency(app: FastAPI) -> None:
             ):
                 continue
             operation.setdefault("parameters", []).append(_KEY_PARAMETER)
-            operation["responses"].update(error_responses(Conflict, Unprocessable))
+            operation["responses"].update(
+                {
+                    str(status): response
+                    for status, response in error_responses(
+                        BadRequest, Conflict, Unprocessable
+                    ).items()
+                }
+            )
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
