@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 # `make token SUB=alice` mints a token for another user.
 SUB ?= dev-user
 
-.PHONY: help install dev token test lint format typecheck bench migrate clean distclean
+.PHONY: help install dev token test lint format typecheck bench loadtest migrate clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) \
@@ -66,6 +66,14 @@ bench: ## benchmarks (bench/run.py; needs what the tests need, and wrk)
 	else \
 		echo "no benchmarks exist yet (bench/run.py is missing)"; \
 	fi
+
+# `make loadtest CLIENTS=50 SECONDS=20` for a shorter run.
+CLIENTS ?= 200
+SECONDS ?= 60
+
+loadtest: ## the load run (bench/loadtest.py): figures into RELIABILITY.md
+	@$(BOOTSTRAP) --test
+	uv run python -m bench.loadtest --clients $(CLIENTS) --seconds $(SECONDS)
 
 migrate: install ## apply the database migrations (UPLOADSVC_DATABASE_URL)
 	uv run uploadsvc migrate
