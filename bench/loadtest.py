@@ -54,8 +54,13 @@ class Figures:
     confirmed: dict[str, tuple[int, str]] = field(default_factory=dict)  # key → size, sha
 
 
+# Random bytes mapped onto printable characters: fast enough that the client's
+# own loop does not add to the latencies it measures.
+_TO_PRINTABLE = bytes(_PRINTABLE[i % len(_PRINTABLE)] for i in range(256))
+
+
 def _text_file(rng: random.Random) -> bytes:
-    return bytes(rng.choice(_PRINTABLE) for _ in range(rng.randint(1024, 64 * 1024)))
+    return rng.randbytes(rng.randint(1024, 64 * 1024)).translate(_TO_PRINTABLE)
 
 
 async def _step(
@@ -71,7 +76,12 @@ async def _step(
         figures.requests += 1
     figures.latencies[name].append(time.monotonic() - started)
     if response.status_code != ok:
-        figures.errors[f"{name}: {response.status_code}"] += 1
+        code = (
+            response.json().get("code", "")
+            if response.headers.get("content-type", "").endswith("json")
+            else ""
+        )
+        figures.errors[f"{name}: {response.status_code} {code}".rstrip()] += 1
         return None
     return response
 
@@ -184,6 +194,13 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a service setting, e.g. database_pool_size=40 (repeatable)",
+    )
     args = parser.parse_args()
     with localstack() as s3, tempfile.TemporaryDirectory() as workdir:
         async with scratch_database() as database_url:
@@ -194,6 +211,7 @@ async def main() -> None:
                 "database_url": database_url,
                 "public_base_url": f"http://127.0.0.1:{port}",
                 **{k: str(v) for k, v in s3_settings(s3).items()},
+                **dict(setting.split("=", 1) for setting in args.setting),
             }
             env = uploadsvc_env(values)
             run_cli(["storage", "init"], env=env, cwd=Path(workdir))
@@ -243,7 +261,9 @@ def _report(
     checked: dict[str, int],
 ) -> str:
     lines = [
-        f"`uv run python -m bench.loadtest --clients {args.clients} --seconds {args.seconds:g}`"
+        f"`uv run python -m bench.loadtest --clients {args.clients} --seconds {args.seconds:g}"
+        + "".join(f" --setting {setting}" for setting in args.setting)
+        + "`"
         f" ({elapsed:.0f} s including the last flows):",
         "",
         f"- flows completed: {figures.flows}; requests: {figures.requests} "
