@@ -93,8 +93,10 @@ def assert_unavailable(response: httpx.Response, elapsed: float, code: str) -> N
 
 
 def direct_upload(api: Api) -> Awaitable[httpx.Response]:
+    # With a key: a refused upload must not leave it held, or the retry would be a 409.
+    headers = {**api.headers(), "Idempotency-Key": "fault-retry"}
     files = {"file": ("notes.txt", plain_text(256), "text/plain")}
-    return api.app_client.post("/v1/uploads/direct", files=files, headers=api.headers())
+    return api.app_client.post("/v1/uploads/direct", files=files, headers=headers)
 
 
 def archive_import(api: Api) -> Awaitable[httpx.Response]:
