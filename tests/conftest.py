@@ -33,11 +33,37 @@ from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token
+from uploadsvc.storage.base import PutGrant
 
 APP_BASE_URL = "http://uploadsvc.test"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 TEST_SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _take_redis_databases_of_this_worker() -> None:
+    """Give each ``pytest -n`` worker Redis database numbers of its own.
+
+    Tests flush their database and run arq workers on shared queue names, so two
+    workers on one database would take each other's jobs. Worker ``gwN`` counts
+    up from the shared database and down from the flushable one; the variables
+    are set here, before any test module reads them.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index = int(worker[2:])
+    for variable, default_db, step in (
+        ("UPLOADSVC_TEST_REDIS_URL", 0, 1),
+        ("UPLOADSVC_TEST_REDIS_FLUSHABLE_URL", 13, -1),
+    ):
+        server, _, db = os.environ.get(variable, f"redis://127.0.0.1:6379/{default_db}").rpartition(
+            "/"
+        )
+        os.environ[variable] = f"{server}/{int(db) + step * index}"
+
+
+_take_redis_databases_of_this_worker()
 # Tests that run at the same time on one machine each take a database number of their own.
 TEST_REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -162,7 +188,7 @@ class Api:
     async def plant(self, key: str, body: bytes, content_type: str) -> None:
         """Write an object straight into storage, bypassing the declared size."""
         grant = await self.resources.storage.presign_put(
-            key, content_type=content_type, content_length=len(body), sha256=None, expires_in=60
+            PutGrant(key, content_type, len(body), sha256=None, expires_in=60)
         )
         response = await self.app_client.put(grant.url, content=body, headers=grant.headers)
         assert response.status_code == 200, response.text

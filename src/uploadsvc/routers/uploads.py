@@ -5,23 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from uploadsvc.deps import (
-    EngineDep,
     OwnedUpload,
     PrincipalDep,
+    ResourcesDep,
     SessionDep,
     SettingsDep,
     StorageDep,
 )
-from uploadsvc.errors import (
-    BadRequest,
-    Conflict,
-    Gone,
-    NotFound,
-    PayloadTooLarge,
-    StorageError,
-    Unprocessable,
-    UnsupportedMediaType,
-    error_responses,
+from uploadsvc.errors import Conflict, NotFound, StorageError, error_responses
+from uploadsvc.routers.openapi import (
+    DECLARED_UPLOAD_ERRORS,
+    PART_URL_ERRORS,
+    PENDING_UPLOAD_ERRORS,
 )
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.multipart_uploads import (
@@ -38,32 +33,24 @@ from uploadsvc.services import uploads as service
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
-_CONFIRM_ERRORS = error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError)
-
 
 @router.post(
     "/request-url",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=DECLARED_UPLOAD_ERRORS,
 )
 async def request_upload_url(
-    body: UploadUrlRequest,
-    engine: EngineDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    principal: PrincipalDep,
+    body: UploadUrlRequest, resources: ResourcesDep, principal: PrincipalDep
 ) -> UploadUrlResponse:
     """Record a pending upload and return a URL that accepts exactly the declared bytes."""
     return await service.request_upload_url(
-        engine, storage, settings, principal=principal, request=body
+        resources.engine, resources.storage, resources.settings, principal=principal, request=body
     )
 
 
 @router.post(
     "/{upload_id:uuid}/url",
-    responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=PENDING_UPLOAD_ERRORS,
 )
 async def reissue_upload_url(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
@@ -72,14 +59,9 @@ async def reissue_upload_url(
     return await service.reissue_upload_url(session, storage, settings, upload=upload)
 
 
-@router.post("/confirm", responses=_CONFIRM_ERRORS)
+@router.post("/confirm", responses=PENDING_UPLOAD_ERRORS)
 async def confirm_upload_by_key(
-    body: ConfirmRequest,
-    engine: EngineDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    principal: PrincipalDep,
+    body: ConfirmRequest, resources: ResourcesDep, session: SessionDep, principal: PrincipalDep
 ) -> ConfirmedFile:
     """Check the uploaded object (size, type, checksum, magic bytes) and record it.
 
@@ -88,11 +70,16 @@ async def confirm_upload_by_key(
     rejected and deleted.
     """
     return await service.confirm_by_key(
-        engine, session, storage, settings, principal=principal, file_key=body.file_key
+        resources.engine,
+        session,
+        resources.storage,
+        resources.settings,
+        principal=principal,
+        file_key=body.file_key,
     )
 
 
-@router.post("/{upload_id:uuid}/confirm", responses=_CONFIRM_ERRORS)
+@router.post("/{upload_id:uuid}/confirm", responses=PENDING_UPLOAD_ERRORS)
 async def confirm_upload(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> ConfirmedFile:
@@ -103,9 +90,7 @@ async def confirm_upload(
 @router.post(
     "/multipart",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=DECLARED_UPLOAD_ERRORS,
 )
 async def start_multipart_upload(
     body: MultipartUploadRequest,
@@ -122,7 +107,7 @@ async def start_multipart_upload(
 
 @router.get(
     "/{upload_id:uuid}/parts",
-    responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=PENDING_UPLOAD_ERRORS,
 )
 async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> UploadedParts:
     """The parts storage has received, so a client can resume after a crash."""
@@ -131,7 +116,7 @@ async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> Uploa
 
 @router.post(
     "/{upload_id:uuid}/parts/urls",
-    responses=error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=PART_URL_ERRORS,
 )
 async def sign_upload_parts(
     body: PartUrlsRequest,
@@ -146,7 +131,7 @@ async def sign_upload_parts(
     )
 
 
-@router.post("/{upload_id:uuid}/complete", responses=_CONFIRM_ERRORS)
+@router.post("/{upload_id:uuid}/complete", responses=PENDING_UPLOAD_ERRORS)
 async def complete_multipart_upload(
     body: CompleteRequest,
     upload: OwnedUpload,

@@ -38,6 +38,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
 
 from uploadsvc.config import Settings
+from uploadsvc.storage.base import PartGrant, PutGrant
 
 # SigV4 query signatures are valid for at most seven days.
 MAX_EXPIRES_SECONDS = 604_800
@@ -54,6 +55,10 @@ _UNSIGNED_HEADERS = frozenset({"expect", "transfer-encoding", "user-agent", "x-a
 # default it sets on form-encoded requests; kept so the URLs stay the same.
 _DROPPED_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# The greatest name among the authentication parameters: the canonical query
+# sorts them, and operation parameters that sort after them all (lower case
+# ones do) let the sorted authentication part be reused.
+_LAST_AUTH_NAME = "X-Amz-SignedHeaders"
 # Distinct signed-header sets whose encoding is kept (the service uses four).
 _MAX_CACHED_HEADER_SETS = 64
 
@@ -146,6 +151,17 @@ class _Scope:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _AuthParts:
+    """The X-Amz-* parameters of one second, expiry and signed-header set."""
+
+    scope: _Scope  # the credentials and day they are for (compared by identity)
+    pairs: tuple[tuple[str, str], ...]
+    canonical: str  # sorted, as the canonical query string has them
+    url: str  # in botocore's order, as the URL has them
+    sign_prefix: str  # the string to sign up to the canonical request's hash
+
+
 class S3Presigner:
     """Presigns requests on the objects of one bucket.
 
@@ -164,34 +180,23 @@ class S3Presigner:
         self._scope: _Scope | None = None
         self._stamp: tuple[int, str] = (-1, "")
         self._encoded_names: dict[str, str] = {}
+        # This second's authentication parameters per (expiry, signed headers).
+        self._auth: tuple[str, dict[tuple[int, str], _AuthParts]] = ("", {})
 
     @property
     def endpoint(self) -> BucketEndpoint:
         return self._endpoint
 
-    async def presign_put_object(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        content_length: int,
-        sha256: str | None,
-        expires_in: int,
-        now: dt.datetime | None = None,
-    ) -> str:
-        """A PutObject URL that S3 honours only for these bytes, and only once.
+    async def presign_put_object(self, grant: PutGrant, *, now: dt.datetime | None = None) -> str:
+        """A PutObject URL that S3 honours only for the granted bytes, and only once.
 
-        Content-Type, Content-Length, ``If-None-Match: *`` and, when given,
-        ``x-amz-checksum-sha256`` are signed: the client must send them as given.
+        The grant's client headers and Content-Length are signed: the client
+        must send them as given.
         """
-        headers = {
-            "Content-Type": content_type,
-            "Content-Length": str(content_length),
-            "If-None-Match": "*",
-        }
-        if sha256 is not None:
-            headers["x-amz-checksum-sha256"] = sha256
-        return await self.presign("PUT", key, headers=headers, expires_in=expires_in, now=now)
+        headers = {**grant.client_headers(), "Content-Length": str(grant.content_length)}
+        return await self.presign(
+            "PUT", grant.key, headers=headers, expires_in=grant.expires_in, now=now
+        )
 
     async def presign_get_object(
         self,
@@ -209,21 +214,13 @@ class S3Presigner:
         )
         return await self.presign("GET", key, query=query, expires_in=expires_in, now=now)
 
-    async def presign_upload_part(
-        self,
-        key: str,
-        *,
-        multipart_upload_id: str,
-        part_number: int,
-        content_length: int | None,
-        expires_in: int,
-        now: dt.datetime | None = None,
-    ) -> str:
+    async def presign_upload_part(self, grant: PartGrant, *, now: dt.datetime | None = None) -> str:
         """An UploadPart URL; with ``content_length``, S3 refuses a part of any other size."""
-        query = (("uploadId", multipart_upload_id), ("partNumber", str(part_number)))
-        headers = {} if content_length is None else {"Content-Length": str(content_length)}
+        query = (("uploadId", grant.multipart_upload_id), ("partNumber", str(grant.part_number)))
+        length = grant.content_length
+        headers = {} if length is None else {"Content-Length": str(length)}
         return await self.presign(
-            "PUT", key, query=query, headers=headers, expires_in=expires_in, now=now
+            "PUT", grant.key, query=query, headers=headers, expires_in=grant.expires_in, now=now
         )
 
     async def presign(
@@ -293,7 +290,45 @@ class S3Presigner:
         # The operation's parameters in the order given, then authentication's:
         # botocore's order, which the URL keeps (the signature sorts them).
         pairs = [(_encode(name), _encode(value)) for name, value in query]
-        pairs += [
+        auth = self._auth_parts(scope, amz_date, expires, signed_headers, encoded_names)
+        if all(name > _LAST_AUTH_NAME for name, _ in pairs):
+            # Every operation parameter sorts after the authentication ones (the
+            # service's all do: lower case): the sorted part made once is reused.
+            canonical_query = "&".join(
+                [auth.canonical, *[f"{name}={value}" for name, value in sorted(pairs)]]
+            )
+        else:
+            canonical_query = "&".join(
+                [f"{name}={value}" for name, value in sorted([*pairs, *auth.pairs])]
+            )
+        encoded_key = _encode_key(key)
+        canonical_request = "\n".join(
+            (
+                method,
+                f"{self._base_path}/{encoded_key}",
+                canonical_query,
+                "".join([f"{name}:{signed[name]}\n" for name in names]),
+                signed_headers,
+                _UNSIGNED_PAYLOAD,
+            )
+        )
+        string_to_sign = auth.sign_prefix + hashlib.sha256(canonical_request.encode()).hexdigest()
+        signature = hmac.digest(scope.signing_key, string_to_sign.encode(), "sha256").hex()
+        query_string = "&".join([*[f"{name}={value}" for name, value in pairs], auth.url])
+        return f"{self._endpoint.base_url}/{encoded_key}?{query_string}&X-Amz-Signature={signature}"
+
+    def _auth_parts(
+        self, scope: _Scope, amz_date: str, expires: int, signed_headers: str, encoded_names: str
+    ) -> _AuthParts:
+        """The authentication parameters of this second, expiry and header set, encoded once."""
+        date, entries = self._auth
+        if date != amz_date:
+            entries = {}
+            self._auth = (amz_date, entries)  # replaced whole, with its date
+        parts = entries.get((expires, signed_headers))
+        if parts is not None and parts.scope is scope:
+            return parts
+        auth = [
             ("X-Amz-Algorithm", _ALGORITHM),
             ("X-Amz-Credential", scope.credential),
             ("X-Amz-Date", amz_date),
@@ -301,25 +336,18 @@ class S3Presigner:
             ("X-Amz-SignedHeaders", encoded_names),
         ]
         if scope.token is not None:
-            pairs.append(("X-Amz-Security-Token", scope.token))
-        encoded_key = _encode_key(key)
-        canonical_request = "\n".join(
-            (
-                method,
-                f"{self._base_path}/{encoded_key}",
-                "&".join([f"{name}={value}" for name, value in sorted(pairs)]),
-                "".join([f"{name}:{signed[name]}\n" for name in names]),
-                signed_headers,
-                _UNSIGNED_PAYLOAD,
-            )
+            auth.append(("X-Amz-Security-Token", scope.token))
+        parts = _AuthParts(
+            scope=scope,
+            pairs=tuple(auth),
+            canonical="&".join([f"{name}={value}" for name, value in sorted(auth)]),
+            url="&".join([f"{name}={value}" for name, value in auth]),
+            sign_prefix=f"{_ALGORITHM}\n{amz_date}\n{scope.credential_scope}\n",
         )
-        string_to_sign = (
-            f"{_ALGORITHM}\n{amz_date}\n{scope.credential_scope}\n"
-            + hashlib.sha256(canonical_request.encode()).hexdigest()
-        )
-        signature = hmac.digest(scope.signing_key, string_to_sign.encode(), "sha256").hex()
-        query_string = "&".join([f"{name}={value}" for name, value in pairs])
-        return f"{self._endpoint.base_url}/{encoded_key}?{query_string}&X-Amz-Signature={signature}"
+        if len(entries) >= _MAX_CACHED_HEADER_SETS:
+            entries.clear()
+        entries[(expires, signed_headers)] = parts
+        return parts
 
     async def _frozen_credentials(self) -> FrozenCredentials:
         if self._credentials is None:
