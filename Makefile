@@ -71,13 +71,13 @@ bench: ## benchmarks (bench/run.py; needs what the tests need, and wrk)
 		echo "no benchmarks exist yet (bench/run.py is missing)"; \
 	fi
 
-# `make loadtest CLIENTS=50 SECONDS=20` for a shorter run.
+# `make loadtest CLIENTS=50 LOAD_SECONDS=20` for a shorter run.
 CLIENTS ?= 200
-SECONDS ?= 60
+LOAD_SECONDS ?= 60
 
 loadtest: ## the load run (bench/loadtest.py): figures into RELIABILITY.md
 	@$(BOOTSTRAP) --test
-	uv run python -m bench.loadtest --clients $(CLIENTS) --seconds $(SECONDS)
+	uv run python -m bench.loadtest --clients $(CLIENTS) --seconds $(LOAD_SECONDS)
 
 migrate: install ## apply the database migrations (UPLOADSVC_DATABASE_URL)
 	uv run uploadsvc migrate
