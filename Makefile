@@ -30,7 +30,7 @@ PYTEST_WORKERS ?= 2
 # `make token SUB=alice` mints a token for another user.
 SUB ?= dev-user
 
-.PHONY: help install dev token test lint format typecheck bench migrate clean distclean
+.PHONY: help install dev token test lint format typecheck bench loadtest migrate clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) \
@@ -70,6 +70,14 @@ bench: ## benchmarks (bench/run.py; needs what the tests need, and wrk)
 	else \
 		echo "no benchmarks exist yet (bench/run.py is missing)"; \
 	fi
+
+# `make loadtest CLIENTS=50 LOAD_SECONDS=20` for a shorter run.
+CLIENTS ?= 200
+LOAD_SECONDS ?= 60
+
+loadtest: ## the load run (bench/loadtest.py): figures into RELIABILITY.md
+	@$(BOOTSTRAP) --test
+	uv run python -m bench.loadtest --clients $(CLIENTS) --seconds $(LOAD_SECONDS)
 
 migrate: install ## apply the database migrations (UPLOADSVC_DATABASE_URL)
 	uv run uploadsvc migrate

@@ -17,6 +17,7 @@ import pytest
     [
         "bench.cleanup_bench",
         "bench.import_bench",
+        "bench.loadtest",
         "bench.direct_bench",
         "bench.scan_bench",
         "bench.request_path_bench",

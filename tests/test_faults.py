@@ -9,6 +9,7 @@ it (docs/api.md, "Outages").
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,14 +18,20 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
-from tests.conftest import Api, make_settings, running_api
+from tests import samples
+from tests.conftest import Api, empty_shared_database, make_settings, running_api
 from tests.support.files import plain_text
 from tests.support.localstack import LocalStackServer
 from tests.support.postgres import PostgresCluster, private_postgres
 from tests.tcp_proxy import TcpProxy
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
+from uploadsvc.db import utcnow
+from uploadsvc.models.events import ImportJob
+from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.services.cleanup import run_cleanup
 
 # The service answers an outage within a few seconds (2-4 s measured on a quiet
 # machine with these settings). The suite's bound is twice the 5 s promise:
@@ -61,6 +68,8 @@ def cluster() -> Iterator[PostgresCluster]:
 async def pg_api(cluster: PostgresCluster, tmp_path: Path) -> Any:
     settings = make_settings("pg-local", tmp_path=tmp_path, database_url=cluster.url("uploadsvc"))
     async with running_api(settings, "pg-local") as api:
+        async with api.resources.engine.begin() as connection:
+            await empty_shared_database(connection)  # the cluster is the module's
         yield api
     # A failed test must not leave the next one a stopped or hung server.
     cluster.resume()
@@ -83,17 +92,67 @@ def assert_unavailable(response: httpx.Response, elapsed: float, code: str) -> N
     assert elapsed < ANSWER_WITHIN_SECONDS, f"answered after {elapsed:.1f} s"
 
 
-async def database_routes_answer(api: Api, grant: dict[str, Any], code: str) -> None:
-    """files, request-url and confirm each answer 503 + Retry-After in time."""
+def direct_upload(api: Api) -> Awaitable[httpx.Response]:
+    # With a key: a refused upload must not leave it held, or the retry would be a 409.
+    headers = {**api.headers(), "Idempotency-Key": "fault-retry"}
+    files = {"file": ("notes.txt", plain_text(256), "text/plain")}
+    return api.app_client.post("/v1/uploads/direct", files=files, headers=headers)
+
+
+def archive_import(api: Api) -> Awaitable[httpx.Response]:
+    files = {"file": ("event.zip", samples.zip_archive(), "application/zip")}
+    return api.app_client.post("/v1/events/import/json", files=files, headers=api.headers())
+
+
+async def streamed_routes_answer(api: Api, code: str) -> None:
+    """A direct upload and an archive import each answer 503 + Retry-After in time."""
+    for request in (direct_upload, archive_import):
+        response, elapsed = await timed(request(api))
+        assert_unavailable(response, elapsed, code)
+
+
+async def database_routes_answer(
+    api: Api, grant: dict[str, Any], kept: dict[str, Any], code: str
+) -> None:
+    """files, download, request-url, confirm, direct and import each answer 503 in time."""
     body = plain_text(64)
     requests: list[Callable[[], Awaitable[httpx.Response]]] = [
         lambda: api.app_client.get("/v1/files", headers=api.headers()),
+        lambda: api.app_client.get(f"/v1/files/{kept['file_id']}/download", headers=api.headers()),
         lambda: api.request_url(body),
         lambda: api.confirm(grant["file_key"]),
     ]
     for request in requests:
         response, elapsed = await timed(request())
         assert_unavailable(response, elapsed, code)
+    await streamed_routes_answer(api, code)
+
+
+async def streamed_routes_recover(api: Api) -> None:
+    """After the outage: the same routes work, and no object lacks its row or row its object.
+
+    A PUT that S3 took in but answered too late leaves an object whose
+    delete failed too (S3 still hung): the cleanup sweep is what removes
+    such orphans, so the comparison is made after a sweep.
+    """
+    uploaded = await direct_upload(api)
+    assert uploaded.status_code == 201, uploaded.text
+    imported = await archive_import(api)
+    assert imported.status_code == 202, imported.text
+    await run_cleanup(
+        api.resources.session_factory,
+        api.resources.storage,
+        older_than=dt.timedelta(hours=1),
+        now=utcnow() + dt.timedelta(hours=2),
+    )
+    async with api.resources.session_factory() as session:
+        rows = dict((await session.execute(select(Upload.file_key, Upload.status))).all())
+        jobs = int(await session.scalar(select(func.count()).select_from(ImportJob)) or 0)
+    stored = set(await api.stored_keys())
+    assert stored <= set(rows), "an object without its row"
+    confirmed = {key for key, status in rows.items() if status == UploadStatus.CONFIRMED}
+    assert confirmed <= stored, "a confirmed row without its object"
+    assert jobs == 1, "the import refused during the outage left a job"
 
 
 async def recovers(api: Api, grant: dict[str, Any]) -> None:
@@ -109,17 +168,19 @@ async def recovers(api: Api, grant: dict[str, Any]) -> None:
     assert confirmed.status_code == 200, confirmed.text
     listed = await api.app_client.get("/v1/files", headers=api.headers())
     assert confirmed.json()["file_id"] in [item["file_id"] for item in listed.json()["items"]]
+    await streamed_routes_recover(api)
 
 
 async def test_database_stopped_answers_503_then_recovers(
     pg_api: Api, cluster: PostgresCluster
 ) -> None:
+    kept = await pg_api.upload(plain_text(32))
     body = plain_text(64)
     grant = await pg_api.grant(body)
     assert (await pg_api.put(grant, body)).status_code == 200
 
     cluster.stop()
-    await database_routes_answer(pg_api, grant, "database_unavailable")
+    await database_routes_answer(pg_api, grant, kept, "database_unavailable")
 
     cluster.start()
     await recovers(pg_api, grant)
@@ -128,13 +189,14 @@ async def test_database_stopped_answers_503_then_recovers(
 async def test_database_hung_answers_503_then_recovers(
     pg_api: Api, cluster: PostgresCluster
 ) -> None:
+    kept = await pg_api.upload(plain_text(32))
     body = plain_text(64)
     grant = await pg_api.grant(body)
     assert (await pg_api.put(grant, body)).status_code == 200
 
     cluster.pause()
     try:
-        await database_routes_answer(pg_api, grant, "database_unavailable")
+        await database_routes_answer(pg_api, grant, kept, "database_unavailable")
     finally:
         cluster.resume()
     await recovers(pg_api, grant)
@@ -183,12 +245,21 @@ async def test_s3_outage_answers_503_then_recovers(
     try:
         response, elapsed = await timed(s3_api.confirm(grant["file_key"]))
         assert_unavailable(response, elapsed, "storage_unavailable")
-        # A download URL is signed here, without a call to S3: it keeps working.
-        download, elapsed = await timed(
-            s3_api.app_client.get(f"/v1/files/{kept['file_id']}/download", headers=s3_api.headers())
-        )
-        assert download.status_code == 200, download.text
-        assert elapsed < ANSWER_WITHIN_SECONDS
+        # These make no call to S3 (URLs are signed here): they keep working.
+        for request, status in [
+            (s3_api.app_client.get("/v1/files", headers=s3_api.headers()), 200),
+            (
+                s3_api.app_client.get(
+                    f"/v1/files/{kept['file_id']}/download", headers=s3_api.headers()
+                ),
+                200,
+            ),
+            (s3_api.request_url(body), 201),
+        ]:
+            answer, elapsed = await timed(request)
+            assert answer.status_code == status, answer.text
+            assert elapsed < ANSWER_WITHIN_SECONDS
+        await streamed_routes_answer(s3_api, "storage_unavailable")
     finally:
         await s3_proxy.open()
         s3_proxy.resume()
@@ -196,3 +267,4 @@ async def test_s3_outage_answers_503_then_recovers(
     confirmed = await s3_api.confirm(grant["file_key"])
     assert confirmed.status_code == 200, confirmed.text
     assert await s3_api.object_exists(grant["file_key"])
+    await streamed_routes_recover(s3_api)

@@ -23,6 +23,7 @@ from uploadsvc.body_guard import install_body_guard
 from uploadsvc.config import Settings
 from uploadsvc.errors import install_error_handlers
 from uploadsvc.http_middleware import REQUEST_ID_HEADER, install_request_observability
+from uploadsvc.idempotency import install_idempotency
 from uploadsvc.resources import open_resources
 from uploadsvc.routers import (
     demo,
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # Inside the error handlers' middleware, which answers its outages with 503.
+    install_idempotency(app)
     install_error_handlers(app)
     docs.install_docs(app)
     # Before CORS, which then wraps it: browsers can read its 401 and 413 too.

@@ -331,6 +331,7 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
         **uvicorn_logging(settings, "dev"),
     )
     return 0
@@ -358,6 +359,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 # that takes longer than uvicorn's 5 s, and uvicorn would kill
                 # and respawn it again and again.
                 timeout_worker_healthcheck=30,
+                timeout_keep_alive=settings.keep_alive_timeout_seconds,
                 **logging_options,
             )
     else:
@@ -366,5 +368,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         serve_metrics_port(settings, host=host)
         app = create_app(settings)
         prepare_for_serving()
-        uvicorn.run(app, host=host, port=port, **logging_options)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            timeout_keep_alive=settings.keep_alive_timeout_seconds,
+            **logging_options,
+        )
     return 0

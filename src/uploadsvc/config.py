@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 8000
+    # How long an idle keep-alive connection stays open. Longer than the
+    # client pools and proxies in front (httpx 5 s, nginx 60-75 s, AWS ALB
+    # 60 s): a server that closes first races the client's next request,
+    # which then meets a reset (docs/api.md, "Outages").
+    keep_alive_timeout_seconds: int = Field(default=90, gt=0)
 
     # --- logs and metrics (README.md, "Logs and metrics") -----
     # json | console. Unset: console for `uploadsvc dev`, JSON lines everywhere else.

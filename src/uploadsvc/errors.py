@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
 from uploadsvc.asgi import HttpMiddleware
@@ -206,6 +207,12 @@ def error_responses(*errors: type[UploadsvcError]) -> dict[int | str, dict[str, 
     return responses
 
 
+_MALFORMED_BODY = {
+    "description": BadRequest.title,
+    "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+}
+
+
 def _document_problem_schema(app: FastAPI) -> None:
     """Add the ``Problem`` schema that ``error_responses`` refers to to the OpenAPI document."""
     generate = app.openapi
@@ -217,6 +224,11 @@ def _document_problem_schema(app: FastAPI) -> None:
             problem = Problem.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
             schemas.update(problem.pop("$defs", {}))
             schemas["Problem"] = problem
+            # A JSON body that does not parse is a 400 on every route that takes one.
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                        operation["responses"].setdefault("400", _MALFORMED_BODY)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
@@ -247,9 +259,33 @@ async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem)
 
 
-async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+_ROUTABLE_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path.
+
+    Starlette's 405 names only the methods of the first route whose path
+    matched, while ``GET`` and ``DELETE /v1/files/{id}`` are two routes; so
+    each method is tried against every route, as the router would.
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _ROUTABLE_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     problem = Problem(
         type=PROBLEM_TYPE_BASE + code,
         title=str(exc.detail) if exc.status_code != 404 else "Not found",
@@ -257,7 +293,7 @@ async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
         detail=str(exc.detail),
         code=code,
     )
-    return problem_response(problem, dict(exc.headers or {}))
+    return problem_response(problem, headers)
 
 
 # PostgreSQL's SQLSTATE classes that mean "the server, not the request": a

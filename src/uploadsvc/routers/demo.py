@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse
 from uploadsvc.config import Settings
 from uploadsvc.deps import SettingsDep
 from uploadsvc.errors import NotFound
+from uploadsvc.schemas.text import Text
 
 router = APIRouter(prefix="/demo", include_in_schema=False)
 
@@ -88,7 +89,7 @@ async def demo_page(settings: SettingsDep) -> FileResponse:
 
 
 @router.get("/{name}")
-async def demo_asset(name: str, settings: SettingsDep) -> FileResponse:
+async def demo_asset(name: Text, settings: SettingsDep) -> FileResponse:
     """The page's script and style sheet."""
     media_type = ASSETS.get(name)
     if media_type is None:

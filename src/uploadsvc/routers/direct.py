@@ -17,6 +17,7 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body
 from uploadsvc.schemas.files import ConfirmedFile
+from uploadsvc.schemas.text import Text
 from uploadsvc.services import direct as service
 
 router = APIRouter(tags=["direct uploads"])
@@ -73,7 +74,7 @@ async def direct_upload_raw(
     storage: StorageDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-    filename: Annotated[str, Query(min_length=1, max_length=1024)],
+    filename: Annotated[Text, Query(min_length=1, max_length=1024)],
     purpose: Annotated[Purpose, Query()] = Purpose.ATTACHMENT,
 ) -> ConfirmedFile:
     """Upload the request body as the file (mobile clients); its type in Content-Type."""

@@ -38,6 +38,7 @@ from uploadsvc.schemas.events import (
     TaskRead,
     TrackRead,
 )
+from uploadsvc.schemas.text import Text
 from uploadsvc.services import events as service
 from uploadsvc.services import imports
 
@@ -80,7 +81,7 @@ async def import_event_upload(
     return _accepted(job.id)
 
 
-@router.get("/tasks/{task_id}", tags=["tasks"], responses=error_responses(NotFound))
+@router.get("/tasks/{task_id:uuid}", tags=["tasks"], responses=error_responses(NotFound))
 async def get_task(task_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> TaskRead:
     """An import's state, progress and result or error."""
     return await service.get_import_job(session, principal=principal, job_id=task_id)
@@ -99,13 +100,13 @@ OwnedEvent = Annotated[Event, Depends(_owned_event)]
 _404 = error_responses(NotFound)
 
 
-@router.get("/events/{event_id}", responses=_404)
+@router.get("/events/{event_id:uuid}", responses=_404)
 async def get_event(event: OwnedEvent, session: SessionDep) -> EventRead:
     return await service.event_read(session, event)
 
 
 async def _page_request(
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[Text | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> PageRequest:
     return PageRequest(cursor=cursor, limit=limit)
@@ -126,7 +127,7 @@ def _list_route(
         return await list_page(session, event, page)
 
     router.add_api_route(
-        f"/events/{{event_id}}/{path}",
+        f"/events/{{event_id:uuid}}/{path}",
         list_rows,
         methods=["GET"],
         response_model=Page[read],  # type: ignore[valid-type]

@@ -25,6 +25,7 @@ from uploadsvc.errors import (
     error_responses,
 )
 from uploadsvc.schemas.files import DownloadUrl, FileList, FileRead, InfectedFileList
+from uploadsvc.schemas.text import Text
 from uploadsvc.services import files as service
 from uploadsvc.services.scanning import FileLocked
 
@@ -35,7 +36,7 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 async def list_files(
     resources: ResourcesDep,
     principal: PrincipalDep,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[Text | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     urls: Annotated[
         bool, Query(description="Give each item a `download_url` (and its `expires_in`).")
@@ -66,13 +67,13 @@ async def list_infected_files(
     return await service.list_infected_files(session, principal=principal, limit=limit)
 
 
-@router.get("/{file_id}", responses=error_responses(NotFound))
+@router.get("/{file_id:uuid}", responses=error_responses(NotFound))
 async def get_file(file: ReadableFile) -> FileRead:
     return service.file_read(file)
 
 
 @router.get(
-    "/{file_id}/download",
+    "/{file_id:uuid}/download",
     response_model=DownloadUrl,
     responses={
         **error_responses(NotFound, Conflict, FileLocked, StorageError),
@@ -104,7 +105,7 @@ async def download_file(
 
 
 @router.delete(
-    "/{file_id}",
+    "/{file_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=error_responses(NotFound),

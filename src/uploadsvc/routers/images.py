@@ -12,7 +12,7 @@ from uploadsvc.services import images as service
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-@router.get("/{file_id}/variants", responses=error_responses(NotFound, StorageError))
+@router.get("/{file_id:uuid}/variants", responses=error_responses(NotFound, StorageError))
 async def list_file_variants(
     file: OwnedFile, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> ImageVariantList:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from uploadsvc.schemas.text import Text
 from uploadsvc.storage import local_server
 from uploadsvc.storage.local import LocalStorage
 from uploadsvc.storage.local_signing import ROUTE_PREFIX
@@ -24,7 +25,7 @@ def _local_storage(request: Request) -> LocalStorage:
 
 
 @router.put("/{key:path}")
-async def put_object(key: str, request: Request) -> Response:
+async def put_object(key: Text, request: Request) -> Response:
     etag = await local_server.receive_put(
         _local_storage(request), key, request.query_params, request.headers, request.stream()
     )
@@ -32,7 +33,7 @@ async def put_object(key: str, request: Request) -> Response:
 
 
 @router.get("/{key:path}")
-async def get_object(key: str, request: Request) -> StreamingResponse:
+async def get_object(key: Text, request: Request) -> StreamingResponse:
     download = await local_server.open_download(
         _local_storage(request), key, request.query_params, request.headers.get("range")
     )

@@ -49,7 +49,7 @@ async def request_upload_url(
 
 
 @router.post(
-    "/{upload_id}/url",
+    "/{upload_id:uuid}/url",
     responses=PENDING_UPLOAD_ERRORS,
 )
 async def reissue_upload_url(
@@ -79,7 +79,7 @@ async def confirm_upload_by_key(
     )
 
 
-@router.post("/{upload_id}/confirm", responses=PENDING_UPLOAD_ERRORS)
+@router.post("/{upload_id:uuid}/confirm", responses=PENDING_UPLOAD_ERRORS)
 async def confirm_upload(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> ConfirmedFile:
@@ -106,7 +106,7 @@ async def start_multipart_upload(
 
 
 @router.get(
-    "/{upload_id}/parts",
+    "/{upload_id:uuid}/parts",
     responses=PENDING_UPLOAD_ERRORS,
 )
 async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> UploadedParts:
@@ -115,7 +115,7 @@ async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> Uploa
 
 
 @router.post(
-    "/{upload_id}/parts/urls",
+    "/{upload_id:uuid}/parts/urls",
     responses=PART_URL_ERRORS,
 )
 async def sign_upload_parts(
@@ -131,7 +131,7 @@ async def sign_upload_parts(
     )
 
 
-@router.post("/{upload_id}/complete", responses=PENDING_UPLOAD_ERRORS)
+@router.post("/{upload_id:uuid}/complete", responses=PENDING_UPLOAD_ERRORS)
 async def complete_multipart_upload(
     body: CompleteRequest,
     upload: OwnedUpload,
@@ -151,7 +151,7 @@ async def complete_multipart_upload(
 
 
 @router.delete(
-    "/{upload_id}",
+    "/{upload_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=error_responses(NotFound, Conflict, StorageError),

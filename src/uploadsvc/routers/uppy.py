@@ -21,6 +21,7 @@ from uploadsvc.errors import (
 )
 from uploadsvc.models.uploads import Upload
 from uploadsvc.routers.openapi import PART_URL_ERRORS
+from uploadsvc.schemas.text import Text
 from uploadsvc.schemas.uppy import (
     UppyAborted,
     UppyCompleted,
@@ -44,8 +45,8 @@ _START_ERRORS = error_responses(BadRequest, PayloadTooLarge, UnsupportedMediaTyp
 async def get_uppy_upload(
     session: SessionDep,
     principal: PrincipalDep,
-    multipart_upload_id: Annotated[str, Path(alias="uploadId", max_length=1024)],
-    key: Annotated[str, Query(min_length=1, max_length=1024)],
+    multipart_upload_id: Annotated[Text, Path(alias="uploadId", max_length=1024)],
+    key: Annotated[Text, Query(min_length=1, max_length=1024)],
 ) -> Upload:
     """The caller's upload named by Uppy's key and ``uploadId`` (storage's id); 404 otherwise."""
     return await service.find_multipart(
@@ -62,9 +63,9 @@ async def uppy_upload_parameters(
     storage: StorageDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-    filename: Annotated[str, Query(min_length=1, max_length=1024)],
-    content_type: Annotated[str, Query(alias="type", min_length=1, max_length=255)],
-    purpose: Annotated[str | None, Query(alias="metadata[purpose]")] = None,
+    filename: Annotated[Text, Query(min_length=1, max_length=1024)],
+    content_type: Annotated[Text, Query(alias="type", min_length=1, max_length=255)],
+    purpose: Annotated[Text | None, Query(alias="metadata[purpose]")] = None,
 ) -> UppyUploadParameters:
     """Parameters of a single-request upload (S3: a presigned POST limited to the profile)."""
     return await service.upload_parameters(
@@ -96,14 +97,14 @@ async def uppy_create_multipart_upload(
     )
 
 
-# Declared before /{partNumber}, which would otherwise take "batch".
+# Literal segments are never captured by a parameter: `{partNumber:int}` cannot take "batch".
 @router.get("/multipart/{uploadId}/batch", responses=PART_URL_ERRORS)
 async def uppy_sign_parts_batch(
     upload: UppyUpload,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
-    part_numbers: Annotated[str, Query(alias="partNumbers", max_length=60000)],
+    part_numbers: Annotated[Text, Query(alias="partNumbers", max_length=60000)],
 ) -> UppySignedParts:
     """URLs for several parts at once (`partNumbers=1,2,3`)."""
     return await service.sign_parts_batch(
@@ -111,7 +112,7 @@ async def uppy_sign_parts_batch(
     )
 
 
-@router.get("/multipart/{uploadId}/{partNumber}", responses=PART_URL_ERRORS)
+@router.get("/multipart/{uploadId}/{partNumber:int}", responses=PART_URL_ERRORS)
 async def uppy_sign_part(
     upload: UppyUpload,
     session: SessionDep,

@@ -10,10 +10,11 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from uploadsvc.models.events import ImportState, Progress
+from uploadsvc.schemas.text import Text
 
 
 class ImportByKey(BaseModel):
-    file_key: str = Field(
+    file_key: Text = Field(
         min_length=1, max_length=1024, description="A confirmed `event-import` upload."
     )
 

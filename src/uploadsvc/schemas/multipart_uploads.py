@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from uploadsvc.schemas.text import Text
 from uploadsvc.schemas.uploads import UploadUrlRequest
 from uploadsvc.storage.base import MAX_PART_NUMBER
 
@@ -72,7 +73,7 @@ class PartUrls(BaseModel):
 
 class CompletedPart(BaseModel):
     part_number: int = Field(ge=1, le=MAX_PART_NUMBER)
-    etag: str = Field(min_length=1, max_length=128, description="The ETag storage answered.")
+    etag: Text = Field(min_length=1, max_length=128, description="The ETag storage answered.")
 
 
 class CompleteRequest(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from uploadsvc.schemas.text import Text
+
 
 class OpenEventFileUrl(BaseModel):
     """What `POST /v1/upload/file` answers, as OpenAPI describes it.
@@ -28,4 +30,4 @@ class FileUrls(BaseModel):
 
 
 class ImageData(BaseModel):
-    data: str = Field(description="A `data:image/...;base64,...` URI.")
+    data: Text = Field(description="A `data:image/...;base64,...` URI.")

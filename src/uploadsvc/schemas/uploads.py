@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from uploadsvc.profiles import Purpose
+from uploadsvc.schemas.text import Text
 
 # What `sha256sum` prints: 64 hex digits. It is also valid base64 (of 48
 # bytes), so it is named for what it is rather than reported as a wrong length.
@@ -20,10 +21,10 @@ HOW_TO_ENCODE = "openssl dgst -sha256 -binary FILE | base64"
 class UploadUrlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    filename: str = Field(min_length=1, max_length=1024, examples=["report.pdf"])
-    content_type: str = Field(min_length=1, max_length=255, examples=["application/pdf"])
+    filename: Text = Field(min_length=1, max_length=1024, examples=["report.pdf"])
+    content_type: Text = Field(min_length=1, max_length=255, examples=["application/pdf"])
     size: int = Field(gt=0, description="Exact size of the file in bytes.", examples=[48213])
-    sha256: str | None = Field(
+    sha256: Text | None = Field(
         default=None,
         description="Base64 of the file's 32-byte SHA-256 digest (not hex: "
         f"`{HOW_TO_ENCODE}`); storage then verifies it.",
@@ -69,4 +70,4 @@ class UploadUrlResponse(BaseModel):
 class ConfirmRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    file_key: str = Field(min_length=1, max_length=1024)
+    file_key: Text = Field(min_length=1, max_length=1024)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from uploadsvc.schemas.text import Text
 from uploadsvc.storage.base import MAX_PART_NUMBER
 
 # --- Uppy's S3 protocol (@uppy/aws-s3 with an `endpoint`; its field spellings) ---
@@ -23,8 +24,8 @@ class UppyUploadParameters(BaseModel):
 
 
 class UppyCreateMultipart(BaseModel):
-    filename: str = Field(min_length=1, max_length=1024)
-    type: str = Field(min_length=1, max_length=255)
+    filename: Text = Field(min_length=1, max_length=1024)
+    type: Text = Field(min_length=1, max_length=255)
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="The file's Uppy metadata; `purpose` is honoured."
     )
@@ -46,7 +47,7 @@ class UppySignedParts(BaseModel):
 
 class UppyPart(BaseModel):
     PartNumber: int = Field(ge=1, le=MAX_PART_NUMBER)
-    ETag: str = Field(min_length=1, max_length=128)
+    ETag: Text = Field(min_length=1, max_length=128)
     Size: int | None = None
 
 

@@ -42,6 +42,7 @@ from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import UploadStatus
 from uploadsvc.profiles import STAGING_PREFIX, UPLOAD_PREFIXES, file_key_of
 from uploadsvc.repository import cleanup as repository
+from uploadsvc.repository import idempotency as idempotency_keys
 from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import DELETE_BATCH_SIZE, ListedObject
@@ -119,6 +120,9 @@ async def run_cleanup(
         report.aborted = await _abort_incomplete(
             session_factory, storage, cutoff, dry_run=dry_run, list_all=all_incomplete
         )
+        if not dry_run:
+            # Past their lifetime, idempotency keys are never replayed again.
+            await idempotency_keys.delete_expired(session_factory, now=now)
     except Exception as exc:
         report.outcome = "failed"
         await _record(session_factory, report, started_at, older_than, error=type(exc).__name__)

@@ -21,6 +21,7 @@ import anyio
 from aiobotocore.config import AioConfig
 from anyio import to_thread
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from uploadsvc.config import Settings
 from uploadsvc.errors import StorageError, Unprocessable, UploadsvcError
@@ -570,6 +571,18 @@ def _sha256_hex(data: memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _send_bodies_without_expect_continue(client: Any) -> None:
+    """Send PUT bodies at once, without ``Expect: 100-continue``.
+
+    botocore asks for it on every file-like body (our parts are), and aiohttp
+    then waits for the ``100 Continue`` with no deadline: its read timeout
+    starts only once the body is sent, so a hung S3 hung the upload forever.
+    The bodies are in memory already, so waiting for leave to send gains
+    nothing, and it costs a round trip per part.
+    """
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+
+
 @contextlib.asynccontextmanager
 async def open_s3_storage(
     settings: Settings, *, tracker: MultipartTracker | None = None
@@ -588,6 +601,7 @@ async def open_s3_storage(
         client = await stack.enter_async_context(
             session.client("s3", endpoint_url=settings.s3_endpoint_url, **client_args)
         )
+        _send_bodies_without_expect_continue(client)
         presign_client = client
         if public_endpoint != settings.s3_endpoint_url:
             presign_client = await stack.enter_async_context(
