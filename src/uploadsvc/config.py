@@ -144,6 +144,17 @@ class Settings(BaseSettings):
     # public port does not reach; `uploadsvc worker` serves its own there.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
+    # --- quotas and rate limits (docs/api.md, "Quotas", "Rate limits") -----
+    # Bytes one user may hold: confirmed files plus pending uploads' declared
+    # sizes. Unset: no quota.
+    user_quota_bytes: int | None = Field(default=None, ge=0)
+    # Requests one user may make per route class, as `limits` strings
+    # ("60/minute", "10/second;500/hour"); empty turns a class's limit off.
+    # Shared through Redis across replicas when UPLOADSVC_REDIS_URL is set.
+    rate_limit_upload_urls: str = "120/minute"
+    rate_limit_direct_uploads: str = "30/minute"
+    rate_limit_imports: str = "10/minute"
+
     # --- uploads --------------------------------------------------------
     upload_url_expires_seconds: int = Field(default=900, ge=1, le=604800)
     download_url_expires_seconds: int = Field(default=3600, ge=1, le=604800)

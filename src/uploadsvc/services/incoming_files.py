@@ -39,7 +39,7 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
 from uploadsvc.security import Principal
-from uploadsvc.services import images, scanning
+from uploadsvc.services import images, quotas, scanning
 from uploadsvc.storage import Storage
 
 
@@ -104,6 +104,7 @@ async def store_file(
     session.add(upload)
     scanning.hold_for_scan(settings, upload, session)
     images.stage_variants(settings, upload, session)
+    quotas.stage(settings, upload, session)
     return upload
 
 
@@ -117,6 +118,7 @@ async def record_all_or_nothing(
     no object stays behind without its row.
     """
     try:
+        await quotas.reserve_staged(session)
         await session.commit()
     except BaseException:
         await _discard(session, storage, uploads)

@@ -35,7 +35,7 @@ from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
-from uploadsvc.services import images, scanning
+from uploadsvc.services import images, quotas, scanning
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
 
@@ -116,8 +116,8 @@ async def request_upload_url(
     # rather than a session's BEGIN, INSERT and COMMIT. It is committed before
     # the URL is signed: a URL is never handed out for an upload not recorded,
     # and a signing failure leaves a pending row that cleanup expires.
-    upload = await repository.insert_pending(
-        engine, declare_requested(settings, principal=principal, request=request)
+    upload = await quotas.insert_pending(
+        engine, settings, declare_requested(settings, principal=principal, request=request)
     )
     return await _presigned_put(storage, settings, upload)
 

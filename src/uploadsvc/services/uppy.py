@@ -34,7 +34,7 @@ from uploadsvc.schemas.uppy import (
     UppyUploadParameters,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services import multipart_uploads
+from uploadsvc.services import multipart_uploads, quotas
 from uploadsvc.services.uploads import abort_upload, declare_upload
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MAX_PART_NUMBER
@@ -72,7 +72,7 @@ async def upload_parameters(
         content_type=content_type,
         size=None,
     )
-    await repository.add(session, upload)
+    await quotas.add_pending(session, settings, upload)
     presigned = await storage.presign_browser_upload(
         upload.file_key,
         content_type=upload.content_type,
@@ -108,7 +108,7 @@ async def create_multipart_upload(
         content_type=content_type,
         size=None,
     )
-    await multipart_uploads.start_in_storage(session, storage, upload)
+    await multipart_uploads.start_in_storage(session, storage, settings, upload)
     assert upload.multipart_upload_id is not None
     return UppyMultipartUpload(key=upload.file_key, uploadId=upload.multipart_upload_id)
 

@@ -1,0 +1,121 @@
+"""Per-user storage quotas (docs/api.md, "Quotas").
+
+With ``UPLOADSVC_USER_QUOTA_BYTES`` set, every route that makes room for new
+bytes (request-url, multipart and Uppy starts, direct and Open Event
+uploads, archive imports) checks the caller's usage (confirmed files plus
+pending uploads' declared sizes) and the new bytes against it, in the same
+locked transaction that records them (repository/quotas.py), so two
+concurrent requests cannot both take the last bytes. Past it: 413
+``quota_exceeded`` with the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from uploadsvc.config import Settings
+from uploadsvc.errors import QuotaExceeded
+from uploadsvc.models.uploads import Upload
+from uploadsvc.repository import quotas as repository
+from uploadsvc.repository import uploads as uploads_repository
+from uploadsvc.repository.quotas import StoredBytes
+from uploadsvc.schemas.usage import Usage
+from uploadsvc.security import Principal
+
+
+def _fits(stored: StoredBytes, *, requested: int | None, quota: int) -> bool:
+    if requested is None:
+        # An upload whose size is not declared (Uppy) needs some room left;
+        # its bytes count once confirmed, bounded by its profile's maximum.
+        return stored.used_bytes < quota
+    return stored.used_bytes + requested <= quota
+
+
+def _refusal(stored: StoredBytes, *, requested: int | None, quota: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"This upload needs {requested or 0} bytes; {stored.used_bytes} of your "
+        f"{quota}-byte quota are used. Delete files or abort pending uploads first.",
+        used_bytes=stored.used_bytes,
+        requested_bytes=requested or 0,
+        quota_bytes=quota,
+    )
+
+
+async def insert_pending(engine: AsyncEngine, settings: Settings, upload: Upload) -> Upload:
+    """``repository.insert_pending``, refused with 413 when the quota has no room for it."""
+    quota = settings.user_quota_bytes
+    if quota is None:
+        return await uploads_repository.insert_pending(engine, upload)
+    requested = upload.size_bytes
+    refused = await repository.insert_pending_if(
+        engine, upload, fits=lambda stored: _fits(stored, requested=requested, quota=quota)
+    )
+    if refused is not None:
+        raise _refusal(refused, requested=requested, quota=quota)
+    return upload
+
+
+async def add_pending(session: AsyncSession, settings: Settings, upload: Upload) -> Upload:
+    """``repository.add`` of a pending upload, within its owner's quota (held until commit)."""
+    await reserve(session, settings, [upload])
+    return await uploads_repository.add(session, upload)
+
+
+async def reserve(session: AsyncSession, settings: Settings, uploads: Sequence[Upload]) -> None:
+    """Refuse (413) new rows of ``session`` that would take their owner past the quota.
+
+    The owner's usage stays locked until the session commits, so the rows
+    must be written in this transaction. Rows already flushed are in the
+    usage the database counts; only those still staged are added to it.
+    """
+    quota = settings.user_quota_bytes
+    if quota is None or not uploads:
+        return
+    owner_id = uploads[0].owner_id
+    sizes = [upload.size_bytes for upload in uploads if _not_flushed(session, upload)]
+    requested = None if None in sizes else sum(size or 0 for size in sizes)
+    stored = await repository.lock_stored_bytes(session, owner_id=owner_id)
+    if not _fits(stored, requested=requested, quota=quota):
+        raise _refusal(stored, requested=requested, quota=quota)
+
+
+def _not_flushed(session: AsyncSession, upload: Upload) -> bool:
+    return upload not in session or upload in session.new
+
+
+_STAGED = "uploadsvc.quota_staged"
+
+
+def stage(settings: Settings, upload: Upload, session: AsyncSession) -> None:
+    """Count ``upload`` (staged, not flushed) against its quota when ``reserve_staged`` runs.
+
+    For the routes that stream a file before they touch the database
+    (services/incoming_files.py): the check waits for the short commit that
+    records the rows, since no transaction may be open while the body streams.
+    """
+    if settings.user_quota_bytes is not None:
+        session.info.setdefault(_STAGED, (settings, []))[1].append(upload)
+
+
+async def reserve_staged(session: AsyncSession) -> None:
+    """``reserve`` the uploads ``stage`` noted, just before the session commits them."""
+    staged: tuple[Settings, list[Upload]] | None = session.info.pop(_STAGED, None)
+    if staged is not None:
+        settings, uploads = staged
+        await reserve(session, settings, uploads)
+
+
+async def usage(engine: AsyncEngine, settings: Settings, *, principal: Principal) -> Usage:
+    """``GET /v1/usage``: what the caller stores, and what their quota leaves."""
+    stored = await repository.read_stored_bytes(engine, owner_id=principal.user_id)
+    quota = settings.user_quota_bytes
+    return Usage(
+        used_bytes=stored.used_bytes,
+        confirmed_bytes=stored.confirmed_bytes,
+        pending_bytes=stored.pending_bytes,
+        files=stored.files,
+        quota_bytes=quota,
+        remaining_bytes=None if quota is None else max(quota - stored.used_bytes, 0),
+    )
