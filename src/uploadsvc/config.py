@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -151,9 +152,10 @@ class Settings(BaseSettings):
     # Requests one user may make per route class, as `limits` strings
     # ("60/minute", "10/second;500/hour"); empty turns a class's limit off.
     # Shared through Redis across replicas when UPLOADSVC_REDIS_URL is set.
-    rate_limit_upload_urls: str = "120/minute"
-    rate_limit_direct_uploads: str = "30/minute"
-    rate_limit_imports: str = "10/minute"
+    # The defaults stop a runaway client, not a busy one.
+    rate_limit_upload_urls: str = "600/minute"
+    rate_limit_direct_uploads: str = "120/minute"
+    rate_limit_imports: str = "30/minute"
 
     # --- uploads --------------------------------------------------------
     upload_url_expires_seconds: int = Field(default=900, ge=1, le=604800)
@@ -183,6 +185,13 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("rate_limit_upload_urls", "rate_limit_direct_uploads", "rate_limit_imports")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # ValueError on a malformed limit
+        return value
 
     @field_validator("clamd_url")
     @classmethod

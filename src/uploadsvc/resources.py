@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from uploadsvc.config import Settings
 from uploadsvc.db import create_engine, create_session_factory
 from uploadsvc.job_queue import ArqQueue, InProcessQueue, JobQueue
+from uploadsvc.rate_limits import RateLimiter
 from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.security import TokenVerifier
 from uploadsvc.storage import Storage, open_storage
@@ -32,6 +33,7 @@ class Resources:
     # None in the zero-config setup: jobs then run in-process.
     redis: ArqRedis | None
     jobs: JobQueue
+    rate_limiter: RateLimiter
 
 
 def _multipart_ledger(
@@ -74,6 +76,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             # lifespan): this module knows no job and no service.
             jobs = InProcessQueue()
         stack.push_async_callback(jobs.aclose)
+        rate_limiter = RateLimiter(settings)
+        stack.push_async_callback(rate_limiter.aclose)
         resources = Resources(
             settings=settings,
             engine=engine,
@@ -82,5 +86,6 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             token_verifier=verifier,
             redis=redis,
             jobs=jobs,
+            rate_limiter=rate_limiter,
         )
         yield resources

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
-from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep
+from uploadsvc.deps import ImportLimit, PrincipalDep, ResourcesDep, SessionDep
 from uploadsvc.errors import (
     NotFound,
+    TooManyRequests,
     Unprocessable,
     error_responses,
 )
@@ -45,6 +46,7 @@ def _accepted(job_id: uuid.UUID) -> TaskAccepted:
     "/events/import/json",
     status_code=status.HTTP_202_ACCEPTED,
     responses=STREAMED_UPLOAD_ERRORS,
+    dependencies=[ImportLimit],
     openapi_extra=form_data_body({"file": BINARY}, ["file"]),
 )
 async def import_event_archive(
@@ -61,7 +63,8 @@ async def import_event_archive(
 @router.post(
     "/events/import",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(NotFound, Unprocessable),
+    responses=error_responses(NotFound, Unprocessable, TooManyRequests),
+    dependencies=[ImportLimit],
 )
 async def import_event_upload(
     body: ImportByKey, session: SessionDep, resources: ResourcesDep, principal: PrincipalDep

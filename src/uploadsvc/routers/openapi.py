@@ -13,6 +13,7 @@ from uploadsvc.errors import (
     BadRequest,
     PayloadTooLarge,
     StorageError,
+    TooManyRequests,
     Unprocessable,
     UnsupportedMediaType,
     error_responses,
@@ -44,5 +45,5 @@ def untitled(schema: dict[str, Any]) -> dict[str, Any]:
 # its success: a malformed body, too large, a refused type, a file that
 # fails its checks, storage unavailable.
 STREAMED_UPLOAD_ERRORS = error_responses(
-    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
+    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, StorageError
 )

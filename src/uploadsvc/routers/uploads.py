@@ -11,6 +11,7 @@ from uploadsvc.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    UploadUrlLimit,
 )
 from uploadsvc.errors import (
     BadRequest,
@@ -19,6 +20,7 @@ from uploadsvc.errors import (
     NotFound,
     PayloadTooLarge,
     StorageError,
+    TooManyRequests,
     Unprocessable,
     UnsupportedMediaType,
     error_responses,
@@ -41,12 +43,16 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 _CONFIRM_ERRORS = error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError)
 
 
+_START_ERRORS = error_responses(
+    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, StorageError
+)
+
+
 @router.post(
     "/request-url",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=_START_ERRORS,
+    dependencies=[UploadUrlLimit],
 )
 async def request_upload_url(
     body: UploadUrlRequest,
@@ -63,7 +69,10 @@ async def request_upload_url(
 
 @router.post(
     "/{upload_id}/url",
-    responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=error_responses(
+        NotFound, Conflict, Gone, Unprocessable, TooManyRequests, StorageError
+    ),
+    dependencies=[UploadUrlLimit],
 )
 async def reissue_upload_url(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
@@ -103,9 +112,8 @@ async def confirm_upload(
 @router.post(
     "/multipart",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=_START_ERRORS,
+    dependencies=[UploadUrlLimit],
 )
 async def start_multipart_upload(
     body: MultipartUploadRequest,
