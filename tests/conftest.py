@@ -257,7 +257,10 @@ async def api(
 async def empty_shared_database(connection: AsyncConnection) -> None:
     """Leave the session's PostgreSQL database as the next test expects it."""
     await connection.execute(
-        text("TRUNCATE uploads, cleanup_runs, import_jobs, open_multipart_uploads CASCADE")
+        text(
+            "TRUNCATE uploads, cleanup_runs, import_jobs, open_multipart_uploads, "
+            "webhook_deliveries CASCADE"
+        )
     )
     # A test that stopped mid-run must not leave the cleanup lease held.
     await connection.execute(

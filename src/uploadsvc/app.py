@@ -36,6 +36,7 @@ from uploadsvc.routers import (
     uploads,
     uppy,
     usage,
+    webhooks,
 )
 from uploadsvc.workers.jobs import bind_in_process_jobs
 from uploadsvc.workers.scheduler import run_in_process_schedule
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(images.router)
     app.include_router(usage.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     if settings.metrics_public:
         app.include_router(health.metrics_router)

@@ -5,6 +5,8 @@ Every setting is listed, with a comment, in ``.env.example``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -157,6 +159,18 @@ class Settings(BaseSettings):
     rate_limit_direct_uploads: str = "120/minute"
     rate_limit_imports: str = "30/minute"
 
+    # --- webhooks (docs/api.md, "Webhooks") ---------------------------------
+    # Where events are POSTed; unset: no webhooks.
+    webhook_url: str | None = None
+    # The Standard Webhooks signing secret ("whsec_" + base64 of 24-64 random bytes).
+    webhook_secret: SecretStr | None = None
+    # Attempts of one delivery, the first included, before it is marked failed.
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    # Wait before the second attempt; doubled before each one after (at most an hour).
+    webhook_retry_backoff_seconds: float = Field(default=5, gt=0)
+    # Deadline of one attempt (connect, send, answer).
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+
     # --- uploads --------------------------------------------------------
     upload_url_expires_seconds: int = Field(default=900, ge=1, le=604800)
     download_url_expires_seconds: int = Field(default=3600, ge=1, le=604800)
@@ -206,6 +220,25 @@ class Settings(BaseSettings):
         if (value < 60 and 60 % value == 0) or (value % 60 == 0 and 1440 % value == 0):
             return value
         raise ValueError("must divide 60, or be a multiple of 60 that divides 1440")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value().removeprefix("whsec_")
+            try:
+                decoded = base64.b64decode(raw, validate=True)
+            except binascii.Error:
+                raise ValueError("must be whsec_ followed by base64") from None
+            if len(decoded) < 24:
+                raise ValueError("must hold at least 24 bytes (openssl rand -base64 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("UPLOADSVC_WEBHOOK_SECRET must be set with UPLOADSVC_WEBHOOK_URL")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

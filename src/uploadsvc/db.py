@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -55,6 +56,22 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None or value.tzinfo is not None:
             return value
         return value.replace(tzinfo=dt.UTC)
+
+
+def value_enum(enum_class: type[enum.StrEnum], *, name: str, length: int) -> Enum:
+    """A column type storing a StrEnum by its values, as a VARCHAR with a CHECK on every database.
+
+    ``native_enum=False``: adding a member is a plain migration, with no
+    PostgreSQL ``ALTER TYPE``; ``values_callable``: the rows hold ``"pending"``,
+    not the member's name.
+    """
+    return Enum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Base(DeclarativeBase):

@@ -21,6 +21,7 @@ from uploadsvc.rate_limits import RateLimiter
 from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.security import TokenVerifier
 from uploadsvc.storage import Storage, open_storage
+from uploadsvc.webhook_sender import WebhookSender
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class Resources:
     redis: ArqRedis | None
     jobs: JobQueue
     rate_limiter: RateLimiter
+    # None without UPLOADSVC_WEBHOOK_URL.
+    webhook_sender: WebhookSender | None
 
 
 def _multipart_ledger(
@@ -78,6 +81,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(jobs.aclose)
         rate_limiter = RateLimiter(settings)
         stack.push_async_callback(rate_limiter.aclose)
+        webhook_sender = WebhookSender.from_settings(settings)
+        if webhook_sender is not None:
+            stack.push_async_callback(webhook_sender.aclose)
         resources = Resources(
             settings=settings,
             engine=engine,
@@ -87,5 +93,6 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             redis=redis,
             jobs=jobs,
             rate_limiter=rate_limiter,
+            webhook_sender=webhook_sender,
         )
         yield resources

@@ -42,6 +42,7 @@ from uploadsvc import metrics
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError, Unprocessable
 from uploadsvc.formdata import FormReader
+from uploadsvc.job_queue import flush_after_commit
 from uploadsvc.models.events import ImportJob, ImportState, Progress
 from uploadsvc.models.uploads import UploadStatus
 from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
@@ -58,7 +59,7 @@ from uploadsvc.repository import events
 from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
-from uploadsvc.services import scanning
+from uploadsvc.services import scanning, webhooks
 from uploadsvc.services.incoming_files import IncomingFile, record_all_or_nothing, store_file
 from uploadsvc.services.uploads import find_upload
 
@@ -374,18 +375,20 @@ async def _import(run: _Run, archive: OpenEventArchive, stream: ImportStream) ->
             warnings = stream.warnings + media_warnings
             if len(warnings) > MAX_WARNINGS:
                 warnings = [*warnings[:MAX_WARNINGS], "more warnings were left out"]
+            result = {
+                "id": str(stream.event_id),
+                "event_name": stream.event_name,
+                "url": f"/v1/events/{stream.event_id}",
+                "counts": stream.counts,
+                "warnings": warnings,
+            }
             await repository.mark_succeeded(
-                session,
-                job_id=run.job.id,
-                result={
-                    "id": str(stream.event_id),
-                    "event_name": stream.event_name,
-                    "url": f"/v1/events/{stream.event_id}",
-                    "counts": stream.counts,
-                    "warnings": warnings,
-                },
-                progress=DONE,
+                session, job_id=run.job.id, result=result, progress=DONE
             )
+            webhooks.emit(
+                session, resources.settings, "import.succeeded", _import_data(run, result=result)
+            )
+        await flush_after_commit(session, resources.jobs)
     finally:
         # A generator must never run in two threads at once: let the parse in
         # flight end (its batch or error no longer matters) before closing it.
@@ -458,12 +461,21 @@ async def _fail(run: _Run, error: dict[str, Any]) -> None:
     try:
         async with run.resources.session_factory() as session, session.begin():
             await repository.mark_failed(session, job_id=run.job.id, error=error, progress=progress)
+            webhooks.emit(
+                session, run.resources.settings, "import.failed", _import_data(run, error=error)
+            )
+        await flush_after_commit(session, run.resources.jobs)
         run.finished("FAILURE")
     except Exception as exc:
         if is_transient(exc) and not run.last_try:
             logger.warning("import job %s could not record its failure: %r", run.job.id, exc)
             raise ImportInterrupted(f"could not record the failure: {exc!r}") from exc
         raise
+
+
+def _import_data(run: _Run, **outcome: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` of the import events: the task, its owner, and its result or error."""
+    return {"task_id": str(run.job.id), "owner_id": run.job.owner_id, **outcome}
 
 
 # --- reconciling with the queue ----------------------------------------------------

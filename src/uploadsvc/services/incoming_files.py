@@ -39,7 +39,7 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
 from uploadsvc.security import Principal
-from uploadsvc.services import images, quotas, scanning
+from uploadsvc.services import images, quotas, scanning, webhooks
 from uploadsvc.storage import Storage
 
 
@@ -105,6 +105,7 @@ async def store_file(
     scanning.hold_for_scan(settings, upload, session)
     images.stage_variants(settings, upload, session)
     quotas.stage(settings, upload, session)
+    webhooks.emit(session, settings, "file.confirmed", webhooks.file_data(upload))
     return upload
 
 

@@ -35,7 +35,7 @@ from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
-from uploadsvc.services import images, quotas, scanning
+from uploadsvc.services import images, quotas, scanning, webhooks
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
 
@@ -241,7 +241,7 @@ async def confirm_upload(
         or await _check_magic_bytes(storage, upload)
     )
     if rejection is not None:
-        if await _reject(session, storage, upload, rejection):
+        if await _reject(session, storage, settings, upload, rejection):
             raise Unprocessable(rejection.detail, code=rejection.code)
         return await _answer_for_state(storage, settings, upload)
 
@@ -257,6 +257,7 @@ async def confirm_upload(
     if not won:
         return await _answer_for_state(storage, settings, await repository.reload(session, upload))
     scanning.hold_for_scan(settings, upload, session)
+    webhooks.emit(session, settings, "file.confirmed", webhooks.file_data(upload))
     await images.schedule_variants(session, settings, upload)
     metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes or 0)
     return await confirmed_body(storage, settings, upload)
@@ -308,7 +309,11 @@ async def _check_magic_bytes(storage: Storage, upload: Upload) -> _Rejection | N
 
 
 async def _reject(
-    session: AsyncSession, storage: Storage, upload: Upload, rejection: _Rejection
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    upload: Upload,
+    rejection: _Rejection,
 ) -> bool:
     """Mark the upload rejected and delete its object; False if another request decided first."""
     won = await repository.transition(
@@ -321,9 +326,13 @@ async def _reject(
     if not won:
         await repository.reload(session, upload)
         return False
+    data = {**webhooks.file_data(upload), "reason": rejection.code}
+    webhooks.emit(session, settings, "upload.rejected", data)
     # The 422 that follows would roll the request back: the rejection must be
     # committed first. The object goes after the commit, so a crash in between
-    # leaves a rejected row whose object cleanup removes.
+    # leaves a rejected row whose object cleanup removes. (The request's
+    # after-commit jobs are dropped with that 422: the webhook reconciler
+    # sends the rejection's delivery, which this commit recorded.)
     await session.commit()
     metrics.upload_rejected(purpose=upload.purpose, reason=rejection.code)
     logger.info("rejected upload %s: %s", upload.id, rejection.code)

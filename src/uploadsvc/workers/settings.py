@@ -20,10 +20,12 @@ from uploadsvc.resources import open_resources
 from uploadsvc.services.images import MAX_TRIES as MAX_VARIANT_TRIES
 from uploadsvc.workers.jobs import (
     cleanup_job,
+    deliver_webhook,
     import_event,
     make_image_variants,
     reconcile_job,
     reconcile_scans_job,
+    reconcile_webhooks_job,
     scan_file,
 )
 
@@ -53,6 +55,20 @@ def cleanup_schedule(settings: Settings) -> tuple[set[int], set[int] | None]:
     return {0}, set(range(0, 24, every // 60))
 
 
+def _job(function: Any, *, timeout: float, max_tries: int) -> Any:
+    """A job function by its own name; keep_result=0, so its fixed job id can be enqueued again."""
+    return func(
+        function, name=function.__name__, timeout=timeout, keep_result=0, max_tries=max_tries
+    )
+
+
+def _every_minute(settings: Settings, job: Any, *, second: int) -> Any:
+    """A reconciler's cron: once a minute at ``second``, one at a time, and at startup."""
+    return cron(
+        job, second={second}, unique=True, run_at_startup=True, timeout=settings.job_timeout_seconds
+    )
+
+
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     if not settings.redis_url:
         raise ValueError("the worker needs UPLOADSVC_REDIS_URL")
@@ -73,32 +89,31 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
             # the job's last try records FAILURE rather than asking again.
             # The job stops itself at job_timeout_seconds (and is retried);
             # arq's timeout, a grace period later, only backs that up.
-            func(
+            _job(
                 import_event,
-                name="import_event",
                 timeout=settings.job_timeout_seconds + IMPORT_GRACE_SECONDS,
-                keep_result=0,
                 max_tries=settings.import_max_tries,
             ),
             # Scans: keep_result=0 and a fixed job id as for imports; a scan
             # still pending after max_tries is enqueued again by its reconciler.
             # A scan stops itself at clamd_timeout_seconds; its arq timeout
             # stays below the import's, which sets arq's in-progress lease.
-            func(
-                scan_file,
-                name="scan_file",
-                timeout=settings.job_timeout_seconds,
-                keep_result=0,
-                max_tries=settings.scan_max_tries,
+            _job(
+                scan_file, timeout=settings.job_timeout_seconds, max_tries=settings.scan_max_tries
             ),
             # The job kills its child process at image_job_timeout_seconds;
             # keep_result=0 lets the same fixed id be enqueued again.
-            func(
+            _job(
                 make_image_variants,
-                name="make_image_variants",
                 timeout=settings.image_job_timeout_seconds + IMPORT_GRACE_SECONDS,
-                keep_result=0,
                 max_tries=MAX_VARIANT_TRIES,
+            ),
+            # Every attempt is recorded on its delivery, which fails itself after
+            # the last; arq's tries only bound the loop (services/webhooks.py).
+            _job(
+                deliver_webhook,
+                timeout=settings.webhook_timeout_seconds + IMPORT_GRACE_SECONDS,
+                max_tries=settings.webhook_max_attempts,
             ),
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
@@ -112,13 +127,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 unique=True,
                 timeout=settings.job_timeout_seconds,
             ),
-            cron(
-                reconcile_job,
-                second={0},
-                unique=True,
-                run_at_startup=True,
-                timeout=settings.job_timeout_seconds,
-            ),
+            _every_minute(settings, reconcile_job, second=0),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         # arq polls the queue; its default 0.5 s would dominate the time from
@@ -134,15 +143,10 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     if settings.scan_backend == "clamd":
         # Files left pending (Redis lost their job, its tries ran out) are
         # enqueued again; with scanning off there is nothing to reconcile.
-        options["cron_jobs"].append(
-            cron(
-                reconcile_scans_job,
-                second={30},
-                unique=True,
-                run_at_startup=True,
-                timeout=settings.job_timeout_seconds,
-            )
-        )
+        options["cron_jobs"].append(_every_minute(settings, reconcile_scans_job, second=30))
+    if settings.webhook_url is not None:
+        # Deliveries whose job was lost, as the scans above.
+        options["cron_jobs"].append(_every_minute(settings, reconcile_webhooks_job, second=45))
     options.update(overrides)
     return Worker(**options)
 

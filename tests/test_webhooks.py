@@ -1,0 +1,208 @@
+"""Webhooks: signed as Standard Webhooks says, sent after the commit, retried, attempts recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from standardwebhooks import Webhook
+
+from tests.conftest import Api, make_settings, running_api
+from tests.support.files import plain_text
+from tests.support.servers import serve_in_thread
+from uploadsvc.cli import run_migrations
+from uploadsvc.job_queue import InProcessQueue
+from uploadsvc.services.webhooks import reconcile_webhooks
+from uploadsvc.workers.settings import create_worker
+
+QUOTA = 1000
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+BOTH = pytest.mark.parametrize("backend", ["pg-local", "sqlite-local"])
+# This checkout's Redis database that tests may flush.
+FLUSHABLE_REDIS_URL = os.environ.get(
+    "UPLOADSVC_TEST_REDIS_FLUSHABLE_URL", "redis://127.0.0.1:6379/14"
+)
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback: answers ``statuses`` in turn (then 204), keeps each call."""
+
+    statuses: list[int]
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def events(self) -> list[dict[str, Any]]:
+        """The bodies received, each verified with the Standard Webhooks library."""
+        return [Webhook(SECRET).verify(body, headers) for headers, body in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(statuses=[])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with state.lock:
+                state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = state.statuses.pop(0) if state.statuses else 204
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    with serve_in_thread(Handler) as server:
+        state.url = f"http://127.0.0.1:{server.server_port}/hooks"
+        yield state
+
+
+def _webhook_settings(receiver: Receiver) -> dict[str, Any]:
+    return {
+        "webhook_url": receiver.url,
+        "webhook_secret": SECRET,
+        "webhook_retry_backoff_seconds": 0.01,
+        "webhook_max_attempts": 3,
+        "user_quota_bytes": QUOTA,
+    }
+
+
+@pytest.fixture
+def settings_overrides(receiver: Receiver) -> dict[str, Any]:
+    return _webhook_settings(receiver)
+
+
+async def _jobs_done(api: Api) -> None:
+    assert isinstance(api.resources.jobs, InProcessQueue)
+    await api.resources.jobs.wait_idle()
+
+
+async def _deliveries(api: Api) -> list[dict[str, Any]]:
+    response = await api.app_client.get(
+        "/v1/webhooks/deliveries", headers=api.headers("root", admin=True)
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+@BOTH
+async def test_a_confirmed_file_is_announced_once_after_two_500s(
+    api: Api, receiver: Receiver
+) -> None:
+    receiver.statuses = [500, 500]
+
+    confirmed = await api.upload(plain_text(64))
+    await _jobs_done(api)
+
+    # Three attempts of one message: the same webhook-id, each verifiable.
+    events = receiver.events()
+    assert [event["type"] for event in events] == ["file.confirmed"] * 3
+    assert events[0]["data"]["file_id"] == confirmed["file_id"]
+    assert len({headers["webhook-id"] for headers, _ in receiver.received}) == 1
+    [delivery] = await _deliveries(api)
+    assert delivery["id"] == receiver.received[0][0]["webhook-id"]
+    assert delivery["status"] == "delivered"
+    assert [attempt["status_code"] for attempt in delivery["attempts"]] == [500, 500, 204]
+    # Delivered means done: the reconciler sends it no more.
+    assert await reconcile_webhooks(api.resources, older_than=dt.timedelta(0)) == 0
+
+
+@BOTH
+async def test_a_receiver_that_keeps_failing_ends_failed_after_the_last_attempt(
+    api: Api, receiver: Receiver
+) -> None:
+    receiver.statuses = [503] * 10
+
+    await api.upload(plain_text(64))
+    await _jobs_done(api)
+
+    assert len(receiver.received) == 3
+    [delivery] = await _deliveries(api)
+    assert delivery["status"] == "failed"
+    assert [attempt["error"] for attempt in delivery["attempts"]] == ["HTTP 503"] * 3
+
+
+@BOTH
+async def test_rejections_and_deletions_are_sent_and_only_admins_see_deliveries(
+    api: Api, receiver: Receiver
+) -> None:
+    kept = await api.upload(plain_text(64))
+    grant = await api.grant(plain_text(64))
+    await api.plant(grant["file_key"], plain_text(65), "text/plain")
+    assert (await api.confirm(grant["file_key"])).status_code == 422
+    deleted = await api.app_client.delete(f"/v1/files/{kept['file_id']}", headers=api.headers())
+    assert deleted.status_code == 204
+    # The rejection's 422 drops the request's after-commit jobs; the
+    # reconciler finds the delivery its commit recorded.
+    await reconcile_webhooks(api.resources, older_than=dt.timedelta(0))
+    await _jobs_done(api)
+
+    by_type = {event["type"]: event["data"] for event in receiver.events()}
+    assert set(by_type) == {"file.confirmed", "upload.rejected", "file.deleted"}
+    assert by_type["upload.rejected"]["reason"] == "size_mismatch"
+    assert by_type["file.deleted"]["file_id"] == kept["file_id"]
+    forbidden = await api.app_client.get("/v1/webhooks/deliveries", headers=api.headers())
+    assert forbidden.status_code == 403
+
+
+@BOTH
+async def test_an_upload_that_rolls_back_announces_nothing(api: Api, receiver: Receiver) -> None:
+    # Streamed and staged with its event, then refused at the commit (quota).
+    response = await api.app_client.put(
+        "/v1/uploads/direct?filename=a.txt",
+        content=plain_text(QUOTA + 1),
+        headers={**api.headers(), "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 413
+    await reconcile_webhooks(api.resources, older_than=dt.timedelta(0))
+    await _jobs_done(api)
+
+    assert receiver.received == []
+    assert await _deliveries(api) == []
+
+
+async def test_the_arq_worker_delivers_after_the_commit_and_retries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    redis = Redis.from_url(FLUSHABLE_REDIS_URL)
+    await redis.flushdb()
+    settings = make_settings(
+        "sqlite-local",
+        tmp_path=tmp_path,
+        redis_url=FLUSHABLE_REDIS_URL,
+        **_webhook_settings(receiver),
+    )
+    await asyncio.to_thread(run_migrations, settings)
+    receiver.statuses = [500, 500]
+    try:
+        async with running_api(settings) as api:
+            confirmed = await api.upload(plain_text(64))
+            assert receiver.received == []  # queued in Redis, not sent by the API
+            worker = create_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
+            [delivery] = await _deliveries(api)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+
+    assert [event["data"]["file_id"] for event in receiver.events()] == [confirmed["file_id"]] * 3
+    assert delivery["status"] == "delivered"
+    assert [attempt["status_code"] for attempt in delivery["attempts"]] == [500, 500, 204]
