@@ -219,6 +219,10 @@ async def _run_cleanup(settings: Settings, args: argparse.Namespace) -> str:
             older_than=older_than,
             dry_run=args.dry_run,
             all_incomplete=args.all_incomplete,
+            settings=settings,
+            # Without Redis no worker takes the confirms' scans and webhooks
+            # from here: their reconcilers enqueue them from the API process.
+            jobs=resources.jobs if resources.redis is not None else None,
         )
     return report.summary()
 

@@ -120,4 +120,6 @@ async def scheduled_cleanup(resources: Resources) -> CleanupReport:
         resources.session_factory,
         resources.storage,
         older_than=dt.timedelta(seconds=resources.settings.cleanup_older_than_seconds),
+        settings=resources.settings,
+        jobs=resources.jobs,
     )
