@@ -38,6 +38,7 @@ from uploadsvc.routers import (
     usage,
     webhooks,
 )
+from uploadsvc.shutdown import ShutdownState, install_drain
 from uploadsvc.workers.jobs import bind_in_process_jobs
 from uploadsvc.workers.scheduler import run_in_process_schedule
 
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_resources(settings) as resources:
             bind_in_process_jobs(resources)
             app.state.resources = resources
+            app.state.shutdown = ShutdownState()
+            undo_drain = install_drain(
+                app.state.shutdown, drain_seconds=settings.shutdown_drain_seconds
+            )
             scheduler = None
             if resources.redis is None:
                 # No Redis, no arq worker: this process runs the periodic jobs.
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                undo_drain()
                 if scheduler is not None:
                     scheduler.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

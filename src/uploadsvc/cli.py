@@ -345,7 +345,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    logging_options = uvicorn_logging(settings, "serve")
+    logging_options = {
+        **uvicorn_logging(settings, "serve"),
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }
     if args.workers > 1:
         with metrics_shared_by_workers() as metrics_dir:
             logger.info("metrics of %d workers add up in %s", args.workers, metrics_dir)

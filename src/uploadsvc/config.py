@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 8000
+    # `serve` (docs/api.md, "Processes"): after SIGTERM, /readyz answers 503 for
+    # this long while requests are still served, so the load balancer stops
+    # sending new ones before the listener closes.
+    shutdown_drain_seconds: float = Field(default=0, ge=0, le=300)
+    # Then requests in flight get this long to finish before they are cut.
+    shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    # How long an idle keep-alive connection stays open; behind a load balancer,
+    # longer than its idle timeout (AWS ALB: 60 s), or it meets closed connections.
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=3600)
 
     # --- logs and metrics (README.md, "Logs and metrics") -----
     # json | console. Unset: console for `uploadsvc dev`, JSON lines everywhere else.
