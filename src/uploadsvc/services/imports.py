@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from anyio import to_thread
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +71,8 @@ PROGRESS_EVERY_SECONDS = 0.5
 # Keys per storage delete request (S3's maximum).
 DELETE_BATCH = 1000
 
+# Reads of an archive file given to `uploadsvc import`.
+ARCHIVE_READ_BYTES = 1024 * 1024
 QUEUED = Progress("queued", 0, 0, "Waiting for a worker")
 DOWNLOAD = Progress("download", 0, 1, "Downloading the archive")
 CHECK = Progress("archive", 0, 1, "Checking the archive")
@@ -143,13 +146,54 @@ async def submit_archive_upload(
     session: AsyncSession, resources: Resources, *, principal: Principal, form: FormReader
 ) -> ImportJob:
     """``POST /v1/events/import/json``: the zip in the part ``file``, streamed to storage."""
+
+    async def file_parts() -> AsyncIterator[IncomingFile]:
+        while (part := await form.next_part()) is not None:
+            if part.name == "file":
+                yield IncomingFile(part.filename or "event.zip", None, form.chunks())
+
+    job = await _archive_job(session, resources, principal=principal, files=file_parts())
+    return await enqueue_after_commit(session, resources, job)
+
+
+async def submit_archive_file(
+    session: AsyncSession, resources: Resources, *, principal: Principal, path: Path
+) -> ImportJob:
+    """``uploadsvc import``: the zip at ``path``, stored as an upload of ``principal``.
+
+    Committed, not enqueued: the command runs the job itself (``run_import``).
+    """
+
+    async def the_file() -> AsyncIterator[IncomingFile]:
+        yield IncomingFile(path.name, None, _file_chunks(path))
+
+    return await _archive_job(session, resources, principal=principal, files=the_file())
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        while chunk := await file.read(ARCHIVE_READ_BYTES):
+            yield chunk
+
+
+async def _archive_job(
+    session: AsyncSession,
+    resources: Resources,
+    *,
+    principal: Principal,
+    files: AsyncIterator[IncomingFile],
+) -> ImportJob:
+    """Store the first of ``files`` as an ``event-import`` upload and stage its import job.
+
+    Both rows are written in one short commit once the file is stored
+    (``record_all_or_nothing``); whatever fails first leaves no object.
+    """
     settings = resources.settings
     profile = profile_for(settings, Purpose.EVENT_IMPORT)
     upload = None
     try:
-        while (part := await form.next_part()) is not None:
-            if part.name == "file" and upload is None:
-                incoming = IncomingFile(part.filename or "event.zip", None, form.chunks())
+        async for incoming in files:
+            if upload is None:
                 upload = await store_file(
                     session,
                     resources.storage,
@@ -169,7 +213,7 @@ async def submit_archive_upload(
                 await resources.storage.delete(upload.file_key)
         raise
     await record_all_or_nothing(session, resources.storage, [upload])
-    return await enqueue_after_commit(session, resources, job)
+    return job
 
 
 # --- the job -------------------------------------------------------------------
