@@ -8,11 +8,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_REDIS_URL, Api, make_settings, running_api
+from tests.service_process import sqlite_local_values
 from tests.support.files import plain_text
-from tests.support.servers import free_loopback_port
+from tests.support.servers import free_loopback_port, start_uploadsvc, uploadsvc_env
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
 
@@ -72,13 +74,27 @@ async def _redis_settings(tmp_path: Path, redis_url: str) -> Settings:
 
 async def test_the_limit_holds_across_two_api_processes_sharing_redis(tmp_path: Path) -> None:
     settings = await _redis_settings(tmp_path, TEST_REDIS_URL)
+    port = free_loopback_port()
+    values = sqlite_local_values(
+        tmp_path, port, redis_url=TEST_REDIS_URL, rate_limit_upload_urls="3/minute"
+    )
     user = f"shared-{uuid.uuid4().hex}"  # a fresh counter, without flushing the database
-    async with running_api(settings) as one, running_api(settings) as two:
-        statuses = [
-            (await api.request_url(b"hello", user=user)).status_code
-            for api in (one, two, one, two, one)
-        ]
+    payload = {"filename": "notes.txt", "content_type": "text/plain", "size": 5}
+    statuses = []
+    # The in-process app first: entering it prepares the local storage both use.
+    async with running_api(settings) as here:
+        served = start_uploadsvc("serve", port=port, env=uploadsvc_env(values), workdir=tmp_path)
+        try:
+            async with httpx.AsyncClient(base_url=served.base_url) as there:
+                for client in (here.app_client, there, here.app_client, there, here.app_client):
+                    response = await client.post(
+                        "/v1/uploads/request-url", json=payload, headers=here.headers(user)
+                    )
+                    statuses.append(response.status_code)
+        finally:
+            served.stop()
 
+    # One budget of three for the user, whichever process answers.
     assert statuses == [201, 201, 201, 429, 429]
 
 
