@@ -18,14 +18,16 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from tests.conftest import Api, make_settings, running_api
-from tests.support.files import plain_text
+from tests.support.files import plain_text, zip_archive
 from tests.support.servers import serve_in_thread
+from tests.test_imports import import_zip
 from uploadsvc.cli import run_migrations
+from uploadsvc.example_archive import EVENT_NAME, build_example_archive
 from uploadsvc.job_queue import InProcessQueue
 from uploadsvc.services.webhooks import reconcile_webhooks
 from uploadsvc.workers.settings import create_worker
 
-QUOTA = 1000
+QUOTA = 10_000  # room for an example archive
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 BOTH = pytest.mark.parametrize("backend", ["pg-local", "sqlite-local"])
@@ -158,6 +160,21 @@ async def test_rejections_and_deletions_are_sent_and_only_admins_see_deliveries(
     assert by_type["file.deleted"]["file_id"] == kept["file_id"]
     forbidden = await api.app_client.get("/v1/webhooks/deliveries", headers=api.headers())
     assert forbidden.status_code == 403
+
+
+@BOTH
+async def test_an_import_job_announces_its_outcome_after_its_commit(
+    api: Api, receiver: Receiver
+) -> None:
+    succeeded = await import_zip(api, build_example_archive())
+    failed = await import_zip(api, zip_archive())
+
+    by_type = {event["type"]: event["data"] for event in receiver.events()}
+    assert set(by_type) == {"file.confirmed", "import.succeeded", "import.failed"}
+    assert by_type["import.succeeded"]["task_id"] == succeeded["task_id"]
+    assert by_type["import.succeeded"]["result"]["event_name"] == EVENT_NAME
+    assert by_type["import.failed"]["task_id"] == failed["task_id"]
+    assert by_type["import.failed"]["error"]["message"] == failed["error"]["message"]
 
 
 @BOTH
