@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -98,3 +99,26 @@ async def test_multipart_start_past_the_quota_leaves_no_open_upload(api: Api) ->
     assert response.status_code == 413, response.text
     assert await api.resources.storage.list_incomplete_uploads("") == []
     assert await api.open_multipart_keys() == []
+
+
+async def test_a_streamed_upload_past_the_quota_stops_before_its_end(api: Api) -> None:
+    await api.grant(plain_text(900))
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(50):
+            sent += 1
+            yield plain_text(64 * 1024)
+
+    response = await api.app_client.put(
+        "/v1/uploads/direct?filename=a.txt",
+        content=body(),
+        headers={**api.headers(), "Content-Type": "text/plain"},
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "quota_exceeded"
+    assert response.json()["used_bytes"] == 900
+    assert sent < 5  # the first chunk already passed the 100 bytes left
+    assert len(await api.stored_keys()) == 0

@@ -12,6 +12,7 @@ concurrent requests cannot both take the last bytes. Past it: 413
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -79,6 +80,36 @@ async def reserve(session: AsyncSession, settings: Settings, uploads: Sequence[U
     stored = await repository.lock_stored_bytes(session, owner_id=owner_id)
     if not _fits(stored, requested=requested, quota=quota):
         raise _refusal(stored, requested=requested, quota=quota)
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """What a user's quota leaves, read before a body streams in."""
+
+    stored: StoredBytes
+    quota: int
+
+    @property
+    def left(self) -> int:
+        return max(self.quota - self.stored.used_bytes, 0)
+
+    def refusal(self, requested: int) -> QuotaExceeded:
+        return _refusal(self.stored, requested=requested, quota=self.quota)
+
+
+async def room_for(session: AsyncSession, settings: Settings, principal: Principal) -> Room | None:
+    """The caller's room, for a streamed upload to stop at; None without a quota.
+
+    Read on a connection of its own that commits at once: ``session`` must
+    not begin a transaction while the body streams (services/incoming_files.py).
+    """
+    quota = settings.user_quota_bytes
+    if quota is None:
+        return None
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine), "sessions are bound to the engine (db.py)"
+    stored = await repository.read_stored_bytes(engine, owner_id=principal.user_id)
+    return Room(stored, quota)
 
 
 def _not_flushed(session: AsyncSession, upload: Upload) -> bool:
