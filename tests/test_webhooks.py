@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import os
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from standardwebhooks import Webhook
 
 from tests.conftest import Api, make_settings, running_api
 from tests.support.files import plain_text, zip_archive
-from tests.support.servers import serve_in_thread
+from tests.support.webhooks import (  # noqa: F401 - receiver_fixture is the `receiver` fixture
+    Receiver,
+    receiver_fixture,
+    webhook_settings,
+)
 from tests.test_imports import import_zip
 from uploadsvc.cli import run_migrations
 from uploadsvc.example_archive import EVENT_NAME, build_example_archive
@@ -28,7 +26,6 @@ from uploadsvc.services.webhooks import reconcile_webhooks
 from uploadsvc.workers.settings import create_worker
 
 QUOTA = 10_000  # room for an example archive
-SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 BOTH = pytest.mark.parametrize("backend", ["pg-local", "sqlite-local"])
 # This checkout's Redis database that tests may flush.
@@ -37,55 +34,9 @@ FLUSHABLE_REDIS_URL = os.environ.get(
 )
 
 
-@dataclass
-class Receiver:
-    """A webhook receiver on loopback: answers ``statuses`` in turn (then 204), keeps each call."""
-
-    statuses: list[int]
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-
-    def events(self) -> list[dict[str, Any]]:
-        """The bodies received, each verified with the Standard Webhooks library."""
-        return [Webhook(SECRET).verify(body, headers) for headers, body in self.received]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver(statuses=[])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with state.lock:
-                state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = state.statuses.pop(0) if state.statuses else 204
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            return
-
-    with serve_in_thread(Handler) as server:
-        state.url = f"http://127.0.0.1:{server.server_port}/hooks"
-        yield state
-
-
-def _webhook_settings(receiver: Receiver) -> dict[str, Any]:
-    return {
-        "webhook_url": receiver.url,
-        "webhook_secret": SECRET,
-        "webhook_retry_backoff_seconds": 0.01,
-        "webhook_max_attempts": 3,
-        "user_quota_bytes": QUOTA,
-    }
-
-
 @pytest.fixture
 def settings_overrides(receiver: Receiver) -> dict[str, Any]:
-    return _webhook_settings(receiver)
+    return {**webhook_settings(receiver), "user_quota_bytes": QUOTA}
 
 
 async def _jobs_done(api: Api) -> None:
@@ -202,7 +153,7 @@ async def test_the_arq_worker_delivers_after_the_commit_and_retries(
         "sqlite-local",
         tmp_path=tmp_path,
         redis_url=FLUSHABLE_REDIS_URL,
-        **_webhook_settings(receiver),
+        **webhook_settings(receiver),
     )
     await asyncio.to_thread(run_migrations, settings)
     receiver.statuses = [500, 500]
