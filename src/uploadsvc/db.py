@@ -58,15 +58,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC)
 
 
-def value_enum(enum_class: type[enum.StrEnum], *, name: str, length: int) -> Enum:
-    """A column type storing a StrEnum by its values, as a VARCHAR with a CHECK on every database.
+def stored_enum(values: type[enum.StrEnum], *, name: str, length: int) -> Enum:
+    """A column type holding a ``StrEnum``'s values as plain strings of at most ``length``.
 
-    ``native_enum=False``: adding a member is a plain migration, with no
-    PostgreSQL ``ALTER TYPE``; ``values_callable``: the rows hold ``"pending"``,
-    not the member's name.
+    Not a native enum: adding a value is then no migration on PostgreSQL,
+    and SQLite has none.
     """
     return Enum(
-        enum_class,
+        values,
         name=name,
         native_enum=False,
         length=length,

@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from uploadsvc.db import Base, UTCDateTime, utcnow, value_enum
+from uploadsvc.db import Base, UTCDateTime, stored_enum, utcnow
 from uploadsvc.models.uploads import Upload
 
 
@@ -33,7 +33,7 @@ class ImageVariant(Base):
     file: Mapped[Upload] = relationship(lazy="raise")
     name: Mapped[str] = mapped_column(String(32))
     status: Mapped[VariantStatus] = mapped_column(
-        value_enum(VariantStatus, name="variant_status", length=16),
+        stored_enum(VariantStatus, name="variant_status", length=16),
         default=VariantStatus.PENDING,
     )
     object_key: Mapped[str | None] = mapped_column(String(1024))

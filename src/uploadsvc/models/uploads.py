@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import BigInteger, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from uploadsvc.db import Base, UTCDateTime, utcnow, value_enum
+from uploadsvc.db import Base, UTCDateTime, stored_enum, utcnow
 
 
 class UploadStatus(enum.StrEnum):
@@ -44,7 +44,7 @@ class Upload(Base):
     # Base64 SHA-256: declared by the client, or reported by storage on confirm.
     sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[UploadStatus] = mapped_column(
-        value_enum(UploadStatus, name="upload_status", length=16),
+        stored_enum(UploadStatus, name="upload_status", length=16),
         default=UploadStatus.PENDING,
     )
     rejection_code: Mapped[str | None] = mapped_column(String(64))
@@ -58,7 +58,7 @@ class Upload(Base):
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     # docs/api.md, "Malware scanning": only NULL and clean files are served.
     scan_state: Mapped[ScanState | None] = mapped_column(
-        value_enum(ScanState, name="scan_state", length=24)
+        stored_enum(ScanState, name="scan_state", length=24)
     )
     # The signature clamd named for an infected file.
     scan_signature: Mapped[str | None] = mapped_column(String(255))

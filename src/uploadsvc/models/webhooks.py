@@ -15,7 +15,7 @@ import uuid
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from uploadsvc.db import Base, UTCDateTime, utcnow, value_enum
+from uploadsvc.db import Base, UTCDateTime, stored_enum, utcnow
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -34,7 +34,7 @@ class WebhookDelivery(Base):
     # The JSON body sent, byte for byte on every attempt (it is what is signed).
     payload: Mapped[str] = mapped_column(Text)
     status: Mapped[DeliveryStatus] = mapped_column(
-        value_enum(DeliveryStatus, name="delivery_status", length=16),
+        stored_enum(DeliveryStatus, name="delivery_status", length=16),
         default=DeliveryStatus.PENDING,
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -93,15 +93,8 @@ async def list_variants(
 async def _variant_read(
     storage: Storage, settings: Settings, upload: Upload, row: ImageVariant
 ) -> ImageVariantRead:
-    read = ImageVariantRead(
-        name=row.name,
-        status=row.status,
-        width=row.width,
-        height=row.height,
-        content_type=row.content_type,
-        size_bytes=row.size_bytes,
-        failure_reason=row.failure_reason,
-    )
+    # The row's columns of the same names; the download URL is added below.
+    read = ImageVariantRead.model_validate(row, from_attributes=True)
     if row.status is VariantStatus.READY and row.object_key and row.content_type:
         expires_in = settings.download_url_expires_seconds
         stem = upload.filename.rsplit(".", 1)[0] or "image"

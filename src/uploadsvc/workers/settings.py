@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.cron import cron
+from arq.cron import CronJob, cron
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -62,13 +63,6 @@ def _job(function: Any, *, timeout: float, max_tries: int) -> Any:
     )
 
 
-def _every_minute(settings: Settings, job: Any, *, second: int) -> Any:
-    """A reconciler's cron: once a minute at ``second``, one at a time, and at startup."""
-    return cron(
-        job, second={second}, unique=True, run_at_startup=True, timeout=settings.job_timeout_seconds
-    )
-
-
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     if not settings.redis_url:
         raise ValueError("the worker needs UPLOADSVC_REDIS_URL")
@@ -79,6 +73,16 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await stack.aclose()
+
+    def reconciler(job: WorkerCoroutine, *, second: int) -> CronJob:
+        # Once a minute, and at startup: what a lost job left behind is found soon.
+        return cron(
+            job,
+            second={second},
+            unique=True,
+            run_at_startup=True,
+            timeout=settings.job_timeout_seconds,
+        )
 
     minute, hour = cleanup_schedule(settings)
     options: dict[str, Any] = {
@@ -127,7 +131,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 unique=True,
                 timeout=settings.job_timeout_seconds,
             ),
-            _every_minute(settings, reconcile_job, second=0),
+            reconciler(reconcile_job, second=0),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         # arq polls the queue; its default 0.5 s would dominate the time from
@@ -143,10 +147,10 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     if settings.scan_backend == "clamd":
         # Files left pending (Redis lost their job, its tries ran out) are
         # enqueued again; with scanning off there is nothing to reconcile.
-        options["cron_jobs"].append(_every_minute(settings, reconcile_scans_job, second=30))
+        options["cron_jobs"].append(reconciler(reconcile_scans_job, second=30))
     if settings.webhook_url is not None:
         # Deliveries whose job was lost, as the scans above.
-        options["cron_jobs"].append(_every_minute(settings, reconcile_webhooks_job, second=45))
+        options["cron_jobs"].append(reconciler(reconcile_webhooks_job, second=45))
     options.update(overrides)
     return Worker(**options)
 
