@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.support.files import plain_text
+from tests.test_metrics import scrape, value
 
 QUOTA = 1000
 
@@ -46,6 +47,7 @@ async def test_usage_counts_confirmed_and_pending_bytes(api: Api) -> None:
 async def test_request_url_past_the_quota_is_413_with_the_numbers(api: Api) -> None:
     await api.upload(plain_text(700))
     rows = await api.row_count()
+    before = await scrape(api)
 
     response = await api.request_url(plain_text(301))
 
@@ -59,6 +61,8 @@ async def test_request_url_past_the_quota_is_413_with_the_numbers(api: Api) -> N
         QUOTA,
     )
     assert await api.row_count() == rows
+    refusals = "uploadsvc_quota_refusals_total"
+    assert value(await scrape(api), refusals) - value(before, refusals) == 1
     # Exactly the room left still fits; another user's quota is their own.
     assert (await api.request_url(plain_text(300))).status_code == 201
     assert (await api.request_url(plain_text(900), user="bob")).status_code == 201

@@ -15,6 +15,7 @@ from tests.conftest import TEST_REDIS_URL, Api, make_settings, running_api
 from tests.service_process import sqlite_local_values
 from tests.support.files import plain_text
 from tests.support.servers import free_loopback_port, start_uploadsvc, uploadsvc_env
+from tests.test_metrics import scrape, value
 from uploadsvc.cli import run_migrations
 from uploadsvc.config import Settings
 
@@ -28,6 +29,7 @@ def settings_overrides() -> dict[str, Any]:
 
 @SQLITE
 async def test_the_third_url_in_a_minute_is_429_with_retry_after(api: Api) -> None:
+    before = await scrape(api)
     first, second, third = [await api.request_url(b"hello") for _ in range(3)]
 
     assert (first.status_code, second.status_code) == (201, 201)
@@ -41,6 +43,13 @@ async def test_the_third_url_in_a_minute_is_429_with_retry_after(api: Api) -> No
     assert third.json()["code"] == "rate_limited"
     assert 1 <= int(third.headers["Retry-After"]) <= 60
     assert third.headers["RateLimit-Remaining"] == "0"
+    refused = "uploadsvc_rate_limited_total"
+    after = await scrape(api)
+    assert (
+        value(after, refused, route_class="upload_urls")
+        - value(before, refused, route_class="upload_urls")
+        == 1
+    )
     assert await api.row_count() == 2
     # Per user: another user still has their own two.
     assert (await api.request_url(b"hello", user="bob")).status_code == 201

@@ -19,6 +19,7 @@ from tests.support.webhooks import (  # noqa: F401 - receiver_fixture is the `re
     webhook_settings,
 )
 from tests.test_imports import import_zip
+from tests.test_metrics import scrape, value
 from uploadsvc.cli import run_migrations
 from uploadsvc.example_archive import EVENT_NAME, build_example_archive
 from uploadsvc.job_queue import InProcessQueue
@@ -58,6 +59,7 @@ async def test_a_confirmed_file_is_announced_once_after_two_500s(
     api: Api, receiver: Receiver
 ) -> None:
     receiver.statuses = [500, 500]
+    before = await scrape(api)
 
     confirmed = await api.upload(plain_text(64))
     await _jobs_done(api)
@@ -71,6 +73,13 @@ async def test_a_confirmed_file_is_announced_once_after_two_500s(
     assert delivery["id"] == receiver.received[0][0]["webhook-id"]
     assert delivery["status"] == "delivered"
     assert [attempt["status_code"] for attempt in delivery["attempts"]] == [500, 500, 204]
+    after, name = await scrape(api), "uploadsvc_webhook_attempts_total"
+    moved = {
+        outcome: value(after, name, event_type="file.confirmed", outcome=outcome)
+        - value(before, name, event_type="file.confirmed", outcome=outcome)
+        for outcome in ("retried", "delivered", "failed")
+    }
+    assert moved == {"retried": 2, "delivered": 1, "failed": 0}
     # Delivered means done: the reconciler sends it no more.
     assert await reconcile_webhooks(api.resources, older_than=dt.timedelta(0)) == 0
 

@@ -25,6 +25,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 
+from uploadsvc import metrics
 from uploadsvc.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -106,12 +107,14 @@ class RateLimiter:
                 reset = max(1, math.ceil(stats.reset_time - time.time()))
                 decisions.append(Decision(allowed, item.amount, stats.remaining, reset))
         except (StorageError, OSError, TimeoutError) as exc:
+            metrics.rate_limit_unchecked()
             self._log_failure(exc)
             return None
         if not decisions:
             return None
         refused = [decision for decision in decisions if not decision.allowed]
         if refused:
+            metrics.rate_limited(route_class=route_class.value)
             return max(refused, key=lambda decision: decision.reset_seconds)
         return min(decisions, key=lambda decision: decision.remaining)
 

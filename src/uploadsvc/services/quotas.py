@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from uploadsvc import metrics
 from uploadsvc.config import Settings
 from uploadsvc.errors import QuotaExceeded
 from uploadsvc.models.uploads import Upload
@@ -35,6 +36,7 @@ def _fits(stored: StoredBytes, *, requested: int | None, quota: int) -> bool:
 
 
 def _refusal(stored: StoredBytes, *, requested: int | None, quota: int) -> QuotaExceeded:
+    metrics.quota_refused()
     return QuotaExceeded(
         f"This upload needs {requested or 0} bytes; {stored.used_bytes} of your "
         f"{quota}-byte quota are used. Delete files or abort pending uploads first.",

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from uploadsvc import metrics
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
 from uploadsvc.errors import Forbidden
@@ -118,6 +119,10 @@ async def deliver(resources: Resources, delivery_id: uuid.UUID) -> None:
             at=utcnow(),
         )
         attempts = current.attempts
+    retried = outcome is DeliveryStatus.PENDING
+    metrics.webhook_attempted(
+        event_type=delivery.event_type, outcome="retried" if retried else outcome.value
+    )
     if outcome is DeliveryStatus.FAILED:
         logger.error("webhook %s failed after %d attempts: %s", delivery_id, attempts, result.error)
     elif outcome is DeliveryStatus.PENDING:
