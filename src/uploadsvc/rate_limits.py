@@ -98,7 +98,7 @@ class RateLimiter:
         self._last_failure_log = -math.inf
 
     async def hit(self, route_class: RouteClass, user_id: str) -> Decision | None:
-        """Count one request of ``user_id``; None when the class has no limit or it is unknown."""
+        """Count one request of ``user_id``; None without a limit, or when its storage failed."""
         decisions: list[Decision] = []
         try:
             for item in self._limits[route_class]:
