@@ -67,9 +67,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
-        except BaseException:
+        except BaseException as exc:
             await session.rollback()
             forget_after_commit(session)
+            if isinstance(exc, Exception):  # not on cancellation: nothing may be awaited then
+                # What a service committed itself before the error (keep_committed).
+                await flush_after_commit(session, resources.jobs)
             raise
         # Jobs go after the commit, so the worker finds the rows they name.
         await flush_after_commit(session, resources.jobs)

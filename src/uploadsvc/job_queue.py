@@ -36,6 +36,8 @@ VariantsRunner = Callable[[uuid.UUID, int], Awaitable[None]]
 
 # Where a session keeps the jobs to enqueue once it has committed: (kind, id).
 _AFTER_COMMIT = "uploadsvc.jobs_after_commit"
+# Those whose rows a service committed itself, ahead of an error answer.
+_COMMITTED = "uploadsvc.jobs_committed"
 
 
 def import_job_key(job_id: uuid.UUID) -> str:
@@ -74,7 +76,8 @@ async def flush_after_commit(session: AsyncSession, jobs: JobQueue) -> None:
     """Enqueue what the committed session deferred. A failure is logged: the
     row says the work is pending, and its reconciler (scans) or a later run
     (variants) takes it up."""
-    for kind, file_id in session.info.pop(_AFTER_COMMIT, []):
+    deferred = session.info.pop(_COMMITTED, []) + session.info.pop(_AFTER_COMMIT, [])
+    for kind, file_id in deferred:
         enqueue = {
             "scan": jobs.enqueue_scan,
             "variants": jobs.enqueue_variants,
@@ -87,8 +90,14 @@ async def flush_after_commit(session: AsyncSession, jobs: JobQueue) -> None:
 
 
 def forget_after_commit(session: AsyncSession) -> None:
-    """After a rollback: the files the jobs name were never committed."""
+    """After a rollback: the files the jobs name were never committed (except those kept)."""
     session.info.pop(_AFTER_COMMIT, None)
+
+
+def keep_committed(session: AsyncSession) -> None:
+    """Keep the jobs deferred so far through a rollback: ``session`` has just committed
+    their rows, and the request goes on to answer an error (a rejection's 422)."""
+    session.info.setdefault(_COMMITTED, []).extend(session.info.pop(_AFTER_COMMIT, []))
 
 
 def retry_after(job_try: int) -> Retry:

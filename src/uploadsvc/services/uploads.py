@@ -29,6 +29,7 @@ from uploadsvc.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+from uploadsvc.job_queue import keep_committed
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, profile_for, sanitize_filename
 from uploadsvc.repository import uploads as repository
@@ -318,11 +319,11 @@ async def _reject(
     data = {**webhooks.file_data(upload), "reason": rejection.code}
     webhooks.emit(session, settings, "upload.rejected", data)
     # The 422 that follows would roll the request back: the rejection must be
-    # committed first. The object goes after the commit, so a crash in between
-    # leaves a rejected row whose object cleanup removes. (The request's
-    # after-commit jobs are dropped with that 422: the webhook reconciler
-    # sends the rejection's delivery, which this commit recorded.)
+    # committed first, and its webhook kept through that rollback. The object
+    # goes after the commit, so a crash in between leaves a rejected row whose
+    # object cleanup removes.
     await session.commit()
+    keep_committed(session)
     metrics.upload_rejected(purpose=upload.purpose, reason=rejection.code)
     logger.info("rejected upload %s: %s", upload.id, rejection.code)
     await storage.delete(upload.file_key)
