@@ -27,12 +27,15 @@ async def test_an_archive_is_imported_for_its_owner_and_a_bad_one_fails_clearly(
     good.write_bytes(build_example_archive())
     bad.write_bytes(zip_archive())
 
-    imported, failed = [
-        await asyncio.to_thread(
-            run_cli_status, ["import", str(path), "--owner", "alice"], env=env, cwd=tmp_path
+    # Both at once: each is a process start, and SQLite takes their writes in turn.
+    imported, failed = await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                run_cli_status, ["import", str(path), "--owner", "alice"], env=env, cwd=tmp_path
+            )
+            for path in (good, bad)
         )
-        for path in (good, bad)
-    ]
+    )
 
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.startswith(f"imported {EVENT_NAME!r} as /v1/events/")
