@@ -126,3 +126,26 @@ async def test_a_streamed_upload_past_the_quota_stops_before_its_end(api: Api) -
     assert response.json()["used_bytes"] == 900
     assert sent < 5  # the first chunk already passed the 100 bytes left
     assert len(await api.stored_keys()) == 0
+
+
+async def test_an_upload_of_undeclared_size_is_refused_at_confirm_past_the_quota(
+    api: Api,
+) -> None:
+    await api.grant(plain_text(900))
+    # Uppy's single-request upload declares no size: it only needs room to start.
+    params = await api.app_client.get(
+        "/v1/s3/params",
+        params={"filename": "notes.txt", "type": "text/plain"},
+        headers=api.headers(),
+    )
+    assert params.status_code == 200, params.text
+    grant = params.json()
+    put = await api.app_client.put(grant["url"], content=plain_text(200), headers=grant["headers"])
+    assert put.status_code == 200, put.text
+
+    confirm = await api.confirm(grant["key"])
+
+    assert confirm.status_code == 413, confirm.text
+    assert (confirm.json()["used_bytes"], confirm.json()["requested_bytes"]) == (900, 200)
+    assert not await api.object_exists(grant["key"])
+    assert (await _usage(api))["used_bytes"] == 900

@@ -30,7 +30,7 @@ from uploadsvc.security import Principal
 def _fits(stored: StoredBytes, *, requested: int | None, quota: int) -> bool:
     if requested is None:
         # An upload whose size is not declared (Uppy) needs some room left;
-        # its bytes count once confirmed, bounded by its profile's maximum.
+        # confirm checks its bytes (refuse_undeclared).
         return stored.used_bytes < quota
     return stored.used_bytes + requested <= quota
 
@@ -138,6 +138,23 @@ async def reserve_staged(session: AsyncSession) -> None:
     if staged is not None:
         settings, uploads = staged
         await reserve(session, settings, uploads)
+
+
+async def refuse_undeclared(
+    session: AsyncSession, settings: Settings, upload: Upload, *, size: int
+) -> QuotaExceeded | None:
+    """The 413 for confirming ``size`` bytes of an upload that declared none, if they do not fit.
+
+    Its pending row counts nothing, so the usage locked here plus ``size`` is
+    what confirming it would make; the lock holds until the confirm commits.
+    """
+    quota = settings.user_quota_bytes
+    if quota is None or upload.size_bytes is not None:
+        return None
+    stored = await repository.lock_stored_bytes(session, owner_id=upload.owner_id)
+    if stored.used_bytes + size <= quota:
+        return None
+    return _refusal(stored, requested=size, quota=quota)
 
 
 async def usage(engine: AsyncEngine, settings: Settings, *, principal: Principal) -> Usage:

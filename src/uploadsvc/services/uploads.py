@@ -239,6 +239,15 @@ async def confirm_upload(
         if await _reject(session, storage, settings, upload, rejection):
             raise Unprocessable(rejection.detail, code=rejection.code)
         return await _answer_for_state(storage, settings, upload)
+    # A size nobody declared (Uppy) meets the quota now; the owner's usage
+    # stays locked until this confirm commits (docs/api.md, "Quotas").
+    over_quota = await quotas.refuse_undeclared(session, settings, upload, size=info.size)
+    if over_quota is not None:
+        if await _reject(
+            session, storage, settings, upload, _Rejection(over_quota.code, over_quota.detail)
+        ):
+            raise over_quota
+        return await _answer_for_state(storage, settings, upload)
 
     won = await repository.settle_pending(
         session,
