@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.support.files import plain_text
 from tests.test_cleanup import DAY, LATER, _age_url, _pending_with_object, _set_url_expiry
 from uploadsvc.db import utcnow
+from uploadsvc.models.uploads import Upload
 from uploadsvc.services.cleanup import CleanupReport, run_cleanup
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "sqlite-local"])
@@ -70,3 +74,29 @@ async def test_a_grant_never_used_still_expires(api: Api) -> None:
     assert (report.confirmed, report.expired) == (0, 1)
     assert await api.status_of(grant["upload_id"]) == "expired"
     assert await api.status_of(young["upload_id"]) == "pending"
+
+
+class TestWithAQuota:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"user_quota_bytes": 1000}
+
+    async def test_bytes_past_the_quota_are_rejected_and_the_run_goes_on(self, api: Api) -> None:
+        await api.grant(plain_text(900))
+        # Uppy's single-request upload declares no size: the quota meets it at confirm.
+        params = await api.app_client.get(
+            "/v1/s3/params",
+            params={"filename": "notes.txt", "type": "text/plain"},
+            headers=api.headers(),
+        )
+        key = params.json()["key"]
+        await api.plant(key, plain_text(200), "text/plain")
+        async with api.resources.session_factory() as session:
+            upload_id = await session.scalar(select(Upload.id).where(Upload.file_key == key))
+        await _age_url(api, str(upload_id))
+
+        report = await _scheduled_run(api)
+
+        assert (report.outcome, report.confirmed, report.rejected) == ("done", 0, 1)
+        assert await api.status_of(str(upload_id)) == "rejected"
+        assert not await api.object_exists(key)

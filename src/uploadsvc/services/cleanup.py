@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uploadsvc import metrics
 from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
-from uploadsvc.errors import Conflict, Unprocessable
+from uploadsvc.errors import Conflict, QuotaExceeded, Unprocessable
 from uploadsvc.job_queue import JobQueue, flush_after_commit
 from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import UploadStatus
@@ -187,7 +187,7 @@ async def _confirm_left_behind(
                 report.confirmed += 1
             except Conflict:
                 continue  # no object (or parts never completed): it expires below
-            except Unprocessable:
+            except (Unprocessable, QuotaExceeded):
                 report.rejected += 1  # committed, its object deleted, as a client's confirm
             if jobs is not None:
                 await flush_after_commit(session, jobs)
