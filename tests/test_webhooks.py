@@ -31,7 +31,7 @@ QUOTA = 10_000  # room for an example archive
 BOTH = pytest.mark.parametrize("backend", ["pg-local", "sqlite-local"])
 # This checkout's Redis database that tests may flush.
 FLUSHABLE_REDIS_URL = os.environ.get(
-    "UPLOADSVC_TEST_REDIS_FLUSHABLE_URL", "redis://127.0.0.1:6379/14"
+    "UPLOADSVC_TEST_REDIS_FLUSHABLE_URL", "redis://127.0.0.1:6379/13"
 )
 
 
