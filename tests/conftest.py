@@ -285,7 +285,7 @@ async def empty_shared_database(connection: AsyncConnection) -> None:
     await connection.execute(
         text(
             "TRUNCATE uploads, cleanup_runs, import_jobs, open_multipart_uploads,"
-            " idempotency_keys CASCADE"
+            " idempotency_keys, webhook_deliveries CASCADE"
         )
     )
     # A test that stopped mid-run must not leave the cleanup lease held.

@@ -58,7 +58,7 @@ def requests(samples: Series, route: str, method: str, status: str) -> float:
     )
 
 
-async def _scrape(api: Api) -> Series:
+async def scrape(api: Api) -> Series:
     response = await api.app_client.get("/metrics")
     assert response.status_code == 200
     return parse(response.text)[1]
@@ -66,7 +66,7 @@ async def _scrape(api: Api) -> Series:
 
 @pytest.mark.parametrize("backend", ["sqlite-local"])
 async def test_a_flow_moves_the_request_and_upload_series(api: Api) -> None:
-    before = await _scrape(api)
+    before = await scrape(api)
     body = b"counted\n" * 8
     file = await api.upload(body, filename="counted.txt")
     link = await api.app_client.get(f"/v1/files/{file['file_id']}/download", headers=api.headers())

@@ -19,6 +19,11 @@ from tests.conftest import TEST_REDIS_URL, Api
 from tests.openevent_archives import build_zip
 from tests.support.clamd import EICAR, SIGNATURE, ClamdServer
 from tests.support.files import pdf, plain_text, png
+from tests.support.webhooks import (  # noqa: F401 - receiver_fixture is the `receiver` fixture
+    Receiver,
+    receiver_fixture,
+    webhook_settings,
+)
 from tests.test_imports import import_zip
 from tests.test_multipart_uploads import complete, put_part, start
 from uploadsvc.job_queue import ArqQueue, InProcessQueue
@@ -383,3 +388,21 @@ class TestImportedMediaScannedOneByOne:
         ).json()["items"]
         assert speaker["photo_key"] == f"events/{event_id}/speakers/{speaker['id']}/photo"
         assert await event_keys(api) == [speaker["photo_key"]]
+
+
+class TestInfectedWebhook:
+    @pytest.fixture
+    def settings_overrides(self, clamd: ClamdServer, receiver: Receiver) -> dict[str, Any]:
+        return {"scan_backend": "clamd", "clamd_url": clamd.url, **webhook_settings(receiver)}
+
+    @pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+    async def test_an_infected_file_is_announced_with_its_signature(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        confirmed = await api.upload(EICAR)
+        await scans_done(api)
+
+        by_type = {event["type"]: event["data"] for event in receiver.events()}
+        assert set(by_type) == {"file.confirmed", "file.infected"}
+        assert by_type["file.infected"]["file_id"] == confirmed["file_id"]
+        assert SIGNATURE in by_type["file.infected"]["signature"]

@@ -37,7 +37,10 @@ from uploadsvc.routers import (
     openevent_uploads,
     uploads,
     uppy,
+    usage,
+    webhooks,
 )
+from uploadsvc.shutdown import ShutdownState, install_drain
 from uploadsvc.workers.jobs import bind_in_process_jobs
 from uploadsvc.workers.scheduler import run_in_process_schedule
 
@@ -85,6 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_resources(settings) as resources:
             bind_in_process_jobs(resources)
             app.state.resources = resources
+            app.state.shutdown = ShutdownState()
+            undo_drain = install_drain(
+                app.state.shutdown, drain_seconds=settings.shutdown_drain_seconds
+            )
             scheduler = None
             if resources.redis is None:
                 # No Redis, no arq worker: this process runs the periodic jobs.
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                undo_drain()
                 if scheduler is not None:
                     scheduler.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -144,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(direct.router)
     app.include_router(openevent_uploads.router)
     app.include_router(events.router)
+    app.include_router(usage.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     if settings.metrics_public:
         app.include_router(health.metrics_router)

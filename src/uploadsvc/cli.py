@@ -29,6 +29,7 @@ from uploadsvc.telemetry import (
 )
 
 if TYPE_CHECKING:
+    from uploadsvc.schemas.events import TaskRead
     from uploadsvc.storage.base import StorageSetup
 
 logger = logging.getLogger("uploadsvc")
@@ -137,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     cleanup.set_defaults(handler=_cleanup)
 
+    archive_import = commands.add_parser(
+        "import", help="import an Open Event archive (zip) for a user, with a progress bar"
+    )
+    archive_import.add_argument("archive", type=Path, help="the zip, e.g. event.zip")
+    archive_import.add_argument("--owner", required=True, help="the user id the event belongs to")
+    archive_import.set_defaults(handler=_import_archive)
+
     example = commands.add_parser(
         "example-archive", help="write a small Open Event archive to try the importer with"
     )
@@ -219,6 +227,10 @@ async def _run_cleanup(settings: Settings, args: argparse.Namespace) -> str:
             older_than=older_than,
             dry_run=args.dry_run,
             all_incomplete=args.all_incomplete,
+            settings=settings,
+            # Without Redis no worker takes the confirms' scans and webhooks
+            # from here: their reconcilers enqueue them from the API process.
+            jobs=resources.jobs if resources.redis is not None else None,
         )
     return report.summary()
 
@@ -229,6 +241,73 @@ def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("uploadsvc.services.cleanup").setLevel(logging.WARNING)
     print(asyncio.run(_run_cleanup(settings, args)))
     return 0
+
+
+def _import_archive(settings: Settings, args: argparse.Namespace) -> int:
+    """``uploadsvc import``: store the zip, run its job here, show its stages, print the result."""
+    if not args.archive.is_file():
+        raise FileNotFoundError(f"no such file: {args.archive}")
+    task = asyncio.run(_run_archive_import(settings, args.archive, owner=args.owner))
+    if task.state.value == "SUCCESS" and not isinstance(task.result, str | None):
+        event = task.result
+        counts = ", ".join(f"{count} {table}" for table, count in event.counts.items() if count)
+        print(f"imported {event.event_name!r} as {event.url} (task {task.task_id}): {counts}")
+        for warning in event.warnings:
+            print(f"  warning: {warning}")
+        return 0
+    where = ""
+    if task.error is not None and task.error.file:
+        where = f" ({task.error.file}, record {task.error.record_id})"
+    print(f"import failed (task {task.task_id}): {task.result}{where}", file=sys.stderr)
+    return 1
+
+
+# How often the progress bar reads the job's row.
+_PROGRESS_POLL_SECONDS = 0.2
+
+
+async def _run_archive_import(settings: Settings, archive: Path, *, owner: str) -> TaskRead:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from uploadsvc.resources import open_resources
+    from uploadsvc.security import Principal
+    from uploadsvc.services import events, imports
+
+    principal = Principal(user_id=owner)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        console=Console(stderr=True),
+    )
+    async with open_resources(settings) as resources:
+        with bar:
+            row = bar.add_task(f"Storing {archive.name}", total=None)
+            async with resources.session_factory() as session:
+                job = await imports.submit_archive_file(
+                    session, resources, principal=principal, path=archive
+                )
+            # Every try of the job's in this one run: a transient failure is
+            # recorded as FAILURE (with its reason) instead of being retried later.
+            running = asyncio.create_task(
+                imports.run_import(resources, job.id, job_try=settings.import_max_tries)
+            )
+            while True:
+                finished, _ = await asyncio.wait({running}, timeout=_PROGRESS_POLL_SECONDS)
+                async with resources.session_factory() as session:
+                    task = await events.get_import_job(session, principal=principal, job_id=job.id)
+                if task.progress is not None:
+                    stage = task.progress
+                    bar.update(
+                        row,
+                        description=stage.message,
+                        completed=stage.done,
+                        total=stage.total or None,
+                    )
+                if finished:
+                    running.result()
+                    return task
 
 
 def _example_archive(_: Settings, args: argparse.Namespace) -> int:
@@ -342,7 +421,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    logging_options = uvicorn_logging(settings, "serve")
+    logging_options = {
+        **uvicorn_logging(settings, "serve"),
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }
     if args.workers > 1:
         with metrics_shared_by_workers() as metrics_dir:
             logger.info("metrics of %d workers add up in %s", args.workers, metrics_dir)

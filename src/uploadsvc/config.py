@@ -5,9 +5,12 @@ Every setting is listed, with a comment, in ``.env.example``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -136,11 +139,17 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 8000
+    # `serve` (docs/api.md, "Processes"): after SIGTERM, /readyz answers 503 for
+    # this long while requests are still served, so the load balancer stops
+    # sending new ones before the listener closes.
+    shutdown_drain_seconds: float = Field(default=0, ge=0, le=300)
+    # Then requests in flight get this long to finish before they are cut.
+    shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     # How long an idle keep-alive connection stays open. Longer than the
     # client pools and proxies in front (httpx 5 s, nginx 60-75 s, AWS ALB
     # 60 s): a server that closes first races the client's next request,
     # which then meets a reset (docs/api.md, "Outages").
-    keep_alive_timeout_seconds: int = Field(default=90, gt=0)
+    keep_alive_timeout_seconds: int = Field(default=90, ge=1, le=3600)
 
     # --- logs and metrics (README.md, "Logs and metrics") -----
     # json | console. Unset: console for `uploadsvc dev`, JSON lines everywhere else.
@@ -151,6 +160,30 @@ class Settings(BaseSettings):
     # Also serve the metrics on this port (of `host`), e.g. for a scraper the
     # public port does not reach; `uploadsvc worker` serves its own there.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # --- quotas and rate limits (docs/api.md, "Quotas", "Rate limits") -----
+    # Bytes one user may hold: confirmed files plus pending uploads' declared
+    # sizes. Unset: no quota.
+    user_quota_bytes: int | None = Field(default=None, ge=0)
+    # Requests one user may make per route class, as `limits` strings
+    # ("60/minute", "10/second;500/hour"); empty turns a class's limit off.
+    # Shared through Redis across replicas when UPLOADSVC_REDIS_URL is set.
+    # The defaults stop a runaway client, not a busy one.
+    rate_limit_upload_urls: str = "600/minute"
+    rate_limit_direct_uploads: str = "120/minute"
+    rate_limit_imports: str = "30/minute"
+
+    # --- webhooks (docs/api.md, "Webhooks") ---------------------------------
+    # Where events are POSTed; unset: no webhooks.
+    webhook_url: str | None = None
+    # The Standard Webhooks signing secret ("whsec_" + base64 of 24-64 random bytes).
+    webhook_secret: SecretStr | None = None
+    # Attempts of one delivery, the first included, before it is marked failed.
+    webhook_max_attempts: int = Field(default=10, ge=1, le=50)
+    # Wait before the second attempt; doubled before each one after (at most an hour).
+    webhook_retry_backoff_seconds: float = Field(default=5, gt=0)
+    # Deadline of one attempt (connect, send, answer).
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
 
     # --- uploads --------------------------------------------------------
     upload_url_expires_seconds: int = Field(default=900, ge=1, le=604800)
@@ -181,6 +214,13 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    @field_validator("rate_limit_upload_urls", "rate_limit_direct_uploads", "rate_limit_imports")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # ValueError on a malformed limit
+        return value
+
     @field_validator("clamd_url")
     @classmethod
     def _clamd_address(cls, value: str) -> str:
@@ -194,6 +234,25 @@ class Settings(BaseSettings):
         if (value < 60 and 60 % value == 0) or (value % 60 == 0 and 1440 % value == 0):
             return value
         raise ValueError("must divide 60, or be a multiple of 60 that divides 1440")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value().removeprefix("whsec_")
+            try:
+                decoded = base64.b64decode(raw, validate=True)
+            except binascii.Error:
+                raise ValueError("must be whsec_ followed by base64") from None
+            if len(decoded) < 24:
+                raise ValueError("must hold at least 24 bytes (openssl rand -base64 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("UPLOADSVC_WEBHOOK_SECRET must be set with UPLOADSVC_WEBHOOK_URL")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

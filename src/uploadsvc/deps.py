@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
-from uploadsvc.errors import NotFound
+from uploadsvc.errors import NotFound, TooManyRequests
 from uploadsvc.job_queue import flush_after_commit, forget_after_commit
 from uploadsvc.logs import bind_user
 from uploadsvc.models.uploads import Upload
+from uploadsvc.rate_limits import RouteClass
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal, extract_bearer_token
 from uploadsvc.services.files import read_file, require_confirmed
@@ -66,9 +67,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
-        except BaseException:
+        except BaseException as exc:
             await session.rollback()
             forget_after_commit(session)
+            if isinstance(exc, Exception):  # not on cancellation: nothing may be awaited then
+                # What a service committed itself before the error (keep_committed).
+                await flush_after_commit(session, resources.jobs)
             raise
         # Jobs go after the commit, so the worker finds the rows they name.
         await flush_after_commit(session, resources.jobs)
@@ -140,3 +144,31 @@ async def get_readable_file(
 OwnedUpload = Annotated[Upload, Depends(get_owned_upload)]
 OwnedFile = Annotated[Upload, Depends(get_owned_file)]
 ReadableFile = Annotated[Upload, Depends(get_readable_file)]
+
+
+def _rate_limited(route_class: RouteClass) -> Any:
+    """A route dependency counting the caller's request against their limit of ``route_class``.
+
+    Checked after the token and before the body is read, so a refused upload
+    costs no bytes; 429 carries ``Retry-After`` and the RateLimit headers,
+    which an allowed request gets too (docs/api.md, "Rate limits").
+    """
+
+    async def check(request: Request, response: Response, principal: PrincipalDep) -> None:
+        limiter = _resources(request).rate_limiter
+        decision = await limiter.hit(route_class, principal.user_id)
+        if decision is None:
+            return
+        if not decision.allowed:
+            raise TooManyRequests(
+                f"Too many requests of this kind; try again in {decision.reset_seconds} s.",
+                headers=decision.headers(),
+            )
+        response.headers.update(decision.headers())
+
+    return Depends(check)
+
+
+UploadUrlLimit = _rate_limited(RouteClass.UPLOAD_URLS)
+DirectUploadLimit = _rate_limited(RouteClass.DIRECT_UPLOADS)
+ImportLimit = _rate_limited(RouteClass.IMPORTS)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -41,6 +41,10 @@ class FieldError(BaseModel):
 class Problem(BaseModel):
     """The body of every error response."""
 
+    # RFC 9457's extension members: some problems carry their numbers
+    # (``quota_exceeded``: used, requested and quota bytes).
+    model_config = ConfigDict(extra="allow")
+
     type: str = Field(description="A URI naming the kind of problem.")
     title: str
     status: int
@@ -63,6 +67,7 @@ class UploadsvcError(Exception):
         self.detail = detail
         self.code = code or self.default_code
         self.headers: dict[str, str] = {}
+        self.extensions: dict[str, int | str] = {}
 
     def to_problem(self) -> Problem:
         return Problem(
@@ -71,6 +76,7 @@ class UploadsvcError(Exception):
             status=self.status,
             detail=self.detail,
             code=self.code,
+            **self.extensions,
         )
 
 
@@ -126,6 +132,33 @@ class PayloadTooLarge(UploadsvcError):
     status = 413
     title = "Payload too large"
     default_code = "too_large"
+
+
+class QuotaExceeded(PayloadTooLarge):
+    """The bytes would take the caller past their quota (docs/api.md, "Quotas")."""
+
+    title = "Quota exceeded"
+    default_code = "quota_exceeded"
+
+    def __init__(
+        self, detail: str, *, used_bytes: int, requested_bytes: int, quota_bytes: int
+    ) -> None:
+        super().__init__(detail)
+        self.extensions.update(
+            used_bytes=used_bytes, requested_bytes=requested_bytes, quota_bytes=quota_bytes
+        )
+
+
+class TooManyRequests(UploadsvcError):
+    """The caller used up a rate limit (docs/api.md, "Rate limits"); ``Retry-After`` says when."""
+
+    status = 429
+    title = "Too many requests"
+    default_code = "rate_limited"
+
+    def __init__(self, detail: str, *, headers: dict[str, str]) -> None:
+        super().__init__(detail)
+        self.headers.update(headers)
 
 
 class UnsupportedMediaType(UploadsvcError):

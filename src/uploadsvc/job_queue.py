@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 IMPORT_FUNCTION = "import_event"
 SCAN_FUNCTION = "scan_file"
 VARIANTS_FUNCTION = "make_image_variants"
+WEBHOOK_FUNCTION = "deliver_webhook"
 # Seconds to wait before the next try, per try already made: 2 s, 4 s, 6 s...
 RETRY_BACKOFF_SECONDS = 2
 
@@ -35,6 +36,8 @@ VariantsRunner = Callable[[uuid.UUID, int], Awaitable[None]]
 
 # Where a session keeps the jobs to enqueue once it has committed: (kind, id).
 _AFTER_COMMIT = "uploadsvc.jobs_after_commit"
+# Those whose rows a service committed itself, ahead of an error answer.
+_COMMITTED = "uploadsvc.jobs_committed"
 
 
 def import_job_key(job_id: uuid.UUID) -> str:
@@ -52,10 +55,15 @@ def variants_job_key(file_id: uuid.UUID) -> str:
     return f"variants:{file_id}"
 
 
+def webhook_job_key(delivery_id: uuid.UUID) -> str:
+    """The arq job id of a webhook delivery: fixed, so a delivery runs once at a time."""
+    return f"webhook:{delivery_id}"
+
+
 def enqueue_after_commit(
-    session: AsyncSession, kind: Literal["scan", "variants"], file_id: uuid.UUID
+    session: AsyncSession, kind: Literal["scan", "variants", "webhook"], file_id: uuid.UUID
 ) -> None:
-    """Enqueue a file's scan or variants job once ``session`` has committed.
+    """Enqueue a file's scan or variants job, or a webhook delivery, once ``session`` has committed.
 
     The job must find the confirmed row, so it cannot be enqueued before the
     commit, and the code that confirms does not own the commit: the request
@@ -68,19 +76,28 @@ async def flush_after_commit(session: AsyncSession, jobs: JobQueue) -> None:
     """Enqueue what the committed session deferred. A failure is logged: the
     row says the work is pending, and its reconciler (scans) or a later run
     (variants) takes it up."""
-    for kind, file_id in session.info.pop(_AFTER_COMMIT, []):
+    deferred = session.info.pop(_COMMITTED, []) + session.info.pop(_AFTER_COMMIT, [])
+    for kind, file_id in deferred:
+        enqueue = {
+            "scan": jobs.enqueue_scan,
+            "variants": jobs.enqueue_variants,
+            "webhook": jobs.enqueue_webhook,
+        }[kind]
         try:
-            if kind == "scan":
-                await jobs.enqueue_scan(file_id)
-            else:
-                await jobs.enqueue_variants(file_id)
+            await enqueue(file_id)
         except Exception:
             logger.exception("could not enqueue the %s job of %s", kind, file_id)
 
 
 def forget_after_commit(session: AsyncSession) -> None:
-    """After a rollback: the files the jobs name were never committed."""
+    """After a rollback: the files the jobs name were never committed (except those kept)."""
     session.info.pop(_AFTER_COMMIT, None)
+
+
+def keep_committed(session: AsyncSession) -> None:
+    """Keep the jobs deferred so far through a rollback: ``session`` has just committed
+    their rows, and the request goes on to answer an error (a rejection's 422)."""
+    session.info.setdefault(_COMMITTED, []).extend(session.info.pop(_AFTER_COMMIT, []))
 
 
 def retry_after(job_try: int) -> Retry:
@@ -99,6 +116,9 @@ class JobQueue:
         raise NotImplementedError
 
     async def enqueue_variants(self, file_id: uuid.UUID) -> None:
+        raise NotImplementedError
+
+    async def enqueue_webhook(self, delivery_id: uuid.UUID) -> None:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -124,6 +144,11 @@ class ArqQueue(JobQueue):
             VARIANTS_FUNCTION, str(file_id), _job_id=variants_job_key(file_id)
         )
 
+    async def enqueue_webhook(self, delivery_id: uuid.UUID) -> None:
+        await self.pool.enqueue_job(
+            WEBHOOK_FUNCTION, str(delivery_id), _job_id=webhook_job_key(delivery_id)
+        )
+
 
 class InProcessQueue(JobQueue):
     """Runs jobs as tasks of this event loop (the zero-config setup).
@@ -138,6 +163,8 @@ class InProcessQueue(JobQueue):
         self._max_tries = 1
         self._scan: ImportRunner | None = None
         self._scan_max_tries = 1
+        self._webhook: ImportRunner | None = None
+        self._webhook_max_tries = 1
         # Keyed by (kind, id): an import and a scan are different jobs.
         self._tasks: dict[tuple[str, uuid.UUID], asyncio.Task[None]] = {}
         # Variant jobs by file id (a separate id space from import jobs).
@@ -165,6 +192,16 @@ class InProcessQueue(JobQueue):
         """The runner of malware scans (by upload id), as ``bind`` for imports."""
         self._scan = run
         self._scan_max_tries = max_tries
+
+    def bind_webhooks(self, run: ImportRunner, *, max_tries: int) -> None:
+        """The runner of webhook deliveries (by delivery id), as ``bind`` for imports."""
+        self._webhook = run
+        self._webhook_max_tries = max_tries
+
+    async def enqueue_webhook(self, delivery_id: uuid.UUID) -> None:
+        if self._webhook is None:
+            raise RuntimeError("InProcessQueue.bind_webhooks() was not called: no runner")
+        self._start(("webhook", delivery_id), self._webhook, self._webhook_max_tries)
 
     async def enqueue_import(self, job_id: uuid.UUID) -> None:
         if self._run is None:

@@ -132,6 +132,43 @@ def cleanup_deleted(*, objects: int, size_bytes: int) -> None:
     CLEANUP_DELETED_BYTES.inc(size_bytes)
 
 
+# --- quotas, rate limits, webhooks ------------------------------------------------
+
+QUOTA_REFUSALS = Counter(
+    "uploadsvc_quota_refusals", "Uploads refused (413) for passing their owner's quota."
+)
+RATE_LIMITED = Counter(
+    "uploadsvc_rate_limited",
+    "Requests refused (429) by a per-user rate limit, by route class.",
+    ["route_class"],
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "uploadsvc_rate_limit_unchecked",
+    "Requests let through because the rate limits' storage (Redis) failed.",
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "uploadsvc_webhook_attempts",
+    "Webhook attempts by outcome: delivered, retried or failed (the last attempt).",
+    ["event_type", "outcome"],
+)
+
+
+def quota_refused() -> None:
+    QUOTA_REFUSALS.inc()
+
+
+def rate_limited(*, route_class: str) -> None:
+    RATE_LIMITED.labels(route_class=route_class).inc()
+
+
+def rate_limit_unchecked() -> None:
+    RATE_LIMIT_UNCHECKED.inc()
+
+
+def webhook_attempted(*, event_type: str, outcome: str) -> None:
+    WEBHOOK_ATTEMPTS.labels(event_type=event_type, outcome=outcome).inc()
+
+
 # --- reading them --------------------------------------------------------------
 
 

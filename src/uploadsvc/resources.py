@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from uploadsvc.config import Settings
 from uploadsvc.db import create_engine, create_session_factory
 from uploadsvc.job_queue import ArqQueue, InProcessQueue, JobQueue
+from uploadsvc.rate_limits import RateLimiter
 from uploadsvc.repository.multipart_ledger import MultipartLedger
 from uploadsvc.security import TokenVerifier
 from uploadsvc.storage import Storage, open_storage
+from uploadsvc.webhook_sender import WebhookSender
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,9 @@ class Resources:
     # None in the zero-config setup: jobs then run in-process.
     redis: ArqRedis | None
     jobs: JobQueue
+    rate_limiter: RateLimiter
+    # None without UPLOADSVC_WEBHOOK_URL.
+    webhook_sender: WebhookSender | None
 
 
 def _multipart_ledger(
@@ -74,6 +79,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             # lifespan): this module knows no job and no service.
             jobs = InProcessQueue()
         stack.push_async_callback(jobs.aclose)
+        rate_limiter = RateLimiter(settings)
+        stack.push_async_callback(rate_limiter.aclose)
+        webhook_sender = WebhookSender.from_settings(settings)
+        if webhook_sender is not None:
+            stack.push_async_callback(webhook_sender.aclose)
         resources = Resources(
             settings=settings,
             engine=engine,
@@ -82,5 +92,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             token_verifier=verifier,
             redis=redis,
             jobs=jobs,
+            rate_limiter=rate_limiter,
+            webhook_sender=webhook_sender,
         )
         yield resources

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from sqlalchemy import ARRAY, ColumnElement, String, bindparam, func, select, update
@@ -49,10 +50,21 @@ def _url_expired_before(cutoff: dt.datetime) -> ColumnElement[bool]:
     return (Upload.status == UploadStatus.PENDING) & (Upload.url_expires_at < cutoff)
 
 
+async def pending_expired_before(session: AsyncSession, *, cutoff: dt.datetime) -> list[uuid.UUID]:
+    """The ids of the pending uploads ``expire_pending_before`` would claim."""
+    return list(await session.scalars(select(Upload.id).where(_url_expired_before(cutoff))))
+
+
+async def pending_upload(session: AsyncSession, *, upload_id: uuid.UUID) -> Upload | None:
+    """The upload, if it is still pending, loaded in ``session`` (to be confirmed)."""
+    return await session.scalar(
+        select(Upload).where(Upload.id == upload_id, Upload.status == UploadStatus.PENDING)
+    )
+
+
 async def count_pending_expired_before(session: AsyncSession, *, cutoff: dt.datetime) -> int:
     """How many pending uploads ``expire_pending_before`` would claim."""
-    ids = (await session.scalars(select(Upload.id).where(_url_expired_before(cutoff)))).all()
-    return len(ids)
+    return len(await pending_expired_before(session, cutoff=cutoff))
 
 
 async def expire_pending_before(session: AsyncSession, *, cutoff: dt.datetime) -> int:

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
-from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.deps import DirectUploadLimit, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.formdata import FormReader
 from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body
@@ -35,6 +35,7 @@ PurposeQuery = Annotated[
     "/v1/uploads/direct",
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
+    dependencies=[DirectUploadLimit],
     # `purpose` is documented as the query parameter only: a form field counts
     # only before `file`, and generated clients send optional fields after
     # the required ones (openapi-python-client did; the field was then ignored).
@@ -61,6 +62,7 @@ async def direct_upload(
     "/v1/uploads/direct",
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
+    dependencies=[DirectUploadLimit],
     openapi_extra={
         "requestBody": {
             "required": True,

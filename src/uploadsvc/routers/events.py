@@ -11,10 +11,11 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, refuse_honest_oversize
-from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep
+from uploadsvc.deps import ImportLimit, PrincipalDep, ResourcesDep, SessionDep
 from uploadsvc.errors import (
     BadRequest,
     NotFound,
+    TooManyRequests,
     Unprocessable,
     error_responses,
 )
@@ -53,6 +54,7 @@ def _accepted(job_id: uuid.UUID) -> TaskAccepted:
     "/events/import/json",
     status_code=status.HTTP_202_ACCEPTED,
     responses=STREAMED_UPLOAD_ERRORS,
+    dependencies=[ImportLimit],
     openapi_extra=form_data_body({"file": BINARY}, ["file"]),
 )
 async def import_event_archive(
@@ -69,7 +71,8 @@ async def import_event_archive(
 @router.post(
     "/events/import",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(NotFound, Unprocessable),
+    responses=error_responses(NotFound, Unprocessable, TooManyRequests),
+    dependencies=[ImportLimit],
 )
 async def import_event_upload(
     body: ImportByKey, session: SessionDep, resources: ResourcesDep, principal: PrincipalDep

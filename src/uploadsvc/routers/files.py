@@ -110,6 +110,8 @@ async def download_file(
     response_class=Response,
     responses=error_responses(NotFound),
 )
-async def delete_file(file: OwnedFile, session: SessionDep, storage: StorageDep) -> None:
+async def delete_file(
+    file: OwnedFile, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> None:
     """Delete the file and its object."""
-    await service.delete_file(session, storage, upload=file)
+    await service.delete_file(session, storage, settings, upload=file)

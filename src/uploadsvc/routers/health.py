@@ -7,7 +7,7 @@ API's port leave it out (``UPLOADSVC_METRICS_PUBLIC=false``) and may scrape
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from uploadsvc import metrics as metric_series
@@ -29,9 +29,12 @@ async def healthz() -> Health:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency is down."}},
 )
-async def readyz(resources: ResourcesDep) -> Readiness | JSONResponse:
-    """Database, storage and (when configured) Redis answer; 503 names what is down."""
-    readiness = await check_readiness(resources)
+async def readyz(request: Request, resources: ResourcesDep) -> Readiness | JSONResponse:
+    """Database, storage and (when configured) Redis answer; 503 names what is down.
+
+    Also 503 (``shutting_down``) once the process was asked to stop.
+    """
+    readiness = await check_readiness(resources, shutting_down=request.app.state.shutdown.started)
     if readiness.status != "ok":
         return JSONResponse(readiness.model_dump(), status_code=503)
     return readiness

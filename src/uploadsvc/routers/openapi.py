@@ -16,6 +16,7 @@ from uploadsvc.errors import (
     NotFound,
     PayloadTooLarge,
     StorageError,
+    TooManyRequests,
     Unprocessable,
     UnsupportedMediaType,
     error_responses,
@@ -44,10 +45,10 @@ def untitled(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # What a route that streams a file through the service can answer besides
-# its success: a malformed body, too large, a refused type, a file that
-# fails its checks, storage unavailable.
+# its success: a malformed body, too large (or past the quota), a refused
+# type, a file that fails its checks, the caller's rate limit, storage unavailable.
 STREAMED_UPLOAD_ERRORS = error_responses(
-    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
+    BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, StorageError
 )
 # A declared upload (presigned or multipart) is refused for the same reasons
 # before any byte is sent.
@@ -55,5 +56,9 @@ DECLARED_UPLOAD_ERRORS = STREAMED_UPLOAD_ERRORS
 # What a route on an upload already under way can answer: no such upload,
 # one in another state, one that expired, a stored object that fails its checks.
 PENDING_UPLOAD_ERRORS = error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError)
+# A fresh URL for one is counted against the caller's rate limit too.
+REISSUE_URL_ERRORS = error_responses(
+    NotFound, Conflict, Gone, Unprocessable, TooManyRequests, StorageError
+)
 # Signing parts adds a malformed list of part numbers to those.
 PART_URL_ERRORS = error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from uploadsvc.bodies import FORM_OVERHEAD_BYTES, limited, refuse_honest_oversize
-from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.deps import DirectUploadLimit, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.errors import (
     BadRequest,
 )
@@ -41,6 +41,7 @@ def _check_force_local(force_local: bool, backend: str) -> None:
     "/v1/upload/file",
     tags=["open event"],
     responses=_ERRORS,
+    dependencies=[DirectUploadLimit],
     response_model=OpenEventFileUrl,
     openapi_extra=form_data_body(
         {"file": BINARY, "files[]": {"type": "array", "items": BINARY}}, []
@@ -69,6 +70,7 @@ async def open_event_upload_file(
     "/v1/upload/image",
     tags=["open event"],
     responses=_ERRORS,
+    dependencies=[DirectUploadLimit],
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -11,12 +11,14 @@ from uploadsvc.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    UploadUrlLimit,
 )
 from uploadsvc.errors import Conflict, NotFound, StorageError, error_responses
 from uploadsvc.routers.openapi import (
     DECLARED_UPLOAD_ERRORS,
     PART_URL_ERRORS,
     PENDING_UPLOAD_ERRORS,
+    REISSUE_URL_ERRORS,
 )
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.multipart_uploads import (
@@ -38,6 +40,7 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
     "/request-url",
     status_code=status.HTTP_201_CREATED,
     responses=DECLARED_UPLOAD_ERRORS,
+    dependencies=[UploadUrlLimit],
 )
 async def request_upload_url(
     body: UploadUrlRequest, resources: ResourcesDep, principal: PrincipalDep
@@ -50,7 +53,8 @@ async def request_upload_url(
 
 @router.post(
     "/{upload_id:uuid}/url",
-    responses=PENDING_UPLOAD_ERRORS,
+    responses=REISSUE_URL_ERRORS,
+    dependencies=[UploadUrlLimit],
 )
 async def reissue_upload_url(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
@@ -91,6 +95,7 @@ async def confirm_upload(
     "/multipart",
     status_code=status.HTTP_201_CREATED,
     responses=DECLARED_UPLOAD_ERRORS,
+    dependencies=[UploadUrlLimit],
 )
 async def start_multipart_upload(
     body: MultipartUploadRequest,

@@ -11,11 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep, UploadUrlLimit
 from uploadsvc.errors import (
     BadRequest,
     PayloadTooLarge,
     StorageError,
+    TooManyRequests,
     UnsupportedMediaType,
     error_responses,
 )
@@ -39,7 +40,9 @@ from uploadsvc.storage.base import MAX_PART_NUMBER
 
 router = APIRouter(prefix="/v1/s3", tags=["uppy"])
 
-_START_ERRORS = error_responses(BadRequest, PayloadTooLarge, UnsupportedMediaType, StorageError)
+_START_ERRORS = error_responses(
+    BadRequest, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, StorageError
+)
 
 
 async def get_uppy_upload(
@@ -57,7 +60,7 @@ async def get_uppy_upload(
 UppyUpload = Annotated[Upload, Depends(get_uppy_upload)]
 
 
-@router.get("/params", responses=_START_ERRORS)
+@router.get("/params", responses=_START_ERRORS, dependencies=[UploadUrlLimit])
 async def uppy_upload_parameters(
     session: SessionDep,
     storage: StorageDep,
@@ -77,7 +80,7 @@ async def uppy_upload_parameters(
     )
 
 
-@router.post("/multipart", responses=_START_ERRORS)
+@router.post("/multipart", responses=_START_ERRORS, dependencies=[UploadUrlLimit])
 async def uppy_create_multipart_upload(
     body: UppyCreateMultipart,
     session: SessionDep,

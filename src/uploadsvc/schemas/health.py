@@ -14,5 +14,5 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "shutting_down"]
     checks: dict[str, str]

@@ -2,11 +2,14 @@
 
 A run, under a lease so that only one runs at a time:
 
-1. claims pending uploads whose URL expired more than the cutoff ago, with a
-   conditional ``pending → expired`` UPDATE. A confirm changes the same row
-   with ``pending → confirmed``; the database lets exactly one of them win, so
-   a confirm after the claim answers 410 and a confirm that won keeps its
-   object.
+1. confirms the pending uploads whose URL expired more than the cutoff ago
+   and whose object is in storage (a client that PUT its bytes and died
+   before confirming): the confirm checks run as if the client had asked,
+   so the upload becomes a file, or is rejected and its object deleted.
+   Then it claims the rest with a conditional ``pending → expired`` UPDATE.
+   A confirm changes the same row with ``pending → confirmed``; the database
+   lets exactly one of them win, so a confirm after the claim answers 410
+   and a confirm that won keeps its object.
 2. pages through the objects under the upload prefixes, looks the keys of
    one page up in one query, and deletes (``DeleteObjects``, up to 1000 keys)
    the objects of expired, rejected and deleted uploads, and objects with no
@@ -37,13 +40,17 @@ from dataclasses import asdict, dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from uploadsvc import metrics
+from uploadsvc.config import Settings
 from uploadsvc.db import utcnow
+from uploadsvc.errors import Conflict, QuotaExceeded, Unprocessable
+from uploadsvc.job_queue import JobQueue, flush_after_commit
 from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import UploadStatus
 from uploadsvc.profiles import STAGING_PREFIX, UPLOAD_PREFIXES, file_key_of
 from uploadsvc.repository import cleanup as repository
 from uploadsvc.repository import idempotency as idempotency_keys
 from uploadsvc.repository.multipart_ledger import MultipartLedger
+from uploadsvc.services.uploads import confirm_upload
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import DELETE_BATCH_SIZE, ListedObject
 
@@ -79,13 +86,21 @@ class CleanupReport:
     expired: int = 0
     aborted: int = 0  # multipart uploads, and the local backend's leftover temporary files
     freed_bytes: int = 0
+    # Pending uploads whose bytes were there: confirmed (or rejected) by the run.
+    confirmed: int = 0
+    rejected: int = 0
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
+        rescued = (
+            f", confirmed {self.confirmed} and rejected {self.rejected} uploads never confirmed"
+            if self.confirmed or self.rejected
+            else ""
+        )
         return (
             f"cleanup {self.outcome}: scanned {self.scanned} objects, {verb} {self.deleted} "
             f"({self.freed_bytes} bytes), expired {self.expired} pending uploads, "
-            f"aborted {self.aborted} unfinished uploads"
+            f"aborted {self.aborted} unfinished uploads{rescued}"
         )
 
 
@@ -97,12 +112,17 @@ async def run_cleanup(
     dry_run: bool = False,
     all_incomplete: bool = False,
     now: dt.datetime | None = None,
+    settings: Settings | None = None,
+    jobs: JobQueue | None = None,
 ) -> CleanupReport:
     """One cleanup run; ``now`` is injectable so tests can age objects.
 
     ``all_incomplete`` lists every incomplete multipart upload under the
     upload prefixes, not only those the multipart ledger names: for an
     operator, once, after upgrading from a version without the ledger.
+    With ``settings`` (the profiles confirm checks against), pending uploads
+    whose object arrived are confirmed before the rest expire; ``jobs``
+    takes the scans, variants and webhooks those confirms defer.
     """
     started_at = utcnow()
     now = now or started_at
@@ -115,6 +135,8 @@ async def run_cleanup(
         logger.info("cleanup skipped: another run holds the lease")
         return report
     try:
+        if settings is not None and not dry_run:
+            await _confirm_left_behind(session_factory, storage, settings, jobs, cutoff, report)
         report.expired = await _expire_pending(session_factory, cutoff, dry_run=dry_run)
         await _sweep(session_factory, storage, report, cutoff, dry_run=dry_run)
         report.aborted = await _abort_incomplete(
@@ -144,6 +166,41 @@ async def _take_lease(session_factory: async_sessionmaker[AsyncSession], holder:
 async def _release_lease(session_factory: async_sessionmaker[AsyncSession], holder: str) -> None:
     async with session_factory() as session, session.begin():
         await repository.release_lease(session, name=LEASE_NAME, holder=holder)
+
+
+async def _confirm_left_behind(
+    session_factory: async_sessionmaker[AsyncSession],
+    storage: Storage,
+    settings: Settings,
+    jobs: JobQueue | None,
+    cutoff: dt.datetime,
+    report: CleanupReport,
+) -> None:
+    """Confirm, as its client would have, each upload about to expire whose object is there.
+
+    One session per upload, committed at once: a confirm holds no
+    transaction while it asks storage (it begins at the state change), and
+    one upload's outcome never waits for the next. A confirm racing this
+    one is settled by the same conditional update as two clients' confirms.
+    """
+    async with session_factory() as session:
+        left = await repository.pending_expired_before(session, cutoff=cutoff)
+    for upload_id in left:
+        async with session_factory() as session:
+            upload = await repository.pending_upload(session, upload_id=upload_id)
+            if upload is None:
+                continue
+            await session.commit()  # ends the read: nothing is held while storage answers
+            try:
+                await confirm_upload(session, storage, settings, upload=upload)
+                await session.commit()
+                report.confirmed += 1
+            except Conflict:
+                continue  # no object (or parts never completed): it expires below
+            except (Unprocessable, QuotaExceeded):
+                report.rejected += 1  # committed, its object deleted, as a client's confirm
+            if jobs is not None:
+                await flush_after_commit(session, jobs)
 
 
 async def _expire_pending(

@@ -25,7 +25,7 @@ from uploadsvc.schemas.files import (
     InfectedFileList,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services import images, scanning
+from uploadsvc.services import images, scanning, webhooks
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ async def add_download_urls(storage: Storage, settings: Settings, page: FileList
     return page
 
 
-async def delete_file(session: AsyncSession, storage: Storage, *, upload: Upload) -> None:
+async def delete_file(
+    session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload
+) -> None:
     won = await repository.transition(
         session,
         upload,
@@ -144,6 +146,7 @@ async def delete_file(session: AsyncSession, storage: Storage, *, upload: Upload
     )
     if not won:
         raise NotFound("No such file.", code="file_not_found")
+    webhooks.emit(session, settings, "file.deleted", webhooks.file_data(upload))
     # Commit before touching storage: if the delete below fails, the row
     # already says "deleted" and cleanup removes the object later, whereas
     # the other order could leave a confirmed file without its bytes.

@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
 
 
-async def check_readiness(resources: Resources) -> Readiness:
+async def check_readiness(resources: Resources, *, shutting_down: bool = False) -> Readiness:
+    if shutting_down:
+        # The load balancer should send nothing new; the dependencies do not matter.
+        return Readiness(status="shutting_down", checks={})
+
     async def database() -> None:
         async with resources.engine.connect() as connection:
             await repository.ping(connection)

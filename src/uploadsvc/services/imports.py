@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from anyio import to_thread
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +43,7 @@ from uploadsvc import metrics
 from uploadsvc.db import utcnow
 from uploadsvc.errors import NotFound, StorageError, Unprocessable
 from uploadsvc.formdata import FormReader
+from uploadsvc.job_queue import flush_after_commit
 from uploadsvc.models.events import ImportJob, ImportState, Progress
 from uploadsvc.models.uploads import UploadStatus
 from uploadsvc.openevent.archive import ArchiveError, ArchiveLimits, OpenEventArchive
@@ -58,7 +60,7 @@ from uploadsvc.repository import events
 from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
-from uploadsvc.services import scanning
+from uploadsvc.services import scanning, webhooks
 from uploadsvc.services.incoming_files import IncomingFile, record_all_or_nothing, store_file
 from uploadsvc.services.uploads import find_upload
 
@@ -69,6 +71,8 @@ PROGRESS_EVERY_SECONDS = 0.5
 # Keys per storage delete request (S3's maximum).
 DELETE_BATCH = 1000
 
+# Reads of an archive file given to `uploadsvc import`.
+ARCHIVE_READ_BYTES = 1024 * 1024
 QUEUED = Progress("queued", 0, 0, "Waiting for a worker")
 DOWNLOAD = Progress("download", 0, 1, "Downloading the archive")
 CHECK = Progress("archive", 0, 1, "Checking the archive")
@@ -142,13 +146,54 @@ async def submit_archive_upload(
     session: AsyncSession, resources: Resources, *, principal: Principal, form: FormReader
 ) -> ImportJob:
     """``POST /v1/events/import/json``: the zip in the part ``file``, streamed to storage."""
+
+    async def file_parts() -> AsyncIterator[IncomingFile]:
+        while (part := await form.next_part()) is not None:
+            if part.name == "file":
+                yield IncomingFile(part.filename or "event.zip", None, form.chunks())
+
+    job = await _archive_job(session, resources, principal=principal, files=file_parts())
+    return await enqueue_after_commit(session, resources, job)
+
+
+async def submit_archive_file(
+    session: AsyncSession, resources: Resources, *, principal: Principal, path: Path
+) -> ImportJob:
+    """``uploadsvc import``: the zip at ``path``, stored as an upload of ``principal``.
+
+    Committed, not enqueued: the command runs the job itself (``run_import``).
+    """
+
+    async def the_file() -> AsyncIterator[IncomingFile]:
+        yield IncomingFile(path.name, None, _file_chunks(path))
+
+    return await _archive_job(session, resources, principal=principal, files=the_file())
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        while chunk := await file.read(ARCHIVE_READ_BYTES):
+            yield chunk
+
+
+async def _archive_job(
+    session: AsyncSession,
+    resources: Resources,
+    *,
+    principal: Principal,
+    files: AsyncIterator[IncomingFile],
+) -> ImportJob:
+    """Store the first of ``files`` as an ``event-import`` upload and stage its import job.
+
+    Both rows are written in one short commit once the file is stored
+    (``record_all_or_nothing``); whatever fails first leaves no object.
+    """
     settings = resources.settings
     profile = profile_for(settings, Purpose.EVENT_IMPORT)
     upload = None
     try:
-        while (part := await form.next_part()) is not None:
-            if part.name == "file" and upload is None:
-                incoming = IncomingFile(part.filename or "event.zip", None, form.chunks())
+        async for incoming in files:
+            if upload is None:
                 upload = await store_file(
                     session,
                     resources.storage,
@@ -168,7 +213,7 @@ async def submit_archive_upload(
                 await resources.storage.delete(upload.file_key)
         raise
     await record_all_or_nothing(session, resources.storage, [upload])
-    return await enqueue_after_commit(session, resources, job)
+    return job
 
 
 # --- the job -------------------------------------------------------------------
@@ -374,18 +419,20 @@ async def _import(run: _Run, archive: OpenEventArchive, stream: ImportStream) ->
             warnings = stream.warnings + media_warnings
             if len(warnings) > MAX_WARNINGS:
                 warnings = [*warnings[:MAX_WARNINGS], "more warnings were left out"]
+            result = {
+                "id": str(stream.event_id),
+                "event_name": stream.event_name,
+                "url": f"/v1/events/{stream.event_id}",
+                "counts": stream.counts,
+                "warnings": warnings,
+            }
             await repository.mark_succeeded(
-                session,
-                job_id=run.job.id,
-                result={
-                    "id": str(stream.event_id),
-                    "event_name": stream.event_name,
-                    "url": f"/v1/events/{stream.event_id}",
-                    "counts": stream.counts,
-                    "warnings": warnings,
-                },
-                progress=DONE,
+                session, job_id=run.job.id, result=result, progress=DONE
             )
+            webhooks.emit(
+                session, resources.settings, "import.succeeded", _import_data(run, result=result)
+            )
+        await flush_after_commit(session, resources.jobs)
     finally:
         # A generator must never run in two threads at once: let the parse in
         # flight end (its batch or error no longer matters) before closing it.
@@ -458,12 +505,21 @@ async def _fail(run: _Run, error: dict[str, Any]) -> None:
     try:
         async with run.resources.session_factory() as session, session.begin():
             await repository.mark_failed(session, job_id=run.job.id, error=error, progress=progress)
+            webhooks.emit(
+                session, run.resources.settings, "import.failed", _import_data(run, error=error)
+            )
+        await flush_after_commit(session, run.resources.jobs)
         run.finished("FAILURE")
     except Exception as exc:
         if is_transient(exc) and not run.last_try:
             logger.warning("import job %s could not record its failure: %r", run.job.id, exc)
             raise ImportInterrupted(f"could not record the failure: {exc!r}") from exc
         raise
+
+
+def _import_data(run: _Run, **outcome: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` of the import events: the task, its owner, and its result or error."""
+    return {"task_id": str(run.job.id), "owner_id": run.job.owner_id, **outcome}
 
 
 # --- reconciling with the queue ----------------------------------------------------

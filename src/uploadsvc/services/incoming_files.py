@@ -39,7 +39,7 @@ from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Profile, sanitize_filename
 from uploadsvc.security import Principal
-from uploadsvc.services import images, scanning
+from uploadsvc.services import images, quotas, scanning, webhooks
 from uploadsvc.storage import Storage
 
 
@@ -66,7 +66,9 @@ async def store_file(
     the body, then calls ``record_all_or_nothing``. If this raises, no object
     is left behind.
     """
-    received = _Received(profile.max_bytes)
+    received = _Received(
+        profile.max_bytes, room=await quotas.room_for(session, settings, principal)
+    )
     chunks = incoming.chunks
     prefix = await received.read_prefix(chunks)
     if not prefix:
@@ -104,6 +106,8 @@ async def store_file(
     session.add(upload)
     scanning.hold_for_scan(settings, upload, session)
     images.stage_variants(settings, upload, session)
+    quotas.stage(settings, upload, session)
+    webhooks.emit(session, settings, "file.confirmed", webhooks.file_data(upload))
     return upload
 
 
@@ -117,6 +121,7 @@ async def record_all_or_nothing(
     no object stays behind without its row.
     """
     try:
+        await quotas.reserve_staged(session)
         await session.commit()
     except BaseException:
         await _discard(session, storage, uploads)
@@ -151,8 +156,11 @@ class _Received:
     # buffers (4 MiB) within the S3 path's memory bound next to its two parts.
     HASH_BUFFER_BYTES = 2 * 1024 * 1024
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, room: quotas.Room | None = None) -> None:
         self.limit = limit
+        # The caller's quota, when it leaves less than the limit: past it the
+        # body stops at once (the commit's check stays the one that decides).
+        self.room = room
         self.size = 0
         self._sha256 = hashlib.sha256()
         self._buffers: list[bytearray] = []  # allocated when needed, at most two
@@ -162,6 +170,8 @@ class _Received:
 
     async def _take(self, chunk: bytes) -> bytes:
         self.size += len(chunk)
+        if self.room is not None and self.size > self.room.left:
+            raise self.room.refusal(self.size)
         if self.size > self.limit:
             raise PayloadTooLarge(
                 f"The file is over the {self.limit}-byte limit.", code="too_large"

@@ -31,7 +31,6 @@ from uploadsvc.db import utcnow
 from uploadsvc.errors import BadRequest, Conflict, Gone, NotFound
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, profile_for
-from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.multipart_uploads import (
     MAX_PARTS,
@@ -44,6 +43,7 @@ from uploadsvc.schemas.multipart_uploads import (
     UploadedParts,
 )
 from uploadsvc.security import Principal
+from uploadsvc.services import quotas
 from uploadsvc.services.uploads import confirm_upload, declare_upload, not_pending, refusal
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MIN_PART_SIZE, PartGrant
@@ -110,7 +110,7 @@ async def start_multipart_upload(
 ) -> MultipartUploadResponse:
     upload = declare_upload(settings, principal=principal, file=request)
     upload.part_size = choose_part_size(request.size)
-    await start_in_storage(session, storage, upload)
+    await start_in_storage(session, storage, settings, upload)
     numbers = range(1, part_count(request.size, upload.part_size) + 1)
     parts = await _part_urls(storage, settings, upload, numbers)
     return MultipartUploadResponse(
@@ -123,13 +123,15 @@ async def start_multipart_upload(
     )
 
 
-async def start_in_storage(session: AsyncSession, storage: Storage, upload: Upload) -> None:
-    """Start the storage side of a new multipart upload, then record its row."""
+async def start_in_storage(
+    session: AsyncSession, storage: Storage, settings: Settings, upload: Upload
+) -> None:
+    """Start the storage side of a new multipart upload, then record its row (within quota)."""
     upload.multipart_upload_id = await storage.start_multipart(
         upload.file_key, content_type=upload.content_type
     )
     try:
-        await repository.add(session, upload)
+        await quotas.add_pending(session, settings, upload)
     except BaseException:
         await storage.abort_multipart(
             upload.file_key, multipart_upload_id=upload.multipart_upload_id
@@ -218,6 +220,7 @@ async def _hold_to_budget(
         raise await refusal(
             session,
             storage,
+            settings,
             upload,
             code="too_large",
             detail=f"The parts hold {held} bytes; the limit is {budget}.",

@@ -40,12 +40,13 @@ from uploadsvc.errors import (
     StorageError,
     UploadsvcError,
 )
-from uploadsvc.job_queue import enqueue_after_commit
+from uploadsvc.job_queue import enqueue_after_commit, flush_after_commit
 from uploadsvc.models.uploads import ScanState, Upload
 from uploadsvc.repository import uploads as repository
 from uploadsvc.resources import Resources
 from uploadsvc.scanner import ClamdClient, ScannerUnavailable, StreamTooLong, Verdict
 from uploadsvc.security import Principal
+from uploadsvc.services import webhooks
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,10 @@ async def run_scan(resources: Resources, upload_id: uuid.UUID) -> ScanState | No
         won = await repository.set_scan_result(
             session, upload_id=upload_id, scan_state=state, **values
         )
+        if won and state is ScanState.INFECTED:
+            data = {**webhooks.file_data(upload), "signature": signature}
+            webhooks.emit(session, settings, "file.infected", data)
+    await flush_after_commit(session, resources.jobs)
     if not won:
         return None
     logger.info("scanned %s: %s%s", upload_id, state.value, f" ({signature})" if signature else "")

@@ -30,13 +30,14 @@ from uploadsvc.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
+from uploadsvc.job_queue import keep_committed
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, file_key_of, profile_for, sanitize_filename, staging_key
 from uploadsvc.repository import uploads as repository
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.security import Principal
-from uploadsvc.services import images, scanning
+from uploadsvc.services import images, quotas, scanning, webhooks
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
 from uploadsvc.storage.base import PutGrant
@@ -109,8 +110,8 @@ async def request_upload_url(
     # rather than a session's BEGIN, INSERT and COMMIT. It is committed before
     # the URL is signed: a URL is never handed out for an upload not recorded,
     # and a signing failure leaves a pending row that cleanup expires.
-    upload = await repository.insert_pending(
-        engine, declare_upload(settings, principal=principal, file=request)
+    upload = await quotas.insert_pending(
+        engine, settings, declare_upload(settings, principal=principal, file=request)
     )
     return await _presigned_put(storage, settings, upload)
 
@@ -238,8 +239,17 @@ async def confirm_upload(
         or await _check_magic_bytes(storage, upload)
     )
     if rejection is not None:
-        if await _reject(session, storage, upload, rejection):
+        if await _reject(session, storage, settings, upload, rejection):
             raise Unprocessable(rejection.detail, code=rejection.code)
+        return await _answer_for_state(storage, settings, upload)
+    # A size nobody declared (Uppy) meets the quota now; the owner's usage
+    # stays locked until this confirm commits (docs/api.md, "Quotas").
+    over_quota = await quotas.refuse_undeclared(session, settings, upload, size=info.size)
+    if over_quota is not None:
+        if await _reject(
+            session, storage, settings, upload, _Rejection(over_quota.code, over_quota.detail)
+        ):
+            raise over_quota
         return await _answer_for_state(storage, settings, upload)
 
     won = await repository.settle_pending(
@@ -253,6 +263,7 @@ async def confirm_upload(
     if not won:
         return await _answer_for_state(storage, settings, await repository.reload(session, upload))
     scanning.hold_for_scan(settings, upload, session)
+    webhooks.emit(session, settings, "file.confirmed", webhooks.file_data(upload))
     await images.schedule_variants(session, settings, upload)
     metrics.upload_confirmed(purpose=upload.purpose, size_bytes=upload.size_bytes or 0)
     return await confirmed_body(storage, settings, upload)
@@ -321,16 +332,26 @@ async def _check_magic_bytes(storage: Storage, upload: Upload) -> _Rejection | N
 
 
 async def refusal(
-    session: AsyncSession, storage: Storage, upload: Upload, *, code: str, detail: str
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    upload: Upload,
+    *,
+    code: str,
+    detail: str,
 ) -> Exception:
     """Reject a pending upload for ``code``; the error to raise (its 422, or the state left)."""
-    if await _reject(session, storage, upload, _Rejection(code, detail)):
+    if await _reject(session, storage, settings, upload, _Rejection(code, detail)):
         return Unprocessable(detail, code=code)
     return not_pending(upload)
 
 
 async def _reject(
-    session: AsyncSession, storage: Storage, upload: Upload, rejection: _Rejection
+    session: AsyncSession,
+    storage: Storage,
+    settings: Settings,
+    upload: Upload,
+    rejection: _Rejection,
 ) -> bool:
     """Mark the upload rejected and delete its object; False if another request decided first."""
     won = await repository.settle_pending(
@@ -339,10 +360,14 @@ async def _reject(
     if not won:
         await repository.reload(session, upload)
         return False
+    data = {**webhooks.file_data(upload), "reason": rejection.code}
+    webhooks.emit(session, settings, "upload.rejected", data)
     # The 422 that follows would roll the request back: the rejection must be
-    # committed first. The object goes after the commit, so a crash in between
-    # leaves a rejected row whose object cleanup removes.
+    # committed first, and its webhook kept through that rollback. The object
+    # goes after the commit, so a crash in between leaves a rejected row whose
+    # object cleanup removes.
     await session.commit()
+    keep_committed(session)
     metrics.upload_rejected(purpose=upload.purpose, reason=rejection.code)
     logger.info("rejected upload %s: %s", upload.id, rejection.code)
     await _discard_objects(storage, upload)

@@ -36,7 +36,7 @@ from uploadsvc.schemas.uppy import (
     UppyUploadParameters,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services import multipart_uploads
+from uploadsvc.services import multipart_uploads, quotas
 from uploadsvc.services.uploads import UndeclaredSize, abort_upload, declare_upload
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MAX_PART_NUMBER
@@ -65,7 +65,7 @@ async def upload_parameters(
 ) -> UppyUploadParameters:
     """``GET /s3/params``: one request that uploads a small file (S3: a POST policy)."""
     upload = declare_upload(settings, principal=principal, file=file)
-    await repository.add(session, upload)
+    await quotas.add_pending(session, settings, upload)
     presigned = await storage.presign_browser_upload(
         staging_key(upload.file_key),
         content_type=upload.content_type,
@@ -92,7 +92,7 @@ async def create_multipart_upload(
 ) -> UppyMultipartUpload:
     """``POST /s3/multipart``: start a multipart upload at a key the service chooses."""
     upload = declare_upload(settings, principal=principal, file=file)
-    await multipart_uploads.start_in_storage(session, storage, upload)
+    await multipart_uploads.start_in_storage(session, storage, settings, upload)
     assert upload.multipart_upload_id is not None
     return UppyMultipartUpload(key=upload.file_key, uploadId=upload.multipart_upload_id)
 

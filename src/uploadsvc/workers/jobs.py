@@ -5,6 +5,8 @@ import logging
 import uuid
 from typing import Any
 
+from arq.worker import Retry
+
 from uploadsvc.config import Settings
 from uploadsvc.job_queue import InProcessQueue, retry_after
 from uploadsvc.resources import Resources
@@ -12,6 +14,7 @@ from uploadsvc.services.cleanup import CleanupReport, run_cleanup
 from uploadsvc.services.images import make_variants
 from uploadsvc.services.imports import ImportInterrupted, reconcile_imports, run_import
 from uploadsvc.services.scanning import ScanInterrupted, reconcile_scans, run_scan
+from uploadsvc.services.webhooks import WebhookRetry, deliver, reconcile_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,25 @@ async def make_image_variants(ctx: dict[str, Any], file_id: str) -> None:
     await make_variants(ctx["resources"], uuid.UUID(file_id), job_try=ctx["job_try"])
 
 
+async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> None:
+    """One attempt of a webhook delivery (enqueued after its commit, id ``webhook:<id>``)."""
+    await run_webhook_try(ctx["resources"], uuid.UUID(delivery_id))
+
+
+async def run_webhook_try(resources: Resources, delivery_id: uuid.UUID) -> None:
+    """An attempt that failed asks for the next after the delivery's own backoff; the
+    delivery row counts the attempts, so the queue's count only bounds the loop."""
+    try:
+        await deliver(resources, delivery_id)
+    except WebhookRetry as exc:
+        raise Retry(defer=exc.defer_seconds) from exc
+
+
+async def reconcile_webhooks_job(ctx: dict[str, Any]) -> int:
+    """Enqueue webhook deliveries still pending (their enqueue or their worker was lost)."""
+    return await reconcile_webhooks(ctx["resources"])
+
+
 def bind_in_process_jobs(resources: Resources) -> None:
     """Without Redis, this process runs the import, scan and image variant jobs it enqueues."""
     if isinstance(resources.jobs, InProcessQueue):
@@ -68,6 +90,10 @@ def bind_in_process_jobs(resources: Resources) -> None:
         resources.jobs.bind_scan(
             lambda upload_id, job_try: run_scan_try(resources, upload_id, job_try=job_try),
             max_tries=resources.settings.scan_max_tries,
+        )
+        resources.jobs.bind_webhooks(
+            lambda delivery_id, _: run_webhook_try(resources, delivery_id),
+            max_tries=resources.settings.webhook_max_attempts,
         )
 
 
@@ -94,4 +120,6 @@ async def scheduled_cleanup(resources: Resources) -> CleanupReport:
         resources.session_factory,
         resources.storage,
         older_than=dt.timedelta(seconds=resources.settings.cleanup_older_than_seconds),
+        settings=resources.settings,
+        jobs=resources.jobs,
     )

@@ -11,13 +11,14 @@ import logging
 from uploadsvc.resources import Resources
 from uploadsvc.services.imports import reconcile_imports
 from uploadsvc.services.scanning import reconcile_scans
+from uploadsvc.services.webhooks import reconcile_webhooks
 from uploadsvc.workers.jobs import scheduled_cleanup, stale_after
 
 logger = logging.getLogger(__name__)
 
 
 async def run_in_process_schedule(resources: Resources) -> None:
-    """The dev-mode scheduler: cleanup and the import and scan reconcilers, in this process."""
+    """The dev-mode scheduler: cleanup and the import, scan and webhook reconcilers, here."""
     cleanup_every = resources.settings.cleanup_every_minutes * 60
     elapsed = 0
     while True:
@@ -29,6 +30,10 @@ async def run_in_process_schedule(resources: Resources) -> None:
             await reconcile_scans(resources)
         except Exception:
             logger.exception("in-process scan reconciler failed")
+        try:
+            await reconcile_webhooks(resources)
+        except Exception:
+            logger.exception("in-process webhook reconciler failed")
         await asyncio.sleep(60)
         elapsed += 60
         if elapsed % cleanup_every == 0:

@@ -21,10 +21,12 @@ from uploadsvc.resources import open_resources
 from uploadsvc.services.images import MAX_TRIES as MAX_VARIANT_TRIES
 from uploadsvc.workers.jobs import (
     cleanup_job,
+    deliver_webhook,
     import_event,
     make_image_variants,
     reconcile_job,
     reconcile_scans_job,
+    reconcile_webhooks_job,
     scan_file,
 )
 
@@ -52,6 +54,13 @@ def cleanup_schedule(settings: Settings) -> tuple[set[int], set[int] | None]:
     if every < 60:
         return set(range(0, 60, every)), None
     return {0}, set(range(0, 24, every // 60))
+
+
+def _job(function: Any, *, timeout: float, max_tries: int) -> Any:
+    """A job function by its own name; keep_result=0, so its fixed job id can be enqueued again."""
+    return func(
+        function, name=function.__name__, timeout=timeout, keep_result=0, max_tries=max_tries
+    )
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
@@ -84,32 +93,31 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
             # the job's last try records FAILURE rather than asking again.
             # The job stops itself at job_timeout_seconds (and is retried);
             # arq's timeout, a grace period later, only backs that up.
-            func(
+            _job(
                 import_event,
-                name="import_event",
                 timeout=settings.job_timeout_seconds + IMPORT_GRACE_SECONDS,
-                keep_result=0,
                 max_tries=settings.import_max_tries,
             ),
             # Scans: keep_result=0 and a fixed job id as for imports; a scan
             # still pending after max_tries is enqueued again by its reconciler.
             # A scan stops itself at clamd_timeout_seconds; its arq timeout
             # stays below the import's, which sets arq's in-progress lease.
-            func(
-                scan_file,
-                name="scan_file",
-                timeout=settings.job_timeout_seconds,
-                keep_result=0,
-                max_tries=settings.scan_max_tries,
+            _job(
+                scan_file, timeout=settings.job_timeout_seconds, max_tries=settings.scan_max_tries
             ),
             # The job kills its child process at image_job_timeout_seconds;
             # keep_result=0 lets the same fixed id be enqueued again.
-            func(
+            _job(
                 make_image_variants,
-                name="make_image_variants",
                 timeout=settings.image_job_timeout_seconds + IMPORT_GRACE_SECONDS,
-                keep_result=0,
                 max_tries=MAX_VARIANT_TRIES,
+            ),
+            # Every attempt is recorded on its delivery, which fails itself after
+            # the last; arq's tries only bound the loop (services/webhooks.py).
+            _job(
+                deliver_webhook,
+                timeout=settings.webhook_timeout_seconds + IMPORT_GRACE_SECONDS,
+                max_tries=settings.webhook_max_attempts,
             ),
         ],
         # unique=True (arq's default) gives each scheduled run a fixed job id,
@@ -140,6 +148,9 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
         # Files left pending (Redis lost their job, its tries ran out) are
         # enqueued again; with scanning off there is nothing to reconcile.
         options["cron_jobs"].append(reconciler(reconcile_scans_job, second=30))
+    if settings.webhook_url is not None:
+        # Deliveries whose job was lost, as the scans above.
+        options["cron_jobs"].append(reconciler(reconcile_webhooks_job, second=45))
     options.update(overrides)
     return Worker(**options)
 
