@@ -93,18 +93,22 @@ _404 = error_responses(NotFound)
 
 
 @router.get("/events/{event_id}", responses=_404)
-async def get_event(event: OwnedEvent, session: SessionDep) -> EventRead:
-    return await service.event_read(session, event)
+async def get_event(event: OwnedEvent, session: SessionDep, resources: ResourcesDep) -> EventRead:
+    return await service.event_read(session, resources, event)
 
 
 @router.get("/events/{event_id}/sessions", responses=_404)
-async def list_event_sessions(event: OwnedEvent, session: SessionDep) -> Page[SessionRead]:
-    return Page[SessionRead](items=await service.sessions(session, event))
+async def list_event_sessions(
+    event: OwnedEvent, session: SessionDep, resources: ResourcesDep
+) -> Page[SessionRead]:
+    return Page[SessionRead](items=await service.sessions(session, resources, event))
 
 
 @router.get("/events/{event_id}/speakers", responses=_404)
-async def list_event_speakers(event: OwnedEvent, session: SessionDep) -> Page[SpeakerRead]:
-    return Page[SpeakerRead](items=await service.speakers(session, event))
+async def list_event_speakers(
+    event: OwnedEvent, session: SessionDep, resources: ResourcesDep
+) -> Page[SpeakerRead]:
+    return Page[SpeakerRead](items=await service.speakers(session, resources, event))
 
 
 @router.get("/events/{event_id}/tracks", responses=_404)
@@ -120,8 +124,10 @@ async def list_event_microlocations(
 
 
 @router.get("/events/{event_id}/sponsors", responses=_404)
-async def list_event_sponsors(event: OwnedEvent, session: SessionDep) -> Page[SponsorRead]:
-    return Page[SponsorRead](items=await service.sponsors(session, event))
+async def list_event_sponsors(
+    event: OwnedEvent, session: SessionDep, resources: ResourcesDep
+) -> Page[SponsorRead]:
+    return Page[SponsorRead](items=await service.sponsors(session, resources, event))
 
 
 @router.get("/events/{event_id}/session-types", responses=_404)

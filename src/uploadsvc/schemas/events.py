@@ -10,6 +10,11 @@ from pydantic import BaseModel, Field
 
 from uploadsvc.models.events import ImportState, Progress
 
+MEDIA_URL = (
+    "An external link, as the archive gave it; or, when the archive held the file"
+    " (`*_key`), a GET URL of our copy, signed for `UPLOADSVC_DOWNLOAD_URL_EXPIRES_SECONDS`."
+)
+
 
 class ImportByKey(BaseModel):
     file_key: str = Field(
@@ -66,7 +71,7 @@ class EventRead(BaseModel):
     ends_at: dt.datetime | None
     timezone: str | None
     location_name: str | None
-    logo_url: str | None = Field(description="An external link, as the archive gave it.")
+    logo_url: str | None = Field(description=MEDIA_URL)
     logo_key: str | None = Field(description="Our copy of the archive's logo, in storage.")
     counts: dict[str, int]
     social_links: list[dict[str, str]]
@@ -105,7 +110,7 @@ class SpeakerRead(BaseModel):
     long_biography: str | None
     website: str | None
     twitter: str | None
-    photo_url: str | None
+    photo_url: str | None = Field(description=MEDIA_URL)
     photo_key: str | None
     session_ids: list[uuid.UUID]
 
@@ -124,11 +129,11 @@ class SessionRead(BaseModel):
     microlocation: Ref | None
     session_type: Ref | None
     speaker_ids: list[uuid.UUID]
-    audio_url: str | None
+    audio_url: str | None = Field(description=MEDIA_URL)
     audio_key: str | None
-    video_url: str | None
+    video_url: str | None = Field(description=MEDIA_URL)
     video_key: str | None
-    slides_url: str | None
+    slides_url: str | None = Field(description=MEDIA_URL)
     slides_key: str | None
 
 
@@ -139,7 +144,7 @@ class SponsorRead(BaseModel):
     level: str | None
     sponsor_type: str | None
     description: str | None
-    logo_url: str | None
+    logo_url: str | None = Field(description=MEDIA_URL)
     logo_key: str | None
 
 

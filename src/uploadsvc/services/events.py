@@ -24,6 +24,7 @@ from uploadsvc.models.events import (
 )
 from uploadsvc.repository import events as repository
 from uploadsvc.repository import imports as jobs
+from uploadsvc.resources import Resources
 from uploadsvc.schemas.events import (
     EventRead,
     ImportJobList,
@@ -86,11 +87,27 @@ async def get_event(session: AsyncSession, *, principal: Principal, event_id: uu
     return event
 
 
-async def event_read(session: AsyncSession, event: Event) -> EventRead:
+async def _with_media_urls(resources: Resources, body: dict[str, Any]) -> dict[str, Any]:
+    """Each stored medium's ``*_url``: a GET URL signed for its ``*_key``.
+
+    A medium has a key (our copy of an archive path) or a URL (an external
+    link, kept as the archive gave it), never both. The URL is signed without
+    response headers, so storage serves the type the import checked and
+    stored (docs/api.md, "Event import").
+    """
+    expires_in = resources.settings.download_url_expires_seconds
+    for field, key in list(body.items()):
+        url_field = field.removesuffix("_key") + "_url"
+        if field.endswith("_key") and key and body.get(url_field) is None:
+            body[url_field] = await resources.storage.presign_get(key, expires_in=expires_in)
+    return body
+
+
+async def event_read(session: AsyncSession, resources: Resources, event: Event) -> EventRead:
     counts = await repository.count_rows(session, event_id=event.id)
     links = await repository.social_links(session, event_id=event.id)
     return EventRead.model_validate(
-        as_dict(event, EventRead)
+        await _with_media_urls(resources, as_dict(event, EventRead))
         | {
             "counts": counts,
             "social_links": [{"name": link.name, "link": link.link} for link in links],
@@ -99,11 +116,19 @@ async def event_read(session: AsyncSession, event: Event) -> EventRead:
 
 
 async def _rows_as(
-    session: AsyncSession, event: Event, model: type[Any], read: type[ReadT]
+    session: AsyncSession,
+    event: Event,
+    model: type[Any],
+    read: type[ReadT],
+    resources: Resources | None = None,
 ) -> list[ReadT]:
-    """The event's rows of a kind that needs no joins, as their API bodies."""
+    """The event's rows of a kind that needs no joins, as their API bodies
+    (with their media's URLs signed, given ``resources``)."""
     rows = await repository.list_rows(session, model, event_id=event.id)
-    return [read.model_validate(as_dict(row, read)) for row in rows]
+    bodies = [as_dict(row, read) for row in rows]
+    if resources is not None:
+        bodies = [await _with_media_urls(resources, body) for body in bodies]
+    return [read.model_validate(body) for body in bodies]
 
 
 async def tracks(session: AsyncSession, event: Event) -> list[TrackRead]:
@@ -118,23 +143,24 @@ async def session_types(session: AsyncSession, event: Event) -> list[SessionType
     return await _rows_as(session, event, SessionType, SessionTypeRead)
 
 
-async def sponsors(session: AsyncSession, event: Event) -> list[SponsorRead]:
-    return await _rows_as(session, event, Sponsor, SponsorRead)
+async def sponsors(session: AsyncSession, resources: Resources, event: Event) -> list[SponsorRead]:
+    return await _rows_as(session, event, Sponsor, SponsorRead, resources)
 
 
-async def speakers(session: AsyncSession, event: Event) -> list[SpeakerRead]:
+async def speakers(session: AsyncSession, resources: Resources, event: Event) -> list[SpeakerRead]:
     by_speaker: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
         by_speaker[speaker_id].append(session_id)
     return [
         SpeakerRead.model_validate(
-            as_dict(row, SpeakerRead) | {"session_ids": sorted(by_speaker[row.id])}
+            await _with_media_urls(resources, as_dict(row, SpeakerRead))
+            | {"session_ids": sorted(by_speaker[row.id])}
         )
         for row in await repository.list_rows(session, Speaker, event_id=event.id)
     ]
 
 
-async def sessions(session: AsyncSession, event: Event) -> list[SessionRead]:
+async def sessions(session: AsyncSession, resources: Resources, event: Event) -> list[SessionRead]:
     by_session: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
         by_session[session_id].append(speaker_id)
@@ -145,7 +171,7 @@ async def sessions(session: AsyncSession, event: Event) -> list[SessionRead]:
 
     return [
         SessionRead.model_validate(
-            as_dict(row, SessionRead)
+            await _with_media_urls(resources, as_dict(row, SessionRead))
             | {
                 "track": ref(row.track_id),
                 "microlocation": ref(row.microlocation_id),
