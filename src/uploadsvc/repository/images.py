@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.db import utcnow
@@ -34,6 +34,51 @@ def stage_pending(session: AsyncSession, *, file_id: uuid.UUID, names: Sequence[
     )
 
 
+def add_pending_media(
+    session: AsyncSession,
+    *,
+    event_id: uuid.UUID,
+    media: Sequence[tuple[uuid.UUID, str]],
+    names: Sequence[str],
+) -> None:
+    """A pending row per variant name of each imported medium (its row's id and
+    object key); the import's commit writes them with its rows."""
+    session.add_all(
+        ImageVariant(
+            event_id=event_id,
+            medium_id=medium_id,
+            source_key=key,
+            name=name,
+            status=VariantStatus.PENDING,
+        )
+        for medium_id, key in media
+        for name in names
+    )
+
+
+async def list_for_medium(session: AsyncSession, *, medium_id: uuid.UUID) -> list[ImageVariant]:
+    rows = await session.scalars(
+        select(ImageVariant).where(ImageVariant.medium_id == medium_id).order_by(ImageVariant.name)
+    )
+    return list(rows)
+
+
+async def list_for_event(session: AsyncSession, *, event_id: uuid.UUID) -> list[ImageVariant]:
+    """The variants of an event's media, by medium and name."""
+    rows = await session.scalars(
+        select(ImageVariant)
+        .where(ImageVariant.event_id == event_id)
+        .order_by(ImageVariant.source_key, ImageVariant.name)
+    )
+    return list(rows)
+
+
+def _of(owner_id: uuid.UUID) -> ColumnElement[bool]:
+    """The variants of one file, or of one imported medium (the id of its row):
+    both are random UUIDs, so one id names one of them."""
+    return or_(ImageVariant.file_id == owner_id, ImageVariant.medium_id == owner_id)
+
+
 async def list_for_file(session: AsyncSession, *, file_id: uuid.UUID) -> list[ImageVariant]:
     rows = await session.scalars(
         select(ImageVariant).where(ImageVariant.file_id == file_id).order_by(ImageVariant.name)
@@ -45,8 +90,13 @@ async def get_file(session: AsyncSession, *, file_id: uuid.UUID) -> Upload | Non
     return await session.get(Upload, file_id, populate_existing=True)
 
 
-async def mark_failed(session: AsyncSession, *, file_id: uuid.UUID, reason: str) -> None:
-    for row in await list_for_file(session, file_id=file_id):
+async def mark_failed(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    reason: str,
+) -> None:
+    for row in await session.scalars(select(ImageVariant).where(_of(owner_id))):
         if row.status is VariantStatus.PENDING:
             row.status = VariantStatus.FAILED
             row.failure_reason = reason[:255]
@@ -57,7 +107,7 @@ async def mark_failed(session: AsyncSession, *, file_id: uuid.UUID, reason: str)
 async def mark_ready(
     session: AsyncSession,
     *,
-    file_id: uuid.UUID,
+    owner_id: uuid.UUID,
     name: str,
     object_key: str,
     content_type: str,
@@ -65,9 +115,7 @@ async def mark_ready(
     height: int,
     size_bytes: int,
 ) -> None:
-    row = await session.scalar(
-        select(ImageVariant).where(ImageVariant.file_id == file_id, ImageVariant.name == name)
-    )
+    row = await session.scalar(select(ImageVariant).where(_of(owner_id), ImageVariant.name == name))
     if row is None:
         return
     row.status = VariantStatus.READY

@@ -9,11 +9,22 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from uploadsvc.models.events import ImportState, Progress
+from uploadsvc.schemas.images import ImageVariantRead
 
 MEDIA_URL = (
     "An external link, as the archive gave it; or, when the archive held the file"
     " (`*_key`), a GET URL of our copy, signed for `UPLOADSVC_DOWNLOAD_URL_EXPIRES_SECONDS`."
 )
+
+
+MEDIA_VARIANTS = (
+    "The image variants of our copy (`large`, `thumbnail`, `small`, `icon`), made after"
+    " the import: each `pending`, `ready` with its signed `download_url`, or `failed`."
+)
+
+
+def _variants() -> Any:
+    return Field(default_factory=list, description=MEDIA_VARIANTS)
 
 
 class ImportByKey(BaseModel):
@@ -73,6 +84,7 @@ class EventRead(BaseModel):
     location_name: str | None
     logo_url: str | None = Field(description=MEDIA_URL)
     logo_key: str | None = Field(description="Our copy of the archive's logo, in storage.")
+    logo_variants: list[ImageVariantRead] = _variants()
     counts: dict[str, int]
     social_links: list[dict[str, str]]
 
@@ -112,6 +124,7 @@ class SpeakerRead(BaseModel):
     twitter: str | None
     photo_url: str | None = Field(description=MEDIA_URL)
     photo_key: str | None
+    photo_variants: list[ImageVariantRead] = _variants()
     session_ids: list[uuid.UUID]
 
 
@@ -146,6 +159,7 @@ class SponsorRead(BaseModel):
     description: str | None
     logo_url: str | None = Field(description=MEDIA_URL)
     logo_key: str | None
+    logo_variants: list[ImageVariantRead] = _variants()
 
 
 ItemT = TypeVar("ItemT", bound=BaseModel)

@@ -38,7 +38,9 @@ from uploadsvc.schemas.events import (
     TrackRead,
     as_dict,
 )
+from uploadsvc.schemas.images import ImageVariantRead
 from uploadsvc.security import Principal
+from uploadsvc.services import images
 
 ReadT = TypeVar("ReadT", bound=BaseModel)
 
@@ -87,8 +89,13 @@ async def get_event(session: AsyncSession, *, principal: Principal, event_id: uu
     return event
 
 
-async def _with_media_urls(resources: Resources, body: dict[str, Any]) -> dict[str, Any]:
-    """Each stored medium's ``*_url``: a GET URL signed for its ``*_key``.
+async def _with_media_urls(
+    resources: Resources,
+    body: dict[str, Any],
+    variants: dict[str, list[ImageVariantRead]] | None = None,
+) -> dict[str, Any]:
+    """Each stored medium's ``*_url``: a GET URL signed for its ``*_key``; and its
+    image variants (``*_variants``, from ``images.media_variants``).
 
     A medium has a key (our copy of an archive path) or a URL (an external
     link, kept as the archive gave it), never both. The URL is signed without
@@ -100,6 +107,7 @@ async def _with_media_urls(resources: Resources, body: dict[str, Any]) -> dict[s
         url_field = field.removesuffix("_key") + "_url"
         if field.endswith("_key") and key and body.get(url_field) is None:
             body[url_field] = await resources.storage.presign_get(key, expires_in=expires_in)
+            body[field.removesuffix("_key") + "_variants"] = (variants or {}).get(key, [])
     return body
 
 
@@ -107,7 +115,11 @@ async def event_read(session: AsyncSession, resources: Resources, event: Event) 
     counts = await repository.count_rows(session, event_id=event.id)
     links = await repository.social_links(session, event_id=event.id)
     return EventRead.model_validate(
-        await _with_media_urls(resources, as_dict(event, EventRead))
+        await _with_media_urls(
+            resources,
+            as_dict(event, EventRead),
+            await images.media_variants(session, resources, event_id=event.id),
+        )
         | {
             "counts": counts,
             "social_links": [{"name": link.name, "link": link.link} for link in links],
@@ -127,7 +139,8 @@ async def _rows_as(
     rows = await repository.list_rows(session, model, event_id=event.id)
     bodies = [as_dict(row, read) for row in rows]
     if resources is not None:
-        bodies = [await _with_media_urls(resources, body) for body in bodies]
+        variants = await images.media_variants(session, resources, event_id=event.id)
+        bodies = [await _with_media_urls(resources, body, variants) for body in bodies]
     return [read.model_validate(body) for body in bodies]
 
 
@@ -151,9 +164,10 @@ async def speakers(session: AsyncSession, resources: Resources, event: Event) ->
     by_speaker: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     for session_id, speaker_id in await repository.speaker_links(session, event_id=event.id):
         by_speaker[speaker_id].append(session_id)
+    variants = await images.media_variants(session, resources, event_id=event.id)
     return [
         SpeakerRead.model_validate(
-            await _with_media_urls(resources, as_dict(row, SpeakerRead))
+            await _with_media_urls(resources, as_dict(row, SpeakerRead), variants)
             | {"session_ids": sorted(by_speaker[row.id])}
         )
         for row in await repository.list_rows(session, Speaker, event_id=event.id)

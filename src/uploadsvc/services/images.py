@@ -57,10 +57,6 @@ def variant_sizes(settings: Settings) -> dict[str, int]:
     return {name: px for name, px in sizes.items() if px > 0}
 
 
-def variant_key(file_id: uuid.UUID, name: str, extension: str) -> str:
-    return f"{VARIANT_PREFIX}{file_id}/{name}.{extension}"
-
-
 async def schedule_variants(session: AsyncSession, settings: Settings, upload: Upload) -> None:
     """Called where a file becomes confirmed: an image gets pending variants and a job."""
     sizes = variant_sizes(settings)
@@ -80,19 +76,64 @@ def stage_variants(settings: Settings, upload: Upload, session: AsyncSession) ->
     enqueue_after_commit(session, "variants", upload.id)
 
 
+def stage_media_variants(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    event_id: uuid.UUID,
+    media: list[tuple[uuid.UUID, str]],
+) -> None:
+    """Pending variants for the image media an import stored (each its row's id and
+    key), written by the import's own commit; ``enqueue_media_variants`` after it."""
+    sizes = variant_sizes(settings)
+    if media and sizes:
+        repository.add_pending_media(session, event_id=event_id, media=media, names=list(sizes))
+
+
+async def enqueue_media_variants(resources: Resources, media: list[tuple[uuid.UUID, str]]) -> None:
+    """The variants job of each medium, once the import has committed. A failure
+    is logged: the rows stay pending, as a file's do."""
+    if not variant_sizes(resources.settings):
+        return
+    for medium_id, _key in media:
+        try:
+            await resources.jobs.enqueue_variants(medium_id)
+        except Exception:
+            logger.exception("could not enqueue the variants job of %s", medium_id)
+
+
 async def list_variants(
     session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload
 ) -> ImageVariantList:
     rows = await repository.list_for_file(session, file_id=upload.id)
     return ImageVariantList(
         file_id=upload.id,
-        items=[await _variant_read(storage, settings, upload, row) for row in rows],
+        items=[
+            await _variant_read(
+                storage, settings, row, stem=upload.filename.rsplit(".", 1)[0] or "image"
+            )
+            for row in rows
+        ],
     )
 
 
+async def media_variants(
+    session: AsyncSession, resources: Resources, *, event_id: uuid.UUID
+) -> dict[str, list[ImageVariantRead]]:
+    """The variants of an event's image media, by the medium's key."""
+    by_key: dict[str, list[ImageVariantRead]] = {}
+    for row in await repository.list_for_event(session, event_id=event_id):
+        if row.source_key is not None:
+            read = await _variant_read(resources.storage, resources.settings, row, stem=None)
+            by_key.setdefault(row.source_key, []).append(read)
+    return by_key
+
+
 async def _variant_read(
-    storage: Storage, settings: Settings, upload: Upload, row: ImageVariant
+    storage: Storage, settings: Settings, row: ImageVariant, *, stem: str | None
 ) -> ImageVariantRead:
+    """A variant's body; a ready one's URL downloads it as ``{stem}-{name}.{ext}``
+    (shown inline, as the stored type says, without a stem)."""
     read = ImageVariantRead(
         name=row.name,
         status=row.status,
@@ -104,13 +145,15 @@ async def _variant_read(
     )
     if row.status is VariantStatus.READY and row.object_key and row.content_type:
         expires_in = settings.download_url_expires_seconds
-        stem = upload.filename.rsplit(".", 1)[0] or "image"
-        filename = f"{stem}-{row.name}.{row.object_key.rsplit('.', 1)[-1]}"
+        disposition = None
+        if stem is not None:
+            filename = f"{stem}-{row.name}.{row.object_key.rsplit('.', 1)[-1]}"
+            disposition = content_disposition(filename, content_type=row.content_type)
         read.download_url = await storage.presign_get(
             row.object_key,
             expires_in=expires_in,
             content_type=row.content_type,
-            content_disposition=content_disposition(filename, content_type=row.content_type),
+            content_disposition=disposition,
         )
         read.expires_in = expires_in
     return read
@@ -127,7 +170,8 @@ async def remove_variants(session: AsyncSession, storage: Storage, *, file_id: u
 
 
 async def make_variants(resources: Resources, file_id: uuid.UUID, *, job_try: int) -> None:
-    """The variants job of one file; idempotent (only pending variants are made).
+    """The variants job of one file, or of one imported medium (``file_id`` is then
+    the id of the medium's row); idempotent (only pending variants are made).
 
     A transient failure (storage unreachable) asks for another try, up to
     ``MAX_TRIES``; then the variants are marked failed.
@@ -138,40 +182,60 @@ async def make_variants(resources: Resources, file_id: uuid.UUID, *, job_try: in
         if job_try < MAX_TRIES:
             raise retry_after(job_try) from exc
         async with resources.session_factory() as session:
-            await repository.mark_failed(session, file_id=file_id, reason="storage_unavailable")
+            await repository.mark_failed(session, owner_id=file_id, reason="storage_unavailable")
             await session.commit()
 
 
-async def _make_variants(resources: Resources, file_id: uuid.UUID) -> None:
-    settings, storage = resources.settings, resources.storage
+async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
     async with resources.session_factory() as session:
-        upload = await repository.get_file(session, file_id=file_id)
-        if upload is None or upload.status is not UploadStatus.CONFIRMED:
-            return
-        pending = [
-            row.name
-            for row in await repository.list_for_file(session, file_id=file_id)
-            if row.status is VariantStatus.PENDING
-        ]
-        file_key = upload.file_key
+        upload = await repository.get_file(session, file_id=owner_id)
+        if upload is not None:
+            if upload.status is not UploadStatus.CONFIRMED:
+                return
+            rows = await repository.list_for_file(session, file_id=owner_id)
+            source_key, prefix = upload.file_key, f"{VARIANT_PREFIX}{owner_id}/"
+        else:
+            # An imported medium: its variants sit under its own key's path.
+            rows = await repository.list_for_medium(session, medium_id=owner_id)
+            if not rows or rows[0].source_key is None:
+                return
+            source_key = rows[0].source_key
+            prefix = f"{VARIANT_PREFIX}{source_key}/"
+    pending = [row.name for row in rows if row.status is VariantStatus.PENDING]
+    if not await _make_and_record(resources, owner_id, source_key, prefix, pending):
+        return
+    if upload is not None:
+        async with resources.session_factory() as session:
+            upload = await repository.get_file(session, file_id=owner_id)
+            if upload is None or upload.status is not UploadStatus.CONFIRMED:
+                # Deleted while the job ran: its delete found no variants yet.
+                await remove_variants(session, resources.storage, file_id=owner_id)
+                await session.commit()
+
+
+async def _make_and_record(
+    resources: Resources, owner_id: uuid.UUID, source_key: str, prefix: str, pending: list[str]
+) -> bool:
+    """Make the ``pending`` variants of the object ``source_key``, store them under
+    ``prefix`` and record the outcome on the owner's rows; False if none was pending."""
+    settings, storage = resources.settings, resources.storage
     sizes = {name: px for name, px in variant_sizes(settings).items() if name in pending}
     if not sizes:
-        return
-
+        return False
     workdir = Path(await to_thread.run_sync(tempfile.mkdtemp, None, "uploadsvc-variants-"))
     try:
         source = workdir / "source"
-        await storage.download_to(file_key, source)
+        await storage.download_to(source_key, source)
         outcome = await _render(settings, source=source, outdir=workdir, sizes=sizes)
         if isinstance(outcome, str):
-            logger.info("image variants of %s failed: %s", file_id, outcome)
+            logger.info("image variants of %s failed: %s", owner_id, outcome)
             async with resources.session_factory() as session:
-                await repository.mark_failed(session, file_id=file_id, reason=outcome)
+                await repository.mark_failed(session, owner_id=owner_id, reason=outcome)
                 await session.commit()
-            return
+            return True
         stored: list[tuple[str, MadeVariant]] = []
         for made in outcome:
-            key = variant_key(file_id, made.name, settings.image_variant_format)
+            key = f"{prefix}{made.name}.{settings.image_variant_format}"
             chunks = _file_chunks(Path(made.path))
             await storage.put_stream(key, content_type=made.content_type, chunks=chunks)
             stored.append((key, made))
@@ -182,7 +246,7 @@ async def _make_variants(resources: Resources, file_id: uuid.UUID) -> None:
         for key, made in stored:
             await repository.mark_ready(
                 session,
-                file_id=file_id,
+                owner_id=owner_id,
                 name=made.name,
                 object_key=key,
                 content_type=made.content_type,
@@ -191,11 +255,7 @@ async def _make_variants(resources: Resources, file_id: uuid.UUID) -> None:
                 size_bytes=made.size_bytes,
             )
         await session.commit()
-        upload = await repository.get_file(session, file_id=file_id)
-        if upload is None or upload.status is not UploadStatus.CONFIRMED:
-            # Deleted while the job ran: its delete found no variants yet.
-            await remove_variants(session, storage, file_id=file_id)
-            await session.commit()
+    return True
 
 
 async def _render(
