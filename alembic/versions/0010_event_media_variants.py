@@ -1,4 +1,4 @@
-"""image variants of an imported event's media, beside those of files
+"""image variants of an imported event's media, beside those of files; their keys unique
 
 Revision ID: 0010
 Revises: 0007
@@ -34,11 +34,15 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(
             batch_op.f("uq_image_variants_medium_id_name"), ["medium_id", "name"]
         )
+        batch_op.create_unique_constraint(
+            batch_op.f("uq_image_variants_object_key"), ["object_key"]
+        )
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM image_variants WHERE file_id IS NULL")
     with op.batch_alter_table("image_variants", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_image_variants_object_key"), type_="unique")
         batch_op.drop_constraint(batch_op.f("uq_image_variants_medium_id_name"), type_="unique")
         batch_op.drop_index(batch_op.f("ix_image_variants_event_id"))
         batch_op.drop_constraint(batch_op.f("fk_image_variants_event_id_events"), type_="foreignkey")

@@ -52,7 +52,8 @@ class ImageVariant(Base):
         ),
         default=VariantStatus.PENDING,
     )
-    object_key: Mapped[str | None] = mapped_column(String(1024))
+    # Unique and indexed: cleanup asks which listed variant objects a row records.
+    object_key: Mapped[str | None] = mapped_column(String(1024), unique=True)
     content_type: Mapped[str | None] = mapped_column(String(64))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
