@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     image_max_pixels: int = Field(default=50_000_000, ge=1)
     # The child process that makes one file's variants is killed past this.
     image_job_timeout_seconds: int = Field(default=60, ge=1)
+    # Rewrite a confirmed JPEG/PNG/WebP original without its metadata (EXIF,
+    # XMP, comments; a JPEG keeps its orientation), losslessly, in the variants job.
+    strip_image_metadata: bool = False
 
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None

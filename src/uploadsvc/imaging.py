@@ -137,20 +137,135 @@ def _save(image: Image.Image, path: Path, name: str, output_format: str) -> Made
     )
 
 
+# JPEG markers kept by strip_metadata: JFIF (APP0), Adobe's colour transform
+# (APP14); APP2 only for an ICC profile. Every other APPn (EXIF, XMP, IPTC,
+# maker notes) and COM is dropped.
+_JPEG_KEPT_APP = {0xE0, 0xEE}
+_PNG_DROPPED = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
+_WEBP_DROPPED = {b"EXIF", b"XMP "}
+
+
+def strip_metadata(source: Path, dest: Path) -> bool:
+    """Write ``source`` without its metadata to ``dest``, losslessly: the same
+    pixels, entropy-coded data untouched. False (nothing written) when there
+    was nothing to strip or the format is not JPEG, PNG or WebP.
+
+    A JPEG whose EXIF orientation is not 1 keeps an EXIF block holding only
+    that tag, so it still shows upright.
+    """
+    data = source.read_bytes()
+    if data.startswith(b"\xff\xd8"):
+        out = _strip_jpeg(data, source)
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        out = _strip_png(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        out = _strip_webp(data)
+    else:
+        return False
+    if out is None or out == data:
+        return False
+    dest.write_bytes(out)
+    return True
+
+
+def _strip_jpeg(data: bytes, source: Path) -> bytes | None:
+    kept: list[bytes] = []
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None  # not a marker where one must be: leave the file alone
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is image data, copied as is
+            kept.append(data[position:])
+            # EXIF belongs right after SOI (after JFIF's APP0 when there is one).
+            at = 1 if kept[0][1] == 0xE0 else 0
+            kept.insert(at, _orientation_segment(source))
+            return b"\xff\xd8" + b"".join(kept)
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        segment = data[position : position + 2 + length]
+        is_app = 0xE0 <= marker <= 0xEF or marker == 0xFE
+        icc = marker == 0xE2 and segment[4:16] == b"ICC_PROFILE\0"
+        if not is_app or marker in _JPEG_KEPT_APP or icc:
+            kept.append(segment)
+        position += 2 + length
+    return None
+
+
+def _orientation_segment(source: Path) -> bytes:
+    """An APP1 EXIF segment holding only the orientation, if it is not 1; else nothing."""
+    try:
+        with Image.open(source) as image:
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError):
+        return b""
+    if orientation == 1:
+        return b""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _strip_png(data: bytes) -> bytes | None:
+    out = bytearray(data[:8])
+    position = 8
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length
+        if end > len(data):
+            return None
+        if kind not in _PNG_DROPPED:
+            out += data[position:end]
+        position = end
+        if kind == b"IEND":
+            return bytes(out)
+    return None
+
+
+def _strip_webp(data: bytes) -> bytes | None:
+    chunks = bytearray()
+    position = 12
+    while position + 8 <= len(data):
+        kind = data[position : position + 4]
+        length = int.from_bytes(data[position + 4 : position + 8], "little")
+        end = position + 8 + length + (length & 1)
+        if end > len(data) + (length & 1):
+            return None
+        chunk = bytearray(data[position:end])
+        if kind == b"VP8X" and length >= 1:
+            chunk[8] &= ~0x0C & 0xFF  # the EXIF and XMP flags
+        if kind not in _WEBP_DROPPED:
+            chunks += chunk
+        position = end
+    return b"RIFF" + (len(chunks) + 4).to_bytes(4, "little") + b"WEBP" + bytes(chunks)
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(argv[1])
+    sizes = {str(k): int(v) for k, v in request["sizes"].items()}
     try:
-        made = make_variants(
-            Path(request["source"]),
-            Path(request["outdir"]),
-            sizes={str(k): int(v) for k, v in request["sizes"].items()},
-            output_format=request["format"],
-            max_pixels=int(request["max_pixels"]),
+        made = (
+            make_variants(
+                Path(request["source"]),
+                Path(request["outdir"]),
+                sizes=sizes,
+                output_format=request["format"],
+                max_pixels=int(request["max_pixels"]),
+            )
+            if sizes
+            else []
         )
     except ImageRefused as refused:
         sys.stdout.write(json.dumps({"refused": refused.code, "detail": refused.detail}) + "\n")
         return 0
-    sys.stdout.write(json.dumps({"made": [asdict(variant) for variant in made]}) + "\n")
+    result: dict[str, object] = {"made": [asdict(variant) for variant in made]}
+    if request.get("strip_to"):
+        result["stripped"] = strip_metadata(Path(request["source"]), Path(request["strip_to"]))
+    sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 

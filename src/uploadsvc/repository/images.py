@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.db import utcnow
 from uploadsvc.models.images import ImageVariant, VariantStatus
-from uploadsvc.models.uploads import Upload
+from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
 
 
 async def add_pending(session: AsyncSession, *, file_id: uuid.UUID, names: Sequence[str]) -> None:
@@ -88,6 +88,23 @@ async def list_for_file(session: AsyncSession, *, file_id: uuid.UUID) -> list[Im
 
 async def get_file(session: AsyncSession, *, file_id: uuid.UUID) -> Upload | None:
     return await session.get(Upload, file_id, populate_existing=True)
+
+
+async def record_stripped(
+    session: AsyncSession, *, file_id: uuid.UUID, size_bytes: int, sha256: str
+) -> bool:
+    """The original's new size and SHA-256, only while it is a confirmed file that
+    no scan found infected (conditional, like the upload transitions)."""
+    result = await session.execute(
+        update(Upload)
+        .where(
+            Upload.id == file_id,
+            Upload.status == UploadStatus.CONFIRMED,
+            or_(Upload.scan_state.is_(None), Upload.scan_state != ScanState.INFECTED),
+        )
+        .values(size_bytes=size_bytes, sha256=sha256)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def mark_failed(

@@ -13,6 +13,8 @@ docs/api.md, "Image variants".
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import logging
 import shutil
@@ -30,7 +32,7 @@ from uploadsvc.errors import StorageError
 from uploadsvc.imaging import MadeVariant
 from uploadsvc.job_queue import enqueue_after_commit, retry_after
 from uploadsvc.models.images import ImageVariant, VariantStatus
-from uploadsvc.models.uploads import Upload, UploadStatus
+from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
 from uploadsvc.profiles import content_disposition
 from uploadsvc.repository import images as repository
 from uploadsvc.resources import Resources
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 VARIANT_PREFIX = "variants/"
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# The originals STRIP_IMAGE_METADATA rewrites (losslessly: imaging.strip_metadata).
+STRIPPABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 # Transient failures (storage unreachable) are tried this many times in all.
 MAX_TRIES = 3
 _CHUNK = 256 * 1024
@@ -194,6 +198,7 @@ async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
                 return
             rows = await repository.list_for_file(session, file_id=owner_id)
             source_key, prefix = upload.file_key, f"{VARIANT_PREFIX}{owner_id}/"
+            strip = _strippable(resources.settings, upload)
         else:
             # An imported medium: its variants sit under its own key's path.
             rows = await repository.list_for_medium(session, medium_id=owner_id)
@@ -201,8 +206,9 @@ async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
                 return
             source_key = rows[0].source_key
             prefix = f"{VARIANT_PREFIX}{source_key}/"
+            strip = False
     pending = [row.name for row in rows if row.status is VariantStatus.PENDING]
-    if not await _make_and_record(resources, owner_id, source_key, prefix, pending):
+    if not await _make_and_record(resources, owner_id, source_key, prefix, pending, strip=strip):
         return
     if upload is not None:
         async with resources.session_factory() as session:
@@ -213,32 +219,56 @@ async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
                 await session.commit()
 
 
+def _strippable(settings: Settings, upload: Upload) -> bool:
+    """Whether the job rewrites this original without its metadata: a file that a
+    scan is not reading (pending) and did not find infected. A file confirmed
+    while its scan was pending is stripped when the scan enqueues the job again."""
+    return (
+        settings.strip_image_metadata
+        and upload.content_type in STRIPPABLE_TYPES
+        and upload.scan_state not in (ScanState.PENDING, ScanState.INFECTED)
+    )
+
+
 async def _make_and_record(
-    resources: Resources, owner_id: uuid.UUID, source_key: str, prefix: str, pending: list[str]
+    resources: Resources,
+    owner_id: uuid.UUID,
+    source_key: str,
+    prefix: str,
+    pending: list[str],
+    *,
+    strip: bool,
 ) -> bool:
     """Make the ``pending`` variants of the object ``source_key``, store them under
-    ``prefix`` and record the outcome on the owner's rows; False if none was pending."""
+    ``prefix`` and record the outcome on the owner's rows; with ``strip``, also
+    rewrite the original without its metadata. False if there was nothing to do."""
     settings, storage = resources.settings, resources.storage
     sizes = {name: px for name, px in variant_sizes(settings).items() if name in pending}
-    if not sizes:
+    if not sizes and not strip:
         return False
     workdir = Path(await to_thread.run_sync(tempfile.mkdtemp, None, "uploadsvc-variants-"))
     try:
         source = workdir / "source"
         await storage.download_to(source_key, source)
-        outcome = await _render(settings, source=source, outdir=workdir, sizes=sizes)
+        stripped = workdir / "stripped" if strip else None
+        outcome = await _render(
+            settings, source=source, outdir=workdir, sizes=sizes, strip_to=stripped
+        )
         if isinstance(outcome, str):
             logger.info("image variants of %s failed: %s", owner_id, outcome)
             async with resources.session_factory() as session:
                 await repository.mark_failed(session, owner_id=owner_id, reason=outcome)
                 await session.commit()
             return True
+        made_variants, was_stripped = outcome
         stored: list[tuple[str, MadeVariant]] = []
-        for made in outcome:
+        for made in made_variants:
             key = f"{prefix}{made.name}.{settings.image_variant_format}"
             chunks = _file_chunks(Path(made.path))
             await storage.put_stream(key, content_type=made.content_type, chunks=chunks)
             stored.append((key, made))
+        if stripped is not None and was_stripped:
+            await _replace_original(resources, owner_id, source_key, stripped, prefix)
     finally:
         await to_thread.run_sync(shutil.rmtree, workdir, True)
 
@@ -258,14 +288,52 @@ async def _make_and_record(
     return True
 
 
+async def _replace_original(
+    resources: Resources, file_id: uuid.UUID, file_key: str, stripped: Path, prefix: str
+) -> None:
+    """Put the stripped copy in place of the original and record its size and SHA-256.
+
+    Staged under the variants prefix, then moved over the original (a rename
+    on disk, a copy on S3: a reader gets the old bytes or the new, whole). If
+    the file stopped being a servable file meanwhile (deleted, found
+    infected), the object just written at its old key is deleted again.
+    """
+    storage = resources.storage
+    staging = f"{prefix}original.stripped"
+    info = await storage.head(file_key)
+    content_type = (info.content_type if info else None) or "application/octet-stream"
+    await storage.put_stream(staging, content_type=content_type, chunks=_file_chunks(stripped))
+    await storage.move(staging, file_key)
+    digest = await to_thread.run_sync(_sha256_of, stripped)
+    size = (await to_thread.run_sync(stripped.stat)).st_size
+    async with resources.session_factory() as session:
+        won = await repository.record_stripped(
+            session, file_id=file_id, size_bytes=size, sha256=base64.b64encode(digest).decode()
+        )
+        await session.commit()
+    if not won:
+        await storage.delete(file_key)
+
+
+def _sha256_of(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").digest()
+
+
 async def _render(
-    settings: Settings, *, source: Path, outdir: Path, sizes: dict[str, int]
-) -> list[MadeVariant] | str:
+    settings: Settings,
+    *,
+    source: Path,
+    outdir: Path,
+    sizes: dict[str, int],
+    strip_to: Path | None = None,
+) -> tuple[list[MadeVariant], bool] | str:
     """Run ``uploadsvc.imaging`` in a child process; kill it past the deadline.
 
     A child process, not a thread: a thread cannot be stopped, and a decoder
     that runs away with memory takes only the child with it. Returns the
-    variants made, or why none were (the reason recorded on them).
+    variants made and whether ``strip_to`` was written, or why no variant was
+    made (the reason recorded on them).
     """
     request = json.dumps(
         {
@@ -274,6 +342,7 @@ async def _render(
             "sizes": sizes,
             "format": settings.image_variant_format,
             "max_pixels": settings.image_max_pixels,
+            "strip_to": str(strip_to) if strip_to else None,
         }
     )
     child = await asyncio.create_subprocess_exec(
@@ -302,7 +371,7 @@ async def _render(
     result = json.loads(stdout.decode().strip().splitlines()[-1])
     if "made" not in result:
         return f"{result['refused']}: {result['detail']}"
-    return [MadeVariant(**made) for made in result["made"]]
+    return [MadeVariant(**made) for made in result["made"]], bool(result.get("stripped"))
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

@@ -46,6 +46,7 @@ from uploadsvc.repository import uploads as repository
 from uploadsvc.resources import Resources
 from uploadsvc.scanner import ClamdClient, ScannerUnavailable, StreamTooLong, Verdict
 from uploadsvc.security import Principal
+from uploadsvc.services.images import STRIPPABLE_TYPES
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,12 @@ async def run_scan(resources: Resources, upload_id: uuid.UUID) -> ScanState | No
     if state is ScanState.INFECTED:
         # After the commit: the row already withholds the file, whatever happens here.
         await _remove_infected(resources.storage, upload.file_key, quarantine_key)
+    elif settings.strip_image_metadata and upload.content_type in STRIPPABLE_TYPES:
+        # The variants job left the original alone while this scan read it.
+        try:
+            await resources.jobs.enqueue_variants(upload_id)
+        except Exception:
+            logger.exception("could not enqueue the variants job of %s", upload_id)
     return state
 
 
