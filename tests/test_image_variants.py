@@ -128,6 +128,23 @@ async def test_presigned_jpeg_gets_rotated_variants_without_metadata(api: Api) -
     assert original.status_code == 200
 
 
+async def test_an_avatar_gets_the_sizes_of_its_profile(api: Api) -> None:
+    confirmed = await api.upload(
+        jpeg_rotated_with_gps(), filename="me.jpg", content_type="image/jpeg", purpose="avatar"
+    )
+
+    variants = await _variants(api, confirmed["file_id"])
+
+    # An avatar's large copy is 512 px (IMAGE_AVATAR_PX), not an attachment's 1280.
+    sizes = {name: (v["width"], v["height"]) for name, v in variants.items()}
+    assert sizes == {
+        "large": (384, 512),
+        "thumbnail": (384, 512),
+        "small": (192, 256),
+        "icon": (48, 64),
+    }
+
+
 async def test_direct_png_with_alpha_keeps_it_in_webp(api: Api) -> None:
     file_id = await _upload_direct(api, png_with_alpha(), "logo.png", "image/png")
 

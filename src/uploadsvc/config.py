@@ -11,6 +11,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+VariantName = Literal["large", "thumbnail", "small", "icon"]
+
+
+def _avatar_variant_px() -> dict[VariantName, int]:
+    return {"large": 512}
+
+
 MiB = 1024 * 1024
 
 # Used by `uploadsvc dev`, so that `make dev` works with zero setup.
@@ -113,6 +120,9 @@ class Settings(BaseSettings):
     image_thumbnail_px: int = Field(default=512, ge=0, le=8192)
     image_small_px: int = Field(default=256, ge=0, le=8192)
     image_icon_px: int = Field(default=64, ge=0, le=8192)
+    # Per profile: an avatar's sizes, over the ones above (JSON in the environment,
+    # e.g. {"large": 512, "icon": 0}); an avatar is never shown larger than 512 px.
+    image_avatar_px: dict[VariantName, int] = Field(default_factory=_avatar_variant_px)
     # webp keeps transparency; jpeg for clients without WebP (alpha on white).
     image_variant_format: Literal["webp", "jpeg"] = "webp"
     # An image declaring more pixels is refused from its header, undecoded.
@@ -157,6 +167,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=10 * MiB, gt=0)
     # Every body the framework reads whole (the JSON bodies); refused with 413 past it.
     max_json_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("image_avatar_px")
+    @classmethod
+    def _variant_px_in_range(cls, value: dict[VariantName, int]) -> dict[VariantName, int]:
+        if any(not 0 <= px <= 8192 for px in value.values()):
+            raise ValueError("each size is 0 (off) to 8192 px")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

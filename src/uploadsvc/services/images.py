@@ -33,7 +33,7 @@ from uploadsvc.imaging import MadeVariant
 from uploadsvc.job_queue import enqueue_after_commit, retry_after
 from uploadsvc.models.images import ImageVariant, VariantStatus
 from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
-from uploadsvc.profiles import content_disposition
+from uploadsvc.profiles import Purpose, content_disposition, default_variant_px, profile_for
 from uploadsvc.repository import images as repository
 from uploadsvc.resources import Resources
 from uploadsvc.schemas.images import ImageVariantList, ImageVariantRead
@@ -50,20 +50,20 @@ MAX_TRIES = 3
 _CHUNK = 256 * 1024
 
 
-def variant_sizes(settings: Settings) -> dict[str, int]:
-    """Variant name → its long side in px; a size of 0 turns the variant off."""
-    sizes = {
-        "large": settings.image_large_px,
-        "thumbnail": settings.image_thumbnail_px,
-        "small": settings.image_small_px,
-        "icon": settings.image_icon_px,
-    }
+def variant_sizes(settings: Settings, purpose: str | None = None) -> dict[str, int]:
+    """Variant name → its long side in px, for a file of ``purpose`` (its profile's
+    sizes) or an imported medium (None); a size of 0 turns the variant off."""
+    sizes = (
+        profile_for(settings, Purpose(purpose)).variant_px
+        if purpose in set(Purpose)
+        else default_variant_px(settings)
+    )
     return {name: px for name, px in sizes.items() if px > 0}
 
 
 async def schedule_variants(session: AsyncSession, settings: Settings, upload: Upload) -> None:
     """Called where a file becomes confirmed: an image gets pending variants and a job."""
-    sizes = variant_sizes(settings)
+    sizes = variant_sizes(settings, upload.purpose)
     if upload.content_type not in IMAGE_TYPES or not sizes:
         return
     await repository.add_pending(session, file_id=upload.id, names=list(sizes))
@@ -73,7 +73,7 @@ async def schedule_variants(session: AsyncSession, settings: Settings, upload: U
 def stage_variants(settings: Settings, upload: Upload, session: AsyncSession) -> None:
     """``schedule_variants`` for a file staged but not written yet (the streaming
     routes): no database I/O while the request may still be reading its body."""
-    sizes = variant_sizes(settings)
+    sizes = variant_sizes(settings, upload.purpose)
     if upload.content_type not in IMAGE_TYPES or not sizes:
         return
     repository.stage_pending(session, file_id=upload.id, names=list(sizes))
@@ -199,6 +199,7 @@ async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
             rows = await repository.list_for_file(session, file_id=owner_id)
             source_key, prefix = upload.file_key, f"{VARIANT_PREFIX}{owner_id}/"
             strip = _strippable(resources.settings, upload)
+            purpose: str | None = upload.purpose
         else:
             # An imported medium: its variants sit under its own key's path.
             rows = await repository.list_for_medium(session, medium_id=owner_id)
@@ -206,9 +207,14 @@ async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
                 return
             source_key = rows[0].source_key
             prefix = f"{VARIANT_PREFIX}{source_key}/"
-            strip = False
-    pending = [row.name for row in rows if row.status is VariantStatus.PENDING]
-    if not await _make_and_record(resources, owner_id, source_key, prefix, pending, strip=strip):
+            strip, purpose = False, None
+    pending = {row.name for row in rows if row.status is VariantStatus.PENDING}
+    sizes = {
+        name: px
+        for name, px in variant_sizes(resources.settings, purpose).items()
+        if name in pending
+    }
+    if not await _make_and_record(resources, owner_id, source_key, prefix, sizes, strip=strip):
         return
     if upload is not None:
         async with resources.session_factory() as session:
@@ -235,15 +241,14 @@ async def _make_and_record(
     owner_id: uuid.UUID,
     source_key: str,
     prefix: str,
-    pending: list[str],
+    sizes: dict[str, int],
     *,
     strip: bool,
 ) -> bool:
-    """Make the ``pending`` variants of the object ``source_key``, store them under
+    """Make the variants of the object ``source_key`` (name → px), store them under
     ``prefix`` and record the outcome on the owner's rows; with ``strip``, also
     rewrite the original without its metadata. False if there was nothing to do."""
     settings, storage = resources.settings, resources.storage
-    sizes = {name: px for name, px in variant_sizes(settings).items() if name in pending}
     if not sizes and not strip:
         return False
     workdir = Path(await to_thread.run_sync(tempfile.mkdtemp, None, "uploadsvc-variants-"))
