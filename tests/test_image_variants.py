@@ -162,6 +162,36 @@ async def test_direct_png_with_alpha_keeps_it_in_webp(api: Api) -> None:
     assert (variants["large"]["width"], variants["large"]["height"]) == (800, 600)
 
 
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_a_photo_png_gets_a_smaller_lossy_web_copy_and_line_art_stays_png(api: Api) -> None:
+    # A photo: noise over a gradient, opaque although stored with an alpha channel.
+    noise = [Image.effect_noise((1600, 1200), 60) for _ in range(3)]
+    photo = Image.merge("RGB", noise).convert("RGBA")
+    photo_png = png(photo)
+    photo_id = await _upload_direct(api, photo_png, "photo.png", "image/png")
+    # Line art: a one-pixel checkerboard, which PNG stores in a few KB.
+    art = Image.new("1", (1000, 800))
+    art.putdata([(x + y) % 2 for y in range(800) for x in range(1000)])
+    art_id = await _upload_direct(api, png(art.convert("RGB")), "chart.png", "image/png")
+
+    photo_variants = await _variants(api, photo_id)
+    large = photo_variants["large"]
+    assert large["content_type"] == "image/webp"
+    assert large["size_bytes"] < len(photo_png) / 5
+    # Nothing was transparent: no alpha channel in the copies.
+    assert (await _fetch(api, large["download_url"])).mode == "RGB"
+
+    art_variants = await _variants(api, art_id)
+    assert art_variants["large"]["content_type"] == "image/png"
+    assert (await _fetch(api, art_variants["large"]["download_url"])).format == "PNG"
+    assert art_variants["small"]["content_type"] == "image/webp"
+
+
 async def test_decompression_bomb_is_refused_from_its_header(api: Api) -> None:
     body = png_bomb()
     assert len(body) < 1024

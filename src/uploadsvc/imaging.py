@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 # The formats a variant is made of: the image types of the upload profiles.
 SOURCE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
-OUTPUT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg"}
+OUTPUT_TYPES = {"webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
 
 
 class ImageRefused(Exception):
@@ -57,8 +57,10 @@ def make_variants(
     """Variants of ``source``: each fits ``sizes[name]`` px on its long side, never upscaled.
 
     EXIF orientation is applied; no metadata (EXIF, XMP, ICC, comments) is
-    written; alpha is kept in WebP (JPEG has none: it is flattened on white);
-    of an animation, the first frame.
+    written; alpha is kept in WebP (JPEG has none: it is flattened on white),
+    and an alpha channel with nothing transparent is dropped; of an animation,
+    the first frame. The largest variant of a PNG is the smaller of
+    ``output_format`` and PNG.
     """
     # Pillow's own bomb check (in Image.open) then agrees with the budget.
     Image.MAX_IMAGE_PIXELS = max_pixels
@@ -79,6 +81,7 @@ def make_variants(
                 "too_many_pixels",
                 f"The image declares {width} x {height} pixels; the budget is {max_pixels}.",
             )
+        source_format = image.format
         try:
             base = _decoded(image, largest=max(sizes.values()))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -87,11 +90,20 @@ def make_variants(
     made: list[MadeVariant] = []
     # Largest first, each from the one before: fewer pixels to filter each time.
     current = base
-    for name, long_side in sorted(sizes.items(), key=lambda item: -item[1]):
+    for index, (name, long_side) in enumerate(sorted(sizes.items(), key=lambda item: -item[1])):
         current = current.copy()
         current.thumbnail((long_side, long_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        made.append(_save(current, outdir / f"{name}.{output_format}", name, output_format))
+        variant = _save(current, outdir / f"{name}.{output_format}", name, output_format)
+        if index == 0 and source_format == "PNG":
+            # The web copy of a PNG: lossy when that is smaller (a photo), a
+            # PNG still when that is (line art, screenshots, flat colour).
+            variant = min(variant, _save(current, outdir / f"{name}.png", name, "png"), key=_size)
+        made.append(variant)
     return made
+
+
+def _size(variant: MadeVariant) -> int:
+    return variant.size_bytes
 
 
 def _decoded(image: Image.Image, *, largest: int) -> Image.Image:
@@ -109,6 +121,10 @@ def _decoded(image: Image.Image, *, largest: int) -> Image.Image:
     image.load()
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     frame = image.convert("RGBA" if has_alpha else "RGB")
+    if has_alpha and frame.getchannel("A").getextrema() == (255, 255):
+        # An alpha channel that hides nothing: opaque, so JPEG and WebP
+        # without alpha serve it (smaller, and nothing to flatten).
+        frame = frame.convert("RGB")
     if orientation != 1:
         frame.getexif()[0x0112] = orientation
         frame = ImageOps.exif_transpose(frame)
@@ -125,6 +141,8 @@ def _save(image: Image.Image, path: Path, name: str, output_format: str) -> Made
             flat.paste(out, mask=out.getchannel("A"))
             out = flat
         out.save(path, "JPEG", quality=82, optimize=True, progressive=True)
+    elif output_format == "png":
+        out.save(path, "PNG", optimize=True)
     else:
         out.save(path, "WEBP", quality=80, method=4)
     return MadeVariant(

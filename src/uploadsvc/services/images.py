@@ -268,7 +268,7 @@ async def _make_and_record(
         made_variants, was_stripped = outcome
         stored: list[tuple[str, MadeVariant]] = []
         for made in made_variants:
-            key = f"{prefix}{made.name}.{settings.image_variant_format}"
+            key = f"{prefix}{made.name}{Path(made.path).suffix}"
             chunks = _file_chunks(Path(made.path))
             await storage.put_stream(key, content_type=made.content_type, chunks=chunks)
             stored.append((key, made))
