@@ -18,6 +18,7 @@ MODULES = [
     "bench.presign_bench",
     "bench.scan_bench",
     "bench.request_path_bench",
+    "bench.image_bench",
 ]
 
 

@@ -21,6 +21,7 @@ import pytest
         "bench.scan_bench",
         "bench.request_path_bench",
         "bench.request_path_server",
+        "bench.image_bench",
         "bench.run",
     ],
 )

@@ -59,8 +59,8 @@ def make_variants(
     EXIF orientation is applied; no metadata (EXIF, XMP, ICC, comments) is
     written; alpha is kept in WebP (JPEG has none: it is flattened on white),
     and an alpha channel with nothing transparent is dropped; of an animation,
-    the first frame. The largest variant of a PNG is the smaller of
-    ``output_format`` and PNG.
+    the first frame. The largest variant of a flat-colour PNG is the smaller
+    of ``output_format`` and PNG.
     """
     # Pillow's own bomb check (in Image.open) then agrees with the budget.
     Image.MAX_IMAGE_PIXELS = max_pixels
@@ -81,24 +81,24 @@ def make_variants(
                 "too_many_pixels",
                 f"The image declares {width} x {height} pixels; the budget is {max_pixels}.",
             )
-        source_format = image.format
+        # Bytes per pixel of the file: under 1, a PNG is flat colour or line
+        # art, whose web copy may be smallest as a PNG still (a photo is 2-3).
+        flat_png = image.format == "PNG" and source.stat().st_size < width * height
         try:
-            base = _decoded(image, largest=max(sizes.values()))
+            current = _decoded(image, largest=max(sizes.values()))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise ImageRefused("corrupt_image", f"The image could not be decoded: {exc}") from None
-
-    made: list[MadeVariant] = []
-    # Largest first, each from the one before: fewer pixels to filter each time.
-    current = base
-    for index, (name, long_side) in enumerate(sorted(sizes.items(), key=lambda item: -item[1])):
-        current = current.copy()
-        current.thumbnail((long_side, long_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        variant = _save(current, outdir / f"{name}.{output_format}", name, output_format)
-        if index == 0 and source_format == "PNG":
-            # The web copy of a PNG: lossy when that is smaller (a photo), a
-            # PNG still when that is (line art, screenshots, flat colour).
-            variant = min(variant, _save(current, outdir / f"{name}.png", name, "png"), key=_size)
-        made.append(variant)
+        made: list[MadeVariant] = []
+        # Largest first, each resized in place from the one before (saved by
+        # then): fewer pixels to filter each time, and no copy of the decoded
+        # image, which is all the memory a PNG needs.
+        for index, (name, side) in enumerate(sorted(sizes.items(), key=lambda item: -item[1])):
+            current.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            variant = _save(current, outdir / f"{name}.{output_format}", name, output_format)
+            if index == 0 and flat_png:
+                png = _save(current, outdir / f"{name}.png", name, "png")
+                variant = min(variant, png, key=_size)
+            made.append(variant)
     return made
 
 
@@ -120,7 +120,9 @@ def _decoded(image: Image.Image, *, largest: int) -> Image.Image:
     image.seek(0)
     image.load()
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    frame = image.convert("RGBA" if has_alpha else "RGB")
+    mode = "RGBA" if has_alpha else "RGB"
+    # The decoded image itself when it is in the mode already: convert() would copy it.
+    frame = image if image.mode == mode else image.convert(mode)
     if has_alpha and frame.getchannel("A").getextrema() == (255, 255):
         # An alpha channel that hides nothing: opaque, so JPEG and WebP
         # without alpha serve it (smaller, and nothing to flatten).
