@@ -128,6 +128,42 @@ async def test_presigned_jpeg_gets_rotated_variants_without_metadata(api: Api) -
     assert original.status_code == 200
 
 
+async def test_download_signs_a_variant_by_name(api: Api) -> None:
+    photo = await api.upload(
+        jpeg_rotated_with_gps(), filename="talk.jpg", content_type="image/jpeg"
+    )
+    bomb = await _upload_direct(api, png_bomb(), "bomb.png", "image/png")
+    await _variants(api, photo["file_id"])
+    download = f"/v1/files/{photo['file_id']}/download"
+
+    signed = await api.app_client.get(
+        download, params={"variant": "thumbnail"}, headers=api.headers()
+    )
+    assert signed.status_code == 200, signed.text
+    fetched = await api.app_client.get(signed.json()["download_url"])
+    assert fetched.headers["content-type"] == "image/webp"
+    assert 'filename="talk-thumbnail.webp"' in fetched.headers["content-disposition"]
+    assert Image.open(io.BytesIO(fetched.content)).size == (384, 512)
+    redirect = await api.app_client.get(
+        download, params={"variant": "icon", "redirect": "true"}, headers=api.headers()
+    )
+    assert redirect.status_code == 307
+    assert (await api.app_client.get(redirect.headers["location"])).status_code == 200
+
+    missing = await api.app_client.get(download, params={"variant": "huge"}, headers=api.headers())
+    assert (missing.status_code, missing.json()["code"]) == (404, "variant_not_found")
+    failed = await api.app_client.get(
+        f"/v1/files/{bomb}/download", params={"variant": "small"}, headers=api.headers()
+    )
+    assert (failed.status_code, failed.json()["code"]) == (409, "variant_failed")
+    assert "too_many_pixels" in failed.json()["detail"]
+    # Another user's file stays a 404, variant or not.
+    other = await api.app_client.get(
+        download, params={"variant": "thumbnail"}, headers=api.headers("mallory")
+    )
+    assert other.status_code == 404
+
+
 async def test_an_avatar_gets_the_sizes_of_its_profile(api: Api) -> None:
     confirmed = await api.upload(
         jpeg_rotated_with_gps(), filename="me.jpg", content_type="image/jpeg", purpose="avatar"

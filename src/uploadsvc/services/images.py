@@ -28,7 +28,8 @@ from anyio import to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.config import Settings
-from uploadsvc.errors import StorageError
+from uploadsvc.content_types import STRIPPABLE_IMAGE_TYPES
+from uploadsvc.errors import Conflict, NotFound, StorageError
 from uploadsvc.imaging import MadeVariant
 from uploadsvc.job_queue import enqueue_after_commit, retry_after
 from uploadsvc.models.images import ImageVariant, VariantStatus
@@ -36,15 +37,16 @@ from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
 from uploadsvc.profiles import Purpose, content_disposition, default_variant_px, profile_for
 from uploadsvc.repository import images as repository
 from uploadsvc.resources import Resources
+from uploadsvc.schemas.files import DownloadUrl
 from uploadsvc.schemas.images import ImageVariantList, ImageVariantRead
+from uploadsvc.services import scanning
 from uploadsvc.storage import Storage
 
 logger = logging.getLogger(__name__)
 
 VARIANT_PREFIX = "variants/"
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-# The originals STRIP_IMAGE_METADATA rewrites (losslessly: imaging.strip_metadata).
-STRIPPABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
 # Transient failures (storage unreachable) are tried this many times in all.
 MAX_TRIES = 3
 _CHUNK = 256 * 1024
@@ -109,16 +111,43 @@ async def enqueue_media_variants(resources: Resources, media: list[tuple[uuid.UU
 async def list_variants(
     session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload
 ) -> ImageVariantList:
+    """A file's variants; their URLs only once the file may be served (its scan)."""
     rows = await repository.list_for_file(session, file_id=upload.id)
+    stem = _stem(upload) if scanning.is_servable(settings, upload) else None
     return ImageVariantList(
         file_id=upload.id,
         items=[
-            await _variant_read(
-                storage, settings, row, stem=upload.filename.rsplit(".", 1)[0] or "image"
-            )
+            await _variant_read(storage, settings, row, stem=stem, signed=stem is not None)
             for row in rows
         ],
     )
+
+
+async def variant_download_url(
+    session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload, name: str
+) -> DownloadUrl:
+    """``GET /v1/files/{id}/download?variant=``: the URL of one ready variant."""
+    scanning.require_servable(settings, upload)
+    rows = {row.name: row for row in await repository.list_for_file(session, file_id=upload.id)}
+    row = rows.get(name)
+    if row is None:
+        raise NotFound(f"This file has no {name!r} variant.", code="variant_not_found")
+    if row.status is VariantStatus.PENDING:
+        error = Conflict("The variant is being made; ask again shortly.", code="variant_pending")
+        error.headers["Retry-After"] = "2"
+        raise error
+    if row.status is VariantStatus.FAILED:
+        raise Conflict(
+            f"The variant could not be made: {row.failure_reason}", code="variant_failed"
+        )
+    read = await _variant_read(storage, settings, row, stem=_stem(upload))
+    if read.download_url is None or read.expires_in is None:  # a ready row has its key
+        raise NotFound(f"This file has no {name!r} variant.", code="variant_not_found")
+    return DownloadUrl(download_url=read.download_url, expires_in=read.expires_in)
+
+
+def _stem(upload: Upload) -> str:
+    return upload.filename.rsplit(".", 1)[0] or "image"
 
 
 async def media_variants(
@@ -134,7 +163,12 @@ async def media_variants(
 
 
 async def _variant_read(
-    storage: Storage, settings: Settings, row: ImageVariant, *, stem: str | None
+    storage: Storage,
+    settings: Settings,
+    row: ImageVariant,
+    *,
+    stem: str | None,
+    signed: bool = True,
 ) -> ImageVariantRead:
     """A variant's body; a ready one's URL downloads it as ``{stem}-{name}.{ext}``
     (shown inline, as the stored type says, without a stem)."""
@@ -147,7 +181,7 @@ async def _variant_read(
         size_bytes=row.size_bytes,
         failure_reason=row.failure_reason,
     )
-    if row.status is VariantStatus.READY and row.object_key and row.content_type:
+    if signed and row.status is VariantStatus.READY and row.object_key and row.content_type:
         expires_in = settings.download_url_expires_seconds
         disposition = None
         if stem is not None:
@@ -231,7 +265,7 @@ def _strippable(settings: Settings, upload: Upload) -> bool:
     while its scan was pending is stripped when the scan enqueues the job again."""
     return (
         settings.strip_image_metadata
-        and upload.content_type in STRIPPABLE_TYPES
+        and upload.content_type in STRIPPABLE_IMAGE_TYPES
         and upload.scan_state not in (ScanState.PENDING, ScanState.INFECTED)
     )
 
