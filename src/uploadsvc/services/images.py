@@ -257,12 +257,17 @@ async def _make_variants(resources: Resources, owner_id: uuid.UUID) -> None:
                 # Deleted while the job ran: its delete found no variants yet.
                 await remove_variants(session, resources.storage, file_id=owner_id)
                 await session.commit()
+                return
+        if not strip and _strippable(resources.settings, upload):
+            # Its scan ended while this job ran, and could not enqueue it again.
+            await _make_and_record(resources, owner_id, upload.file_key, prefix, {}, strip=True)
 
 
 def _strippable(settings: Settings, upload: Upload) -> bool:
     """Whether the job rewrites this original without its metadata: a file that a
     scan is not reading (pending) and did not find infected. A file confirmed
-    while its scan was pending is stripped when the scan enqueues the job again."""
+    while its scan was pending is stripped when the scan enqueues the job again,
+    or at the end of the job if the scan ended while it ran."""
     return (
         settings.strip_image_metadata
         and upload.content_type in STRIPPABLE_IMAGE_TYPES
