@@ -278,6 +278,22 @@ async def test_variants_are_the_owners_only_and_go_with_the_file(api: Api) -> No
 async def test_files_that_are_not_images_get_no_variants(api: Api) -> None:
     file_id = await _upload_direct(api, b"just some notes\n" * 10, "notes.txt", "text/plain")
     assert await _variants(api, file_id) == {}
+    read = await api.app_client.get(f"/v1/files/{file_id}", headers=api.headers())
+    assert read.json()["variants"] is None
+
+
+async def test_reading_an_image_file_lists_its_variants(api: Api) -> None:
+    file_id = await _upload_direct(api, png_with_alpha(), "logo.png", "image/png")
+    variants = await _variants(api, file_id)
+
+    read = await api.app_client.get(f"/v1/files/{file_id}", headers=api.headers())
+    assert read.status_code == 200, read.text
+    listed = {v["name"]: v for v in read.json()["variants"]}
+    assert set(listed) == set(variants)
+    small = listed["small"]
+    assert (small["status"], small["width"], small["height"]) == ("ready", 256, 192)
+    assert small["content_type"] == "image/webp"
+    assert (await _fetch(api, small["download_url"])).size == (256, 192)
 
 
 async def test_multipart_jpeg_gets_variants(api: Api) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, bindparam, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from uploadsvc.db import utcnow
+from uploadsvc.db import autocommit, utcnow
 from uploadsvc.models.images import ImageVariant, VariantStatus
 from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
 
@@ -84,6 +84,23 @@ async def list_for_file(session: AsyncSession, *, file_id: uuid.UUID) -> list[Im
         select(ImageVariant).where(ImageVariant.file_id == file_id).order_by(ImageVariant.name)
     )
     return list(rows)
+
+
+_VARIANTS_OF_FILE = (
+    select(ImageVariant.__table__)
+    .where(ImageVariant.file_id == bindparam("file_id"))
+    .order_by(ImageVariant.name)
+)
+
+
+async def list_for_file_autocommit(
+    engine: AsyncEngine, *, file_id: uuid.UUID
+) -> list[ImageVariant]:
+    """``list_for_file`` as one autocommit statement, for a read on the hot path;
+    detached rows (docs/architecture.md, "Reads and single writes")."""
+    async with autocommit(engine) as connection:
+        rows = await connection.execute(_VARIANTS_OF_FILE, {"file_id": file_id})
+        return [ImageVariant(**row._mapping) for row in rows]
 
 
 async def get_file(session: AsyncSession, *, file_id: uuid.UUID) -> Upload | None:

@@ -62,8 +62,10 @@ async def list_infected_files(
 
 
 @router.get("/{file_id}", responses=error_responses(NotFound))
-async def get_file(file: ReadableFile) -> FileRead:
-    return service.file_read(file)
+async def get_file(
+    file: ReadableFile, engine: EngineDep, storage: StorageDep, settings: SettingsDep
+) -> FileRead:
+    return await service.file_with_variants(engine, storage, settings, file)
 
 
 @router.get(

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from anyio import to_thread
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.config import Settings
 from uploadsvc.content_types import STRIPPABLE_IMAGE_TYPES
@@ -113,14 +113,29 @@ async def list_variants(
 ) -> ImageVariantList:
     """A file's variants; their URLs only once the file may be served (its scan)."""
     rows = await repository.list_for_file(session, file_id=upload.id)
-    stem = _stem(upload) if scanning.is_servable(settings, upload) else None
     return ImageVariantList(
-        file_id=upload.id,
-        items=[
-            await _variant_read(storage, settings, row, stem=stem, signed=stem is not None)
-            for row in rows
-        ],
+        file_id=upload.id, items=await _reads_of_file(storage, settings, upload, rows)
     )
+
+
+async def _reads_of_file(
+    storage: Storage, settings: Settings, upload: Upload, rows: list[ImageVariant]
+) -> list[ImageVariantRead]:
+    stem = _stem(upload) if scanning.is_servable(settings, upload) else None
+    return [
+        await _variant_read(storage, settings, row, stem=stem, signed=stem is not None)
+        for row in rows
+    ]
+
+
+async def variants_of_read_file(
+    engine: AsyncEngine, storage: Storage, settings: Settings, *, upload: Upload
+) -> list[ImageVariantRead]:
+    """The variants ``GET /v1/files/{id}`` lists for an image: one autocommit
+    statement, as the file's own read (docs/architecture.md, "Reads and single
+    writes"); URLs only once the file may be served."""
+    rows = await repository.list_for_file_autocommit(engine, file_id=upload.id)
+    return await _reads_of_file(storage, settings, upload, rows)
 
 
 async def variant_download_url(
