@@ -39,7 +39,9 @@ def _half(body: bytes) -> bytes:
     return body[: len(body) // 2]
 
 
-def _variants_child(tmp_path: Path, body: bytes) -> tuple[dict[str, str], int]:
+def _variants_child(
+    tmp_path: Path, body: bytes, *, max_memory_mib: int = 1024
+) -> tuple[dict[str, str], int]:
     source = tmp_path / "source"
     source.write_bytes(body)
     request = {
@@ -48,6 +50,7 @@ def _variants_child(tmp_path: Path, body: bytes) -> tuple[dict[str, str], int]:
         "sizes": {"large": 1280, "thumbnail": 512, "small": 256, "icon": 64},
         "format": "webp",
         "max_pixels": 50_000_000,
+        "max_memory_mib": max_memory_mib,
     }
     done = subprocess.run(
         [sys.executable, "-c", _PARENT, json.dumps(request)],
@@ -76,3 +79,11 @@ def test_a_hostile_image_is_refused_within_64_mib(
     assert outcome["refused"] == refusal, outcome
     # The child's whole peak, interpreter and Pillow included (about 22 MiB).
     assert peak_kib < 64 * MiB, peak_kib
+
+
+def test_an_image_needing_more_memory_than_the_cap_fails_cleanly(tmp_path: Path) -> None:
+    # 49 MP of RGBA, within the pixel budget: 196 MiB once decoded.
+    out = io.BytesIO()
+    Image.new("RGBA", (7000, 7000), (10, 20, 30, 128)).save(out, "PNG")
+    outcome, _ = _variants_child(tmp_path, out.getvalue(), max_memory_mib=160)
+    assert outcome["refused"] == "too_much_memory", outcome

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     image_max_pixels: int = Field(default=50_000_000, ge=1)
     # The child process that makes one file's variants is killed past this.
     image_job_timeout_seconds: int = Field(default=60, ge=1)
+    # ... and may map at most this much memory (its address space; 0: no cap).
+    # 50 MP of RGBA decoded is 200 MiB, plus the interpreter and a copy.
+    image_max_memory_mib: int = Field(default=1024, ge=0)
     # Rewrite a confirmed JPEG/PNG/WebP original without its metadata (EXIF,
     # XMP, comments; a JPEG keeps its orientation), losslessly, in the variants job.
     strip_image_metadata: bool = False

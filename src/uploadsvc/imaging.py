@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,9 +265,19 @@ def _strip_webp(data: bytes) -> bytes | None:
     return b"RIFF" + (len(chunks) + 4).to_bytes(4, "little") + b"WEBP" + bytes(chunks)
 
 
+def _limit_memory(mib: int | None) -> None:
+    """Cap this process's address space: an image that would need more fails
+    with MemoryError (recorded as ``too_much_memory``) instead of swapping the
+    host. Set after the imports, so only the work counts against it."""
+    if mib:
+        limit = mib * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(argv[1])
     sizes = {str(k): int(v) for k, v in request["sizes"].items()}
+    _limit_memory(request.get("max_memory_mib"))
     try:
         made = (
             make_variants(
@@ -281,6 +292,11 @@ def main(argv: list[str]) -> int:
         )
     except ImageRefused as refused:
         sys.stdout.write(json.dumps({"refused": refused.code, "detail": refused.detail}) + "\n")
+        return 0
+    except MemoryError:
+        limit = request.get("max_memory_mib")
+        detail = f"Making the variants needs more than {limit} MiB."
+        sys.stdout.write(json.dumps({"refused": "too_much_memory", "detail": detail}) + "\n")
         return 0
     result: dict[str, object] = {"made": [asdict(variant) for variant in made]}
     if request.get("strip_to"):

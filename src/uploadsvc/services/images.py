@@ -401,6 +401,7 @@ async def _render(
             "sizes": sizes,
             "format": settings.image_variant_format,
             "max_pixels": settings.image_max_pixels,
+            "max_memory_mib": settings.image_max_memory_mib,
             "strip_to": str(strip_to) if strip_to else None,
         }
     )
