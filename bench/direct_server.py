@@ -47,7 +47,9 @@ from uploadsvc.cli import run_migrations
 from uploadsvc.storage.base import (
     IncompleteUpload,
     ListedObject,
+    PartGrant,
     PresignedRequest,
+    PutGrant,
     Storage,
     StorageSetup,
     UploadedPart,
@@ -77,16 +79,8 @@ class NullStorage(Storage):
         async for chunk in chunks:
             self.received += len(chunk)
 
-    async def presign_put(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        content_length: int,
-        sha256: str | None,
-        expires_in: int,
-    ) -> PresignedRequest:
-        return PresignedRequest(url=f"http://127.0.0.1/null/{key}", method="PUT")
+    async def presign_put(self, grant: PutGrant) -> PresignedRequest:
+        return PresignedRequest(url=f"http://127.0.0.1/null/{grant.key}", method="PUT")
 
     async def presign_get(
         self,
@@ -142,15 +136,7 @@ class NullStorage(Storage):
     async def start_multipart(self, key: str, *, content_type: str) -> str:
         raise NotImplementedError("the null storage has no multipart uploads")
 
-    async def presign_part(
-        self,
-        key: str,
-        *,
-        multipart_upload_id: str,
-        part_number: int,
-        content_length: int | None,
-        expires_in: int,
-    ) -> PresignedRequest:
+    async def presign_part(self, grant: PartGrant) -> PresignedRequest:
         raise NotImplementedError("the null storage has no multipart uploads")
 
     async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:

@@ -43,6 +43,7 @@ import aioboto3
 from aiobotocore.credentials import AioRefreshableCredentials
 
 from bench.common import settings, table, write_section
+from uploadsvc.storage.base import PartGrant, PutGrant
 from uploadsvc.storage.s3 import S3Storage, open_s3_storage
 from uploadsvc.storage.s3_presign import S3Presigner, open_presigner
 
@@ -65,13 +66,25 @@ class Variant:
 def variants(storage: S3Storage, presigner: S3Presigner) -> list[Variant]:
     async def put_b(i: int) -> str:
         request = await storage.presign_put(
-            KEY, content_type="application/pdf", content_length=i + 1, sha256=SHA256, expires_in=900
+            PutGrant(
+                key=KEY,
+                content_type="application/pdf",
+                content_length=i + 1,
+                sha256=SHA256,
+                expires_in=900,
+            )
         )
         return request.url
 
     async def put_p(i: int) -> str:
         return await presigner.presign_put_object(
-            KEY, content_type="application/pdf", content_length=i + 1, sha256=SHA256, expires_in=900
+            PutGrant(
+                key=KEY,
+                content_type="application/pdf",
+                content_length=i + 1,
+                sha256=SHA256,
+                expires_in=900,
+            )
         )
 
     async def get_b(i: int) -> str:
@@ -86,21 +99,25 @@ def variants(storage: S3Storage, presigner: S3Presigner) -> list[Variant]:
 
     async def part_b(i: int) -> str:
         request = await storage.presign_part(
-            KEY,
-            upload_id=UPLOAD_ID,
-            part_number=i % 10_000 + 1,
-            content_length=8 << 20,
-            expires_in=900,
+            PartGrant(
+                key=KEY,
+                part_number=i % 10_000 + 1,
+                content_length=8 << 20,
+                expires_in=900,
+                multipart_upload_id=UPLOAD_ID,
+            )
         )
         return request.url
 
     async def part_p(i: int) -> str:
         return await presigner.presign_upload_part(
-            KEY,
-            upload_id=UPLOAD_ID,
-            part_number=i % 10_000 + 1,
-            content_length=8 << 20,
-            expires_in=900,
+            PartGrant(
+                key=KEY,
+                part_number=i % 10_000 + 1,
+                content_length=8 << 20,
+                expires_in=900,
+                multipart_upload_id=UPLOAD_ID,
+            )
         )
 
     return [

@@ -33,6 +33,7 @@ from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import UPLOAD_PREFIXES
 from uploadsvc.resources import Resources
 from uploadsvc.security import mint_token
+from uploadsvc.storage.base import PutGrant
 
 APP_BASE_URL = "http://uploadsvc.test"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
@@ -162,7 +163,7 @@ class Api:
     async def plant(self, key: str, body: bytes, content_type: str) -> None:
         """Write an object straight into storage, bypassing the declared size."""
         grant = await self.resources.storage.presign_put(
-            key, content_type=content_type, content_length=len(body), sha256=None, expires_in=60
+            PutGrant(key, content_type, len(body), sha256=None, expires_in=60)
         )
         response = await self.app_client.put(grant.url, content=body, headers=grant.headers)
         assert response.status_code == 200, response.text

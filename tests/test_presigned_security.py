@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.support.files import sha256_b64
+from uploadsvc.storage.base import PutGrant
 
 pytestmark = pytest.mark.parametrize("backend", ["pg-s3", "pg-local"])
 
@@ -64,11 +65,13 @@ async def test_expired_url_is_refused(api: Api) -> None:
     grant = await _grant(api)
     # Same key and headers as the grant, but a URL valid for one second.
     short = await api.resources.storage.presign_put(
-        grant["file_key"],
-        content_type="text/plain",
-        content_length=len(BODY),
-        sha256=sha256_b64(BODY),
-        expires_in=1,
+        PutGrant(
+            key=grant["file_key"],
+            content_type="text/plain",
+            content_length=len(BODY),
+            sha256=sha256_b64(BODY),
+            expires_in=1,
+        )
     )
     await asyncio.sleep(2.5)
     response = await api.app_client.put(short.url, content=BODY, headers=short.headers)

@@ -32,6 +32,7 @@ from botocore.exceptions import NoCredentialsError
 
 from tests.support.localstack import LocalStackServer
 from uploadsvc.config import Settings
+from uploadsvc.storage.base import PartGrant, PutGrant
 from uploadsvc.storage.s3 import S3Storage, open_s3_storage
 from uploadsvc.storage.s3_presign import (
     MAX_EXPIRES_SECONDS,
@@ -216,11 +217,13 @@ async def test_urls_are_botocores_byte_for_byte(
         for content_type, length, sha256 in PUT_HEADERS:
             expected = _botocore_put(client, setup.bucket, key, content_type, length, sha256)
             got = await presigner.presign_put_object(
-                key,
-                content_type=content_type,
-                content_length=length,
-                sha256=sha256,
-                expires_in=900,
+                PutGrant(
+                    key=key,
+                    content_type=content_type,
+                    content_length=length,
+                    sha256=sha256,
+                    expires_in=900,
+                ),
                 now=NOW,
             )
             assert got == expected, (key, content_type, length, sha256)
@@ -239,11 +242,13 @@ async def test_urls_are_botocores_byte_for_byte(
         for upload_id, number, part_length in PARTS:
             expected = _botocore_part(client, setup.bucket, key, upload_id, number, part_length)
             got = await presigner.presign_upload_part(
-                key,
-                multipart_upload_id=upload_id,
-                part_number=number,
-                content_length=part_length,
-                expires_in=600,
+                PartGrant(
+                    key=key,
+                    multipart_upload_id=upload_id,
+                    part_number=number,
+                    content_length=part_length,
+                    expires_in=600,
+                ),
                 now=NOW,
             )
             assert got == expected, (key, upload_id, number, part_length)
@@ -259,13 +264,13 @@ async def test_signed_headers_are_the_ones_s3storage_signs(
 ) -> None:
     presigner = await _presigner_for(SETUPS["path-style-localstack"], Credentials("a", "b"))
     put = await presigner.presign_put_object(
-        "k", content_type="text/plain", content_length=3, sha256=SHA256, expires_in=60
+        PutGrant(key="k", content_type="text/plain", content_length=3, sha256=SHA256, expires_in=60)
     )
     assert _signed_headers(put) == "content-length;content-type;host;if-none-match;" + (
         "x-amz-checksum-sha256"
     )
     put = await presigner.presign_put_object(
-        "k", content_type="text/plain", content_length=3, sha256=None, expires_in=60
+        PutGrant(key="k", content_type="text/plain", content_length=3, sha256=None, expires_in=60)
     )
     assert _signed_headers(put) == "content-length;content-type;host;if-none-match"
     get = await presigner.presign_get_object(
@@ -274,7 +279,9 @@ async def test_signed_headers_are_the_ones_s3storage_signs(
     assert _signed_headers(get) == "host"
     assert parse_qs(urlsplit(get).query)["response-content-disposition"] == ["attachment"]
     part = await presigner.presign_upload_part(
-        "k", multipart_upload_id="u", part_number=2, content_length=None, expires_in=60
+        PartGrant(
+            key="k", multipart_upload_id="u", part_number=2, content_length=None, expires_in=60
+        )
     )
     assert _signed_headers(part) == "host"
     assert urlsplit(part).query.startswith("uploadId=u&partNumber=2&")
@@ -345,22 +352,18 @@ async def test_signing_key_follows_the_date(
         botocore_clock(instant)
         expected = _botocore_part(client, setup.bucket, "k", "u", 1, 5)
         got = await presigner.presign_upload_part(
-            "k",
-            multipart_upload_id="u",
-            part_number=1,
-            content_length=5,
-            expires_in=600,
+            PartGrant(
+                key="k", multipart_upload_id="u", part_number=1, content_length=5, expires_in=600
+            ),
             now=instant,
         )
         assert got == expected, instant
     # An aware datetime is the same instant as its naive UTC counterpart.
     paris = dt.timezone(dt.timedelta(hours=2))
     aware = await presigner.presign_upload_part(
-        "k",
-        multipart_upload_id="u",
-        part_number=1,
-        content_length=5,
-        expires_in=600,
+        PartGrant(
+            key="k", multipart_upload_id="u", part_number=1, content_length=5, expires_in=600
+        ),
         now=NOW.replace(tzinfo=dt.UTC).astimezone(paris),
     )
     assert aware == expected
@@ -395,7 +398,10 @@ async def _assert_each_url_uses_fresh_credentials(
         client = botocore_client(setup, fresh["access_key"], fresh["secret_key"], fresh["token"])
         expected = _botocore_put(client, setup.bucket, "k", "text/plain", 3, None)
         got = await presigner.presign_put_object(
-            "k", content_type="text/plain", content_length=3, sha256=None, expires_in=900, now=NOW
+            PutGrant(
+                key="k", content_type="text/plain", content_length=3, sha256=None, expires_in=900
+            ),
+            now=NOW,
         )
         assert got == expected, number
 
@@ -461,7 +467,10 @@ async def test_credentials_changed_in_one_part_are_not_mixed_with_the_old(
         client = botocore_client(setup, access_key, secret, token)
         expected = _botocore_put(client, setup.bucket, "k", "text/plain", 3, None)
         got = await presigner.presign_put_object(
-            "k", content_type="text/plain", content_length=3, sha256=None, expires_in=900, now=NOW
+            PutGrant(
+                key="k", content_type="text/plain", content_length=3, sha256=None, expires_in=900
+            ),
+            now=NOW,
         )
         assert got == expected, (access_key, secret, token)
 
@@ -531,7 +540,13 @@ async def _botocore_and_storage(storage: S3Storage) -> list[tuple[str, str]]:
             await client.generate_presigned_url("put_object", Params=put_params, ExpiresIn=900),
             (
                 await storage.presign_put(
-                    key, content_type="text/plain", content_length=44, sha256=SHA256, expires_in=900
+                    PutGrant(
+                        key=key,
+                        content_type="text/plain",
+                        content_length=44,
+                        sha256=SHA256,
+                        expires_in=900,
+                    )
                 )
             ).url,
         ),
@@ -545,11 +560,13 @@ async def _botocore_and_storage(storage: S3Storage) -> list[tuple[str, str]]:
             await client.generate_presigned_url("upload_part", Params=part_params, ExpiresIn=600),
             (
                 await storage.presign_part(
-                    key,
-                    multipart_upload_id="id+/=",
-                    part_number=7,
-                    content_length=123,
-                    expires_in=600,
+                    PartGrant(
+                        key=key,
+                        multipart_upload_id="id+/=",
+                        part_number=7,
+                        content_length=123,
+                        expires_in=600,
+                    )
                 )
             ).url,
         ),
@@ -654,7 +671,13 @@ async def _put(
 ) -> tuple[str, dict[str, str]]:
     sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
     url = await bucket.presigner.presign_put_object(
-        key, content_type=content_type, content_length=len(body), sha256=sha256, expires_in=300
+        PutGrant(
+            key=key,
+            content_type=content_type,
+            content_length=len(body),
+            sha256=sha256,
+            expires_in=300,
+        )
     )
     headers = {"Content-Type": content_type, "If-None-Match": "*", "x-amz-checksum-sha256": sha256}
     return url, headers
@@ -738,7 +761,13 @@ async def test_localstack_accepts_a_presigned_part_of_the_signed_size(live: Buck
     upload_id = await live.storage.start_multipart(key, content_type="application/octet-stream")
     body = b"the only part, so it may be small"
     url = await live.presigner.presign_upload_part(
-        key, multipart_upload_id=upload_id, part_number=1, content_length=len(body), expires_in=300
+        PartGrant(
+            key=key,
+            multipart_upload_id=upload_id,
+            part_number=1,
+            content_length=len(body),
+            expires_in=300,
+        )
     )
     wrong_size = await live.http.put(url, content=body + b"!")
     assert wrong_size.status_code == 403, wrong_size.text

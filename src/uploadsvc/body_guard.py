@@ -35,6 +35,7 @@ from fastapi.security.base import SecurityBase
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from uploadsvc.asgi import HttpMiddleware
 from uploadsvc.bodies import content_length
 from uploadsvc.config import Settings
 from uploadsvc.errors import PayloadTooLarge, UploadsvcError, problem_response
@@ -85,18 +86,15 @@ def _plan_for(route: object, limit: int) -> _Plan:
     )
 
 
-class BodyGuard:
+class BodyGuard(HttpMiddleware):
     """ASGI middleware; see the module docstring."""
 
     def __init__(self, app: ASGIApp, *, max_json_body_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = max_json_body_bytes
         self._plans: dict[int, _Plan] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         length = headers.get("content-length")
         if (length is None or length == "0") and "transfer-encoding" not in headers:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -55,6 +56,21 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None or value.tzinfo is not None:
             return value
         return value.replace(tzinfo=dt.UTC)
+
+
+def stored_enum(values: type[enum.StrEnum], *, name: str, length: int) -> Enum:
+    """A column type holding a ``StrEnum``'s values as plain strings of at most ``length``.
+
+    Not a native enum: adding a value is then no migration on PostgreSQL,
+    and SQLite has none.
+    """
+    return Enum(
+        values,
+        name=name,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Base(DeclarativeBase):

@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from uploadsvc.asgi import HttpMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +331,7 @@ async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return _unexpected_response(exc)
 
 
-class _AnswerUnexpected:
+class _AnswerUnexpected(HttpMiddleware):
     """Answers an exception no handler took, and ends the request there.
 
     Starlette's outermost middleware answers it too, with the handler for
@@ -340,13 +342,7 @@ class _AnswerUnexpected:
     is cut short, and only closing the connection tells the client.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
         client_failed = False
 

@@ -24,9 +24,10 @@ import uuid
 
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from uploadsvc import logs, metrics
+from uploadsvc.asgi import HttpMiddleware
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Requests that no route matched (404s, CORS preflights answered by the
@@ -45,14 +46,8 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-class RequestObservabilityMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RequestObservabilityMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         header = next(
             (
                 value.decode("latin-1")

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from uploadsvc.db import Base, UTCDateTime, utcnow
+from uploadsvc.db import Base, UTCDateTime, stored_enum, utcnow
 
 
 class ImportState(enum.StrEnum):
@@ -70,7 +69,7 @@ class ImportJob(Base):
     # The archive in storage (an `imports/...` key).
     source_key: Mapped[str] = mapped_column(String(1024))
     state: Mapped[ImportState] = mapped_column(
-        Enum(ImportState, name="import_state", native_enum=False, length=16),
+        stored_enum(ImportState, name="import_state", length=16),
         default=ImportState.PENDING,
     )
     # {stage, done, total, message}

@@ -7,10 +7,10 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from uploadsvc.db import Base, UTCDateTime, utcnow
+from uploadsvc.db import Base, UTCDateTime, stored_enum, utcnow
 from uploadsvc.models.uploads import Upload
 
 
@@ -43,13 +43,7 @@ class ImageVariant(Base):
     file: Mapped[Upload] = relationship(lazy="raise")
     name: Mapped[str] = mapped_column(String(32))
     status: Mapped[VariantStatus] = mapped_column(
-        Enum(
-            VariantStatus,
-            name="variant_status",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        stored_enum(VariantStatus, name="variant_status", length=16),
         default=VariantStatus.PENDING,
     )
     # Unique and indexed: cleanup asks which listed variant objects a row records.

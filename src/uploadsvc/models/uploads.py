@@ -4,10 +4,10 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import BigInteger, Enum, Index, String, Uuid
+from sqlalchemy import BigInteger, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from uploadsvc.db import Base, UTCDateTime, utcnow
+from uploadsvc.db import Base, UTCDateTime, stored_enum, utcnow
 
 
 class UploadStatus(enum.StrEnum):
@@ -44,13 +44,7 @@ class Upload(Base):
     # Base64 SHA-256: declared by the client, or reported by storage on confirm.
     sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[UploadStatus] = mapped_column(
-        Enum(
-            UploadStatus,
-            name="upload_status",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        stored_enum(UploadStatus, name="upload_status", length=16),
         default=UploadStatus.PENDING,
     )
     rejection_code: Mapped[str | None] = mapped_column(String(64))
@@ -64,13 +58,7 @@ class Upload(Base):
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     # docs/api.md, "Malware scanning": only NULL and clean files are served.
     scan_state: Mapped[ScanState | None] = mapped_column(
-        Enum(
-            ScanState,
-            name="scan_state",
-            native_enum=False,
-            length=24,
-            values_callable=lambda e: [m.value for m in e],
-        )
+        stored_enum(ScanState, name="scan_state", length=24)
     )
     # The signature clamd named for an infected file.
     scan_signature: Mapped[str | None] = mapped_column(String(255))

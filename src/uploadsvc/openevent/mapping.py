@@ -54,19 +54,10 @@ MEDIA_TYPES: dict[str, frozenset[str]] = {
     "slides": frozenset({"application/pdf"}) | ct.OFFICE_TYPES,
 }
 
+# The records sessions refer to (``_entity`` makes them), in the order their files are read.
+ENTITY_KINDS = ("tracks", "microlocations", "session_types", "speakers", "sponsors")
 # Tables in an order the foreign keys accept: each batch is written in this order.
-TABLES = (
-    "events",
-    "social_links",
-    "tracks",
-    "microlocations",
-    "session_types",
-    "speakers",
-    "sponsors",
-    "sessions",
-    "session_speakers",
-    "custom_forms",
-)
+TABLES = ("events", "social_links", *ENTITY_KINDS, "sessions", "session_speakers", "custom_forms")
 # What ``counts`` reports, by the name the API uses.
 COUNTED = {
     "sessions": "sessions",
@@ -278,17 +269,7 @@ class ImportStream:
         self._source = source
         self._batch_rows = batch_rows
         # Per kind: archive id -> our id. Also how duplicate ids are recognised.
-        self._ids: dict[str, dict[str, RowId]] = {
-            kind: {}
-            for kind in (
-                "tracks",
-                "microlocations",
-                "session_types",
-                "speakers",
-                "sponsors",
-                "sessions",
-            )
-        }
+        self._ids: dict[str, dict[str, RowId]] = {kind: {} for kind in (*ENTITY_KINDS, "sessions")}
         # Archive session id -> (archive id, our id) of each speaker whose
         # "sessions" names it, until that session is read. One list per
         # session, appended to: linking N speakers to one session is linear.
@@ -297,7 +278,7 @@ class ImportStream:
         self._speaker_side: dict[str, list[tuple[str, RowId]]] = {}
         self._file: tuple[str, Records | None] = ("event", None)
         self._batch = RowBatch(self._progress())
-        self._makers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+        self._makers: dict[str, Callable[[str, dict[str, Any], dict[str, Any]], None]] = {
             "tracks": self._track,
             "microlocations": self._microlocation,
             "session_types": self._session_type,
@@ -313,7 +294,7 @@ class ImportStream:
 
     def batches(self) -> Generator[RowBatch, None, None]:
         self._read_event()
-        for kind in ("tracks", "microlocations", "session_types", "speakers", "sponsors"):
+        for kind in ENTITY_KINDS:
             yield from self._read_file(kind, self._entity)
         yield from self._read_file("sessions", self._session)
         for session, speakers in self._speaker_side.items():
@@ -420,10 +401,10 @@ class ImportStream:
 
     def _entity(self, kind: str, sid: str, record: dict[str, Any]) -> RowId:
         """A track, room, session type, speaker or sponsor, from its file or embedded."""
-        row = self._makers[kind](sid, record)
-        if sid.startswith(_EMBEDDED):
-            # Embedded without an id: the key only finds it again; it is no archive id.
-            row["source_id"] = None
+        # Embedded without an id: the key only finds it again; it is no archive id.
+        row = self._row(None if sid.startswith(_EMBEDDED) else sid)
+        row["name"] = self._name(record, "name", 1024, f"{kind} id {sid}")
+        self._makers[kind](sid, record, row)
         entity_id: RowId = row["id"]
         self._ids[kind][sid] = entity_id
         self._add(kind, row)
@@ -526,43 +507,29 @@ class ImportStream:
                 },
             )
 
-    def _track(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": new_id(),
-            "event_id": self._event_id,
-            "source_id": sid,
-            "name": self._name(record, "name", 1024, f"tracks id {sid}"),
-            "color": _text(record.get("color"), 32),
-            "description": _text(record.get("description")),
-        }
+    def _row(self, sid: str | None) -> dict[str, Any]:
+        """The columns every row of the programme starts with: its id, its event, the archive id."""
+        return {"id": new_id(), "event_id": self._event_id, "source_id": sid}
 
-    def _microlocation(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": new_id(),
-            "event_id": self._event_id,
-            "source_id": sid,
-            "name": self._name(record, "name", 1024, f"microlocations id {sid}"),
+    # The makers add a record's own columns to the row ``_entity`` started.
+
+    def _track(self, sid: str, record: dict[str, Any], row: dict[str, Any]) -> None:
+        row["color"] = _text(record.get("color"), 32)
+        row["description"] = _text(record.get("description"))
+
+    def _microlocation(self, sid: str, record: dict[str, Any], row: dict[str, Any]) -> None:
+        row |= {
             "floor": _text(record.get("floor"), 64),
             "room": _text(record.get("room"), 255),
             "latitude": _number(record.get("latitude")),
             "longitude": _number(record.get("longitude")),
         }
 
-    def _session_type(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": new_id(),
-            "event_id": self._event_id,
-            "source_id": sid,
-            "name": self._name(record, "name", 1024, f"session_types id {sid}"),
-            "length": _text(record.get("length"), 32),
-        }
+    def _session_type(self, sid: str, record: dict[str, Any], row: dict[str, Any]) -> None:
+        row["length"] = _text(record.get("length"), 32)
 
-    def _speaker(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "id": new_id(),
-            "event_id": self._event_id,
-            "source_id": sid,
-            "name": self._name(record, "name", 1024, f"speakers id {sid}"),
+    def _speaker(self, sid: str, record: dict[str, Any], row: dict[str, Any]) -> None:
+        row |= {
             "email": _text(record.get("email"), 255),
             "organisation": _text(record.get("organisation"), 1024),
             "position": _text(record.get("position"), 1024),
@@ -582,14 +549,9 @@ class ImportStream:
             "image",
             (f"speakers id {sid}", "speakers", sid),
         )
-        return row
 
-    def _sponsor(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "id": new_id(),
-            "event_id": self._event_id,
-            "source_id": sid,
-            "name": self._name(record, "name", 1024, f"sponsors id {sid}"),
+    def _sponsor(self, sid: str, record: dict[str, Any], row: dict[str, Any]) -> None:
+        row |= {
             "url": _text(record.get("url"), 2048),
             "level": _text(record.get("level"), 64),
             "sponsor_type": _text(_pick(record, "sponsor_type"), 255),
@@ -605,7 +567,6 @@ class ImportStream:
             "image",
             (f"sponsors id {sid}", "sponsors", sid),
         )
-        return row
 
     def _reference(self, kind: str, value: Any, where: str) -> RowId | None:
         """A referenced entity: by id, or created once from an embedded object."""
@@ -626,10 +587,7 @@ class ImportStream:
 
     def _session(self, kind: str, sid: str, record: dict[str, Any]) -> None:
         where = f"sessions id {sid}"
-        row: dict[str, Any] = {
-            "id": new_id(),
-            "event_id": self._event_id,
-            "source_id": sid,
+        row = self._row(sid) | {
             "title": self._name(record, "title", 2048, where),
             "subtitle": _text(record.get("subtitle"), 2048),
             "short_abstract": _text(_pick(record, "short_abstract")),

@@ -19,7 +19,6 @@ from uploadsvc.models.events import (
     Track,
     session_speakers,
 )
-from uploadsvc.security import Principal
 
 # The kinds of rows an event's counts report, by the name the API uses.
 COUNTED: dict[str, Any] = {
@@ -32,15 +31,6 @@ COUNTED: dict[str, Any] = {
 }
 
 Row = TypeVar("Row", Track, Microlocation, SessionType, Speaker, Sponsor, EventSession)
-
-
-async def get_visible_event(
-    session: AsyncSession, *, principal: Principal, event_id: uuid.UUID
-) -> Event | None:
-    query = select(Event).where(Event.id == event_id)
-    if not principal.is_admin:
-        query = query.where(Event.owner_id == principal.user_id)
-    return await session.scalar(query)
 
 
 async def event_of_import_job(session: AsyncSession, *, job_id: uuid.UUID) -> uuid.UUID | None:

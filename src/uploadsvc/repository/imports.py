@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.db import utcnow
 from uploadsvc.models.events import Event, ImportJob, ImportState, Progress
-from uploadsvc.security import Principal
 
 # Rows per INSERT statement where COPY is not available (SQLite).
 INSERT_BATCH = 1000
@@ -43,15 +42,6 @@ async def add_job(
     session.add(job)
     await session.flush()
     return job
-
-
-async def get_visible_job(
-    session: AsyncSession, *, principal: Principal, job_id: uuid.UUID
-) -> ImportJob | None:
-    query = select(ImportJob).where(ImportJob.id == job_id)
-    if not principal.is_admin:
-        query = query.where(ImportJob.owner_id == principal.user_id)
-    return await session.scalar(query)
 
 
 async def list_jobs(session: AsyncSession, *, owner_id: str) -> list[ImportJob]:

@@ -7,18 +7,19 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from uploadsvc.db import autocommit
 from uploadsvc.errors import BadRequest
 from uploadsvc.models.uploads import ScanState, Upload, UploadStatus
+from uploadsvc.repository import owned
+from uploadsvc.repository.owned import visible_to
 from uploadsvc.security import Principal
 
 
-def _visible_to(principal: Principal) -> Any:
-    # Admins act on anyone's uploads; everyone else sees only their own.
-    return true() if principal.is_admin else Upload.owner_id == principal.user_id
+def _visible_to(principal: Principal) -> ColumnElement[bool]:
+    return visible_to(Upload, principal)
 
 
 async def add(session: AsyncSession, upload: Upload) -> Upload:
@@ -30,9 +31,7 @@ async def add(session: AsyncSession, upload: Upload) -> Upload:
 async def get_visible(
     session: AsyncSession, *, principal: Principal, upload_id: uuid.UUID
 ) -> Upload | None:
-    return await session.scalar(
-        select(Upload).where(Upload.id == upload_id, _visible_to(principal))
-    )
+    return await owned.get_visible(session, Upload, upload_id, principal=principal)
 
 
 async def get_visible_by_key(
@@ -81,6 +80,15 @@ async def transition(
     if won:
         await session.refresh(upload)
     return won
+
+
+async def settle_pending(
+    session: AsyncSession, upload: Upload, to_status: UploadStatus, **values: Any
+) -> bool:
+    """``transition`` out of PENDING (confirmed, rejected, aborted): one request decides."""
+    return await transition(
+        session, upload, from_status=UploadStatus.PENDING, to_status=to_status, **values
+    )
 
 
 # Reads and single writes on the hot path (docs/architecture.md, "Reads and

@@ -11,6 +11,9 @@ from typing import Any
 
 from uploadsvc.errors import (
     BadRequest,
+    Conflict,
+    Gone,
+    NotFound,
     PayloadTooLarge,
     StorageError,
     Unprocessable,
@@ -46,3 +49,11 @@ def untitled(schema: dict[str, Any]) -> dict[str, Any]:
 STREAMED_UPLOAD_ERRORS = error_responses(
     BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
 )
+# A declared upload (presigned or multipart) is refused for the same reasons
+# before any byte is sent.
+DECLARED_UPLOAD_ERRORS = STREAMED_UPLOAD_ERRORS
+# What a route on an upload already under way can answer: no such upload,
+# one in another state, one that expired, a stored object that fails its checks.
+PENDING_UPLOAD_ERRORS = error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError)
+# Signing parts adds a malformed list of part numbers to those.
+PART_URL_ERRORS = error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError)

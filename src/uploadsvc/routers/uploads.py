@@ -12,16 +12,11 @@ from uploadsvc.deps import (
     SettingsDep,
     StorageDep,
 )
-from uploadsvc.errors import (
-    BadRequest,
-    Conflict,
-    Gone,
-    NotFound,
-    PayloadTooLarge,
-    StorageError,
-    Unprocessable,
-    UnsupportedMediaType,
-    error_responses,
+from uploadsvc.errors import Conflict, NotFound, StorageError, error_responses
+from uploadsvc.routers.openapi import (
+    DECLARED_UPLOAD_ERRORS,
+    PART_URL_ERRORS,
+    PENDING_UPLOAD_ERRORS,
 )
 from uploadsvc.schemas.files import ConfirmedFile
 from uploadsvc.schemas.multipart_uploads import (
@@ -38,15 +33,11 @@ from uploadsvc.services import uploads as service
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
-_CONFIRM_ERRORS = error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError)
-
 
 @router.post(
     "/request-url",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=DECLARED_UPLOAD_ERRORS,
 )
 async def request_upload_url(
     body: UploadUrlRequest,
@@ -63,7 +54,7 @@ async def request_upload_url(
 
 @router.post(
     "/{upload_id}/url",
-    responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=PENDING_UPLOAD_ERRORS,
 )
 async def reissue_upload_url(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
@@ -72,7 +63,7 @@ async def reissue_upload_url(
     return await service.reissue_upload_url(session, storage, settings, upload=upload)
 
 
-@router.post("/confirm", responses=_CONFIRM_ERRORS)
+@router.post("/confirm", responses=PENDING_UPLOAD_ERRORS)
 async def confirm_upload_by_key(
     body: ConfirmRequest,
     engine: EngineDep,
@@ -92,7 +83,7 @@ async def confirm_upload_by_key(
     )
 
 
-@router.post("/{upload_id}/confirm", responses=_CONFIRM_ERRORS)
+@router.post("/{upload_id}/confirm", responses=PENDING_UPLOAD_ERRORS)
 async def confirm_upload(
     upload: OwnedUpload, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> ConfirmedFile:
@@ -103,9 +94,7 @@ async def confirm_upload(
 @router.post(
     "/multipart",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable, StorageError
-    ),
+    responses=DECLARED_UPLOAD_ERRORS,
 )
 async def start_multipart_upload(
     body: MultipartUploadRequest,
@@ -122,7 +111,7 @@ async def start_multipart_upload(
 
 @router.get(
     "/{upload_id}/parts",
-    responses=error_responses(NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=PENDING_UPLOAD_ERRORS,
 )
 async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> UploadedParts:
     """The parts storage has received, so a client can resume after a crash."""
@@ -131,7 +120,7 @@ async def list_uploaded_parts(upload: OwnedUpload, storage: StorageDep) -> Uploa
 
 @router.post(
     "/{upload_id}/parts/urls",
-    responses=error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError),
+    responses=PART_URL_ERRORS,
 )
 async def sign_upload_parts(
     body: PartUrlsRequest,
@@ -146,7 +135,7 @@ async def sign_upload_parts(
     )
 
 
-@router.post("/{upload_id}/complete", responses=_CONFIRM_ERRORS)
+@router.post("/{upload_id}/complete", responses=PENDING_UPLOAD_ERRORS)
 async def complete_multipart_upload(
     body: CompleteRequest,
     upload: OwnedUpload,

@@ -14,16 +14,13 @@ from fastapi import APIRouter, Depends, Path, Query
 from uploadsvc.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
 from uploadsvc.errors import (
     BadRequest,
-    Conflict,
-    Gone,
-    NotFound,
     PayloadTooLarge,
     StorageError,
-    Unprocessable,
     UnsupportedMediaType,
     error_responses,
 )
 from uploadsvc.models.uploads import Upload
+from uploadsvc.routers.openapi import PART_URL_ERRORS
 from uploadsvc.schemas.uppy import (
     UppyAborted,
     UppyCompleted,
@@ -36,12 +33,12 @@ from uploadsvc.schemas.uppy import (
     UppyUploadParameters,
 )
 from uploadsvc.services import uppy as service
+from uploadsvc.services.uploads import UndeclaredSize
 from uploadsvc.storage.base import MAX_PART_NUMBER
 
 router = APIRouter(prefix="/v1/s3", tags=["uppy"])
 
 _START_ERRORS = error_responses(BadRequest, PayloadTooLarge, UnsupportedMediaType, StorageError)
-_UPLOAD_ERRORS = error_responses(BadRequest, NotFound, Conflict, Gone, Unprocessable, StorageError)
 
 
 async def get_uppy_upload(
@@ -75,9 +72,7 @@ async def uppy_upload_parameters(
         storage,
         settings,
         principal=principal,
-        filename=filename,
-        content_type=content_type,
-        purpose=service.purpose_of(purpose),
+        file=UndeclaredSize(filename, content_type, service.purpose_of(purpose)),
     )
 
 
@@ -95,14 +90,14 @@ async def uppy_create_multipart_upload(
         storage,
         settings,
         principal=principal,
-        filename=body.filename,
-        content_type=body.type,
-        purpose=service.purpose_of(body.metadata.get("purpose")),
+        file=UndeclaredSize(
+            body.filename, body.type, service.purpose_of(body.metadata.get("purpose"))
+        ),
     )
 
 
 # Declared before /{partNumber}, which would otherwise take "batch".
-@router.get("/multipart/{uploadId}/batch", responses=_UPLOAD_ERRORS)
+@router.get("/multipart/{uploadId}/batch", responses=PART_URL_ERRORS)
 async def uppy_sign_parts_batch(
     upload: UppyUpload,
     session: SessionDep,
@@ -116,7 +111,7 @@ async def uppy_sign_parts_batch(
     )
 
 
-@router.get("/multipart/{uploadId}/{partNumber}", responses=_UPLOAD_ERRORS)
+@router.get("/multipart/{uploadId}/{partNumber}", responses=PART_URL_ERRORS)
 async def uppy_sign_part(
     upload: UppyUpload,
     session: SessionDep,
@@ -130,13 +125,13 @@ async def uppy_sign_part(
     )
 
 
-@router.get("/multipart/{uploadId}", responses=_UPLOAD_ERRORS)
+@router.get("/multipart/{uploadId}", responses=PART_URL_ERRORS)
 async def uppy_list_parts(upload: UppyUpload, storage: StorageDep) -> list[UppyPart]:
     """The parts storage has received (Uppy resumes from these)."""
     return await service.list_parts(storage, upload=upload)
 
 
-@router.post("/multipart/{uploadId}/complete", responses=_UPLOAD_ERRORS)
+@router.post("/multipart/{uploadId}/complete", responses=PART_URL_ERRORS)
 async def uppy_complete_multipart_upload(
     body: UppyCompleteRequest,
     upload: UppyUpload,
@@ -148,7 +143,7 @@ async def uppy_complete_multipart_upload(
     return await service.complete(session, storage, settings, upload=upload, parts=body.parts)
 
 
-@router.delete("/multipart/{uploadId}", responses=_UPLOAD_ERRORS)
+@router.delete("/multipart/{uploadId}", responses=PART_URL_ERRORS)
 async def uppy_abort_multipart_upload(
     upload: UppyUpload, session: SessionDep, storage: StorageDep
 ) -> UppyAborted:

@@ -24,6 +24,7 @@ from uploadsvc.models.events import (
 )
 from uploadsvc.repository import events as repository
 from uploadsvc.repository import imports as jobs
+from uploadsvc.repository import owned
 from uploadsvc.resources import Resources
 from uploadsvc.schemas.events import (
     EventRead,
@@ -70,7 +71,7 @@ def as_task(job: ImportJob) -> TaskRead:
 async def get_import_job(
     session: AsyncSession, *, principal: Principal, job_id: uuid.UUID
 ) -> TaskRead:
-    job = await jobs.get_visible_job(session, principal=principal, job_id=job_id)
+    job = await owned.get_visible(session, ImportJob, job_id, principal=principal)
     if job is None:
         raise NotFound("No such task.", code="task_not_found")
     return as_task(job)
@@ -83,7 +84,7 @@ async def list_import_jobs(session: AsyncSession, *, principal: Principal) -> Im
 
 
 async def get_event(session: AsyncSession, *, principal: Principal, event_id: uuid.UUID) -> Event:
-    event = await repository.get_visible_event(session, principal=principal, event_id=event_id)
+    event = await owned.get_visible(session, Event, event_id, principal=principal)
     if event is None:
         raise NotFound("No such event.", code="event_not_found")
     return event

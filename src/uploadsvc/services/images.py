@@ -187,15 +187,8 @@ async def _variant_read(
 ) -> ImageVariantRead:
     """A variant's body; a ready one's URL downloads it as ``{stem}-{name}.{ext}``
     (shown inline, as the stored type says, without a stem)."""
-    read = ImageVariantRead(
-        name=row.name,
-        status=row.status,
-        width=row.width,
-        height=row.height,
-        content_type=row.content_type,
-        size_bytes=row.size_bytes,
-        failure_reason=row.failure_reason,
-    )
+    # The row's columns of the same names; the download URL is added below.
+    read = ImageVariantRead.model_validate(row, from_attributes=True)
     if signed and row.status is VariantStatus.READY and row.object_key and row.content_type:
         expires_in = settings.download_url_expires_seconds
         disposition = None

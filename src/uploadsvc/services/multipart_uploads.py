@@ -42,9 +42,9 @@ from uploadsvc.schemas.multipart_uploads import (
     UploadedParts,
 )
 from uploadsvc.security import Principal
-from uploadsvc.services.uploads import confirm_upload, declare_requested, not_pending
+from uploadsvc.services.uploads import confirm_upload, declare_upload, not_pending
 from uploadsvc.storage import Storage
-from uploadsvc.storage.base import MIN_PART_SIZE
+from uploadsvc.storage.base import MIN_PART_SIZE, PartGrant
 
 MiB = 1024 * 1024
 _PRESIGNS_BETWEEN_YIELDS = 16
@@ -106,7 +106,7 @@ async def start_multipart_upload(
     principal: Principal,
     request: MultipartUploadRequest,
 ) -> MultipartUploadResponse:
-    upload = declare_requested(settings, principal=principal, request=request)
+    upload = declare_upload(settings, principal=principal, file=request)
     upload.part_size = choose_part_size(request.size)
     await start_in_storage(session, storage, upload)
     numbers = range(1, part_count(request.size, upload.part_size) + 1)
@@ -212,11 +212,13 @@ async def _part_urls(
             await asyncio.sleep(0)
         size = part_length(upload, number)
         presigned = await storage.presign_part(
-            upload.file_key,
-            multipart_upload_id=upload.multipart_upload_id,
-            part_number=number,
-            content_length=size,
-            expires_in=expires_in or settings.upload_url_expires_seconds,
+            PartGrant(
+                key=upload.file_key,
+                multipart_upload_id=upload.multipart_upload_id,
+                part_number=number,
+                content_length=size,
+                expires_in=expires_in or settings.upload_url_expires_seconds,
+            )
         )
         urls.append(
             PartUrl(part_number=number, url=presigned.url, size=size, headers=presigned.headers)

@@ -38,28 +38,35 @@ from uploadsvc.security import Principal
 from uploadsvc.services import images, scanning
 from uploadsvc.services.files import confirmed_body
 from uploadsvc.storage import ObjectInfo, Storage
+from uploadsvc.storage.base import PutGrant
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class UndeclaredSize:
+    """A file declared without its size or checksum (Uppy's S3 protocol sends neither).
+
+    Storage and confirm then hold the upload to its profile's maximum.
+    """
+
+    filename: str
+    content_type: str
+    purpose: Purpose
+    size: None = None
+    sha256: None = None
+
+
 def declare_upload(
-    settings: Settings,
-    *,
-    principal: Principal,
-    purpose: Purpose,
-    filename: str,
-    content_type: str,
-    size: int | None,
-    sha256: str | None = None,
+    settings: Settings, *, principal: Principal, file: UploadUrlRequest | UndeclaredSize
 ) -> Upload:
     """A new pending upload owned by the caller, at a fresh key of its profile (not added yet).
 
     Refuses (415/413) a type or size the profile does not take, before
-    anything is stored. ``size`` is None when the client cannot declare one
-    (Uppy's S3 protocol): storage and confirm then hold the upload to the
-    profile's maximum.
+    anything is stored.
     """
-    profile = profile_for(settings, purpose)
+    content_type, size = file.content_type, file.size
+    profile = profile_for(settings, file.purpose)
     canonical = ct.canonical_type(content_type)
     if canonical not in profile.allowed_types:
         raise UnsupportedMediaType(
@@ -79,28 +86,13 @@ def declare_upload(
         owner_id=principal.user_id,
         purpose=profile.purpose.value,
         file_key=profile.object_key(user_id=principal.user_id, content_type=canonical, now=now),
-        filename=sanitize_filename(filename),
+        filename=sanitize_filename(file.filename),
         content_type=canonical,
         size_bytes=size,
-        sha256=sha256,
+        sha256=file.sha256,
         status=UploadStatus.PENDING,
         created_at=now,
         url_expires_at=now + dt.timedelta(seconds=settings.upload_url_expires_seconds),
-    )
-
-
-def declare_requested(
-    settings: Settings, *, principal: Principal, request: UploadUrlRequest
-) -> Upload:
-    """``declare_upload`` for a request body that declares everything."""
-    return declare_upload(
-        settings,
-        principal=principal,
-        purpose=request.purpose,
-        filename=request.filename,
-        content_type=request.content_type,
-        size=request.size,
-        sha256=request.sha256,
     )
 
 
@@ -117,7 +109,7 @@ async def request_upload_url(
     # the URL is signed: a URL is never handed out for an upload not recorded,
     # and a signing failure leaves a pending row that cleanup expires.
     upload = await repository.insert_pending(
-        engine, declare_requested(settings, principal=principal, request=request)
+        engine, declare_upload(settings, principal=principal, file=request)
     )
     return await _presigned_put(storage, settings, upload)
 
@@ -146,11 +138,13 @@ async def _presigned_put(storage: Storage, settings: Settings, upload: Upload) -
     expires_in = settings.upload_url_expires_seconds
     assert upload.size_bytes is not None, "a single PUT is only signed for a declared size"
     presigned = await storage.presign_put(
-        upload.file_key,
-        content_type=upload.content_type,
-        content_length=upload.size_bytes,
-        sha256=upload.sha256,
-        expires_in=expires_in,
+        PutGrant(
+            key=upload.file_key,
+            content_type=upload.content_type,
+            content_length=upload.size_bytes,
+            sha256=upload.sha256,
+            expires_in=expires_in,
+        )
     )
     return UploadUrlResponse(
         upload_id=upload.id,
@@ -245,11 +239,10 @@ async def confirm_upload(
             raise Unprocessable(rejection.detail, code=rejection.code)
         return await _answer_for_state(storage, settings, upload)
 
-    won = await repository.transition(
+    won = await repository.settle_pending(
         session,
         upload,
-        from_status=UploadStatus.PENDING,
-        to_status=UploadStatus.CONFIRMED,
+        UploadStatus.CONFIRMED,
         size_bytes=info.size,
         sha256=info.sha256 or upload.sha256,
         confirmed_at=utcnow(),
@@ -311,12 +304,8 @@ async def _reject(
     session: AsyncSession, storage: Storage, upload: Upload, rejection: _Rejection
 ) -> bool:
     """Mark the upload rejected and delete its object; False if another request decided first."""
-    won = await repository.transition(
-        session,
-        upload,
-        from_status=UploadStatus.PENDING,
-        to_status=UploadStatus.REJECTED,
-        rejection_code=rejection.code,
+    won = await repository.settle_pending(
+        session, upload, UploadStatus.REJECTED, rejection_code=rejection.code
     )
     if not won:
         await repository.reload(session, upload)
@@ -358,9 +347,7 @@ async def abort_upload(session: AsyncSession, storage: Storage, *, upload: Uploa
     (aborted, rejected, expired) answers the same. A confirmed one is a file:
     it is deleted through ``DELETE /v1/files/{id}``.
     """
-    won = await repository.transition(
-        session, upload, from_status=UploadStatus.PENDING, to_status=UploadStatus.ABORTED
-    )
+    won = await repository.settle_pending(session, upload, UploadStatus.ABORTED)
     if not won:
         await repository.reload(session, upload)
         if upload.status is UploadStatus.CONFIRMED:

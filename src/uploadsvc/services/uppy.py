@@ -24,7 +24,7 @@ from uploadsvc.errors import BadRequest, NotFound
 from uploadsvc.models.uploads import Upload
 from uploadsvc.profiles import Purpose, profile_for
 from uploadsvc.repository import uploads as repository
-from uploadsvc.schemas.multipart_uploads import CompletedPart, PartUrls
+from uploadsvc.schemas.multipart_uploads import CompletedPart
 from uploadsvc.schemas.uppy import (
     UppyCompleted,
     UppyMultipartUpload,
@@ -35,7 +35,7 @@ from uploadsvc.schemas.uppy import (
 )
 from uploadsvc.security import Principal
 from uploadsvc.services import multipart_uploads
-from uploadsvc.services.uploads import abort_upload, declare_upload
+from uploadsvc.services.uploads import UndeclaredSize, abort_upload, declare_upload
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import MAX_PART_NUMBER
 
@@ -59,24 +59,15 @@ async def upload_parameters(
     settings: Settings,
     *,
     principal: Principal,
-    filename: str,
-    content_type: str,
-    purpose: Purpose,
+    file: UndeclaredSize,
 ) -> UppyUploadParameters:
     """``GET /s3/params``: one request that uploads a small file (S3: a POST policy)."""
-    upload = declare_upload(
-        settings,
-        principal=principal,
-        purpose=purpose,
-        filename=filename,
-        content_type=content_type,
-        size=None,
-    )
+    upload = declare_upload(settings, principal=principal, file=file)
     await repository.add(session, upload)
     presigned = await storage.presign_browser_upload(
         upload.file_key,
         content_type=upload.content_type,
-        max_size=profile_for(settings, purpose).max_bytes,
+        max_size=profile_for(settings, file.purpose).max_bytes,
         expires_in=settings.upload_url_expires_seconds,
     )
     return UppyUploadParameters(
@@ -95,19 +86,10 @@ async def create_multipart_upload(
     settings: Settings,
     *,
     principal: Principal,
-    filename: str,
-    content_type: str,
-    purpose: Purpose,
+    file: UndeclaredSize,
 ) -> UppyMultipartUpload:
     """``POST /s3/multipart``: start a multipart upload at a key the service chooses."""
-    upload = declare_upload(
-        settings,
-        principal=principal,
-        purpose=purpose,
-        filename=filename,
-        content_type=content_type,
-        size=None,
-    )
+    upload = declare_upload(settings, principal=principal, file=file)
     await multipart_uploads.start_in_storage(session, storage, upload)
     assert upload.multipart_upload_id is not None
     return UppyMultipartUpload(key=upload.file_key, uploadId=upload.multipart_upload_id)
@@ -125,24 +107,13 @@ async def find_multipart(
     return upload
 
 
-async def sign_parts(
-    session: AsyncSession,
-    storage: Storage,
-    settings: Settings,
-    *,
-    upload: Upload,
-    part_numbers: list[int],
-) -> PartUrls:
-    return await multipart_uploads.sign_parts(
-        session, storage, settings, upload=upload, part_numbers=part_numbers
-    )
-
-
 async def sign_part(
     session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload, part_number: int
 ) -> UppySignedPart:
     """``GET /s3/multipart/{uploadId}/{partNumber}``."""
-    signed = await sign_parts(session, storage, settings, upload=upload, part_numbers=[part_number])
+    signed = await multipart_uploads.sign_parts(
+        session, storage, settings, upload=upload, part_numbers=[part_number]
+    )
     return UppySignedPart(url=signed.parts[0].url, expires=signed.expires_in)
 
 
@@ -163,7 +134,9 @@ async def sign_parts_batch(
         ) from None
     if not numbers or len(numbers) > MAX_PART_NUMBER:
         raise BadRequest("partNumbers names no parts.", code="invalid_part_number")
-    signed = await sign_parts(session, storage, settings, upload=upload, part_numbers=numbers)
+    signed = await multipart_uploads.sign_parts(
+        session, storage, settings, upload=upload, part_numbers=numbers
+    )
     return UppySignedParts(presignedUrls={str(part.part_number): part.url for part in signed.parts})
 
 

@@ -29,6 +29,45 @@ class PresignedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PutGrant:
+    """What a presigned PUT lets a client store: exactly these bytes at ``key``, once.
+
+    Content-Type, Content-Length and (when given) the SHA-256 are signed, so
+    storage itself refuses any other body; the URL lives ``expires_in`` seconds.
+    """
+
+    key: str
+    content_type: str
+    content_length: int
+    # Base64 SHA-256 the body must have, when the client declared one.
+    sha256: str | None
+    expires_in: int
+
+    def client_headers(self) -> dict[str, str]:
+        """The signed headers the client must send as given (its HTTP library sets the length).
+
+        ``If-None-Match: *``: the object must not exist yet, so a confirmed
+        object can never be overwritten through an old URL.
+        """
+        headers = {"Content-Type": self.content_type, "If-None-Match": "*"}
+        if self.sha256 is not None:
+            headers["x-amz-checksum-sha256"] = self.sha256
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class PartGrant:
+    """What a presigned part URL lets a client store: one part of a multipart upload."""
+
+    key: str
+    multipart_upload_id: str
+    part_number: int
+    # When given, signed: storage refuses a part of any other size.
+    content_length: int | None
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
     size: int
@@ -127,21 +166,10 @@ class Storage(abc.ABC):
         return False
 
     @abc.abstractmethod
-    async def presign_put(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        content_length: int,
-        sha256: str | None,
-        expires_in: int,
-    ) -> PresignedRequest:
-        """A URL that accepts exactly these bytes at ``key``, once, until it expires.
+    async def presign_put(self, grant: PutGrant) -> PresignedRequest:
+        """A URL that accepts exactly the granted bytes, once, until it expires.
 
-        Content-Type, Content-Length and (when given) the SHA-256 are signed,
-        so storage itself refuses any other body. The object must not exist
-        yet (``If-None-Match: *``), so a confirmed object can never be
-        overwritten through an old URL.
+        Its headers are ``grant.client_headers()``; the object must not exist yet.
         """
 
     @abc.abstractmethod
@@ -264,16 +292,8 @@ class Storage(abc.ABC):
         """Start a multipart upload at ``key``; return storage's multipart upload id."""
 
     @abc.abstractmethod
-    async def presign_part(
-        self,
-        key: str,
-        *,
-        multipart_upload_id: str,
-        part_number: int,
-        content_length: int | None,
-        expires_in: int,
-    ) -> PresignedRequest:
-        """A PUT URL for one part. With ``content_length`` the size is signed:
+    async def presign_part(self, grant: PartGrant) -> PresignedRequest:
+        """A PUT URL for one part. With ``grant.content_length`` the size is signed:
         storage refuses a part of any other size."""
 
     @abc.abstractmethod

@@ -38,7 +38,9 @@ from uploadsvc.storage.base import (
     IncompleteUpload,
     ListedObject,
     ObjectInfo,
+    PartGrant,
     PresignedRequest,
+    PutGrant,
     Storage,
     StorageSetup,
     UploadedPart,
@@ -87,26 +89,16 @@ class LocalStorage(Storage):
 
     # --- Storage interface -------------------------------------------------
 
-    async def presign_put(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        content_length: int,
-        sha256: str | None,
-        expires_in: int,
-    ) -> PresignedRequest:
+    async def presign_put(self, grant: PutGrant) -> PresignedRequest:
         params = {
-            Param.CONTENT_TYPE: content_type,
-            Param.CONTENT_LENGTH: str(content_length),
+            Param.CONTENT_TYPE: grant.content_type,
+            Param.CONTENT_LENGTH: str(grant.content_length),
             Param.IF_NONE_MATCH: "*",
         }
-        headers = {"Content-Type": content_type, "If-None-Match": "*"}
-        if sha256 is not None:
-            params[Param.SHA256] = sha256
-            headers["x-amz-checksum-sha256"] = sha256
-        url = self.signer.sign("PUT", key, params, expires_in)
-        return PresignedRequest(url=url, method="PUT", headers=headers)
+        if grant.sha256 is not None:
+            params[Param.SHA256] = grant.sha256
+        url = self.signer.sign("PUT", grant.key, params, grant.expires_in)
+        return PresignedRequest(url=url, method="PUT", headers=grant.client_headers())
 
     async def presign_browser_upload(
         self, key: str, *, content_type: str, max_size: int, expires_in: int
@@ -349,22 +341,15 @@ class LocalStorage(Storage):
         )
         return multipart_upload_id
 
-    async def presign_part(
-        self,
-        key: str,
-        *,
-        multipart_upload_id: str,
-        part_number: int,
-        content_length: int | None,
-        expires_in: int,
-    ) -> PresignedRequest:
+    async def presign_part(self, grant: PartGrant) -> PresignedRequest:
         params = {
-            Param.MULTIPART_UPLOAD_ID: multipart_upload_id,
-            Param.PART_NUMBER: str(part_number),
+            Param.MULTIPART_UPLOAD_ID: grant.multipart_upload_id,
+            Param.PART_NUMBER: str(grant.part_number),
         }
-        if content_length is not None:
-            params[Param.CONTENT_LENGTH] = str(content_length)
-        return PresignedRequest(url=self.signer.sign("PUT", key, params, expires_in), method="PUT")
+        if grant.content_length is not None:
+            params[Param.CONTENT_LENGTH] = str(grant.content_length)
+        url = self.signer.sign("PUT", grant.key, params, grant.expires_in)
+        return PresignedRequest(url=url, method="PUT")
 
     async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:
         folder, _ = await self._upload_folder(key, multipart_upload_id)

@@ -31,7 +31,9 @@ from uploadsvc.storage.base import (
     ListedObject,
     MultipartTracker,
     ObjectInfo,
+    PartGrant,
     PresignedRequest,
+    PutGrant,
     Storage,
     StorageSetup,
     UploadedPart,
@@ -160,26 +162,9 @@ class S3Storage(Storage):
     def tracks_multipart_uploads(self) -> bool:
         return not isinstance(self._tracker, _Untracked)
 
-    async def presign_put(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        content_length: int,
-        sha256: str | None,
-        expires_in: int,
-    ) -> PresignedRequest:
-        headers = {"Content-Type": content_type, "If-None-Match": "*"}
-        if sha256 is not None:
-            headers["x-amz-checksum-sha256"] = sha256
-        url = await self._presigner.presign_put_object(
-            key,
-            content_type=content_type,
-            content_length=content_length,
-            sha256=sha256,
-            expires_in=expires_in,
-        )
-        return PresignedRequest(url=url, method="PUT", headers=headers)
+    async def presign_put(self, grant: PutGrant) -> PresignedRequest:
+        url = await self._presigner.presign_put_object(grant)
+        return PresignedRequest(url=url, method="PUT", headers=grant.client_headers())
 
     async def presign_browser_upload(
         self, key: str, *, content_type: str, max_size: int, expires_in: int
@@ -434,24 +419,10 @@ class S3Storage(Storage):
         with _s3_errors("start a multipart upload"):
             return await self._start_multipart(key, content_type)
 
-    async def presign_part(
-        self,
-        key: str,
-        *,
-        multipart_upload_id: str,
-        part_number: int,
-        content_length: int | None,
-        expires_in: int,
-    ) -> PresignedRequest:
+    async def presign_part(self, grant: PartGrant) -> PresignedRequest:
         # With `content_length`, it is signed into the URL: S3 refuses a part
         # of any other size.
-        url = await self._presigner.presign_upload_part(
-            key,
-            multipart_upload_id=multipart_upload_id,
-            part_number=part_number,
-            content_length=content_length,
-            expires_in=expires_in,
-        )
+        url = await self._presigner.presign_upload_part(grant)
         return PresignedRequest(url=url, method="PUT")
 
     async def list_parts(self, key: str, *, multipart_upload_id: str) -> list[UploadedPart]:

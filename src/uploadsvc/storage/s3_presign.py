@@ -38,6 +38,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
 
 from uploadsvc.config import Settings
+from uploadsvc.storage.base import PartGrant, PutGrant
 
 # SigV4 query signatures are valid for at most seven days.
 MAX_EXPIRES_SECONDS = 604_800
@@ -169,29 +170,16 @@ class S3Presigner:
     def endpoint(self) -> BucketEndpoint:
         return self._endpoint
 
-    async def presign_put_object(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        content_length: int,
-        sha256: str | None,
-        expires_in: int,
-        now: dt.datetime | None = None,
-    ) -> str:
-        """A PutObject URL that S3 honours only for these bytes, and only once.
+    async def presign_put_object(self, grant: PutGrant, *, now: dt.datetime | None = None) -> str:
+        """A PutObject URL that S3 honours only for the granted bytes, and only once.
 
-        Content-Type, Content-Length, ``If-None-Match: *`` and, when given,
-        ``x-amz-checksum-sha256`` are signed: the client must send them as given.
+        The grant's client headers and Content-Length are signed: the client
+        must send them as given.
         """
-        headers = {
-            "Content-Type": content_type,
-            "Content-Length": str(content_length),
-            "If-None-Match": "*",
-        }
-        if sha256 is not None:
-            headers["x-amz-checksum-sha256"] = sha256
-        return await self.presign("PUT", key, headers=headers, expires_in=expires_in, now=now)
+        headers = {**grant.client_headers(), "Content-Length": str(grant.content_length)}
+        return await self.presign(
+            "PUT", grant.key, headers=headers, expires_in=grant.expires_in, now=now
+        )
 
     async def presign_get_object(
         self,
@@ -214,21 +202,13 @@ class S3Presigner:
         )
         return await self.presign("GET", key, query=query, expires_in=expires_in, now=now)
 
-    async def presign_upload_part(
-        self,
-        key: str,
-        *,
-        multipart_upload_id: str,
-        part_number: int,
-        content_length: int | None,
-        expires_in: int,
-        now: dt.datetime | None = None,
-    ) -> str:
+    async def presign_upload_part(self, grant: PartGrant, *, now: dt.datetime | None = None) -> str:
         """An UploadPart URL; with ``content_length``, S3 refuses a part of any other size."""
-        query = (("uploadId", multipart_upload_id), ("partNumber", str(part_number)))
-        headers = {} if content_length is None else {"Content-Length": str(content_length)}
+        query = (("uploadId", grant.multipart_upload_id), ("partNumber", str(grant.part_number)))
+        length = grant.content_length
+        headers = {} if length is None else {"Content-Length": str(length)}
         return await self.presign(
-            "PUT", key, query=query, headers=headers, expires_in=expires_in, now=now
+            "PUT", grant.key, query=query, headers=headers, expires_in=grant.expires_in, now=now
         )
 
     async def presign(

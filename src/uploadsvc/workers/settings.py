@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.cron import cron
+from arq.cron import CronJob, cron
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -64,6 +65,16 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     async def shutdown(ctx: dict[str, Any]) -> None:
         await stack.aclose()
 
+    def reconciler(job: WorkerCoroutine, *, second: int) -> CronJob:
+        # Once a minute, and at startup: what a lost job left behind is found soon.
+        return cron(
+            job,
+            second={second},
+            unique=True,
+            run_at_startup=True,
+            timeout=settings.job_timeout_seconds,
+        )
+
     minute, hour = cleanup_schedule(settings)
     options: dict[str, Any] = {
         "functions": [
@@ -112,13 +123,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
                 unique=True,
                 timeout=settings.job_timeout_seconds,
             ),
-            cron(
-                reconcile_job,
-                second={0},
-                unique=True,
-                run_at_startup=True,
-                timeout=settings.job_timeout_seconds,
-            ),
+            reconciler(reconcile_job, second=0),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         # arq polls the queue; its default 0.5 s would dominate the time from
@@ -134,15 +139,7 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     if settings.scan_backend == "clamd":
         # Files left pending (Redis lost their job, its tries ran out) are
         # enqueued again; with scanning off there is nothing to reconcile.
-        options["cron_jobs"].append(
-            cron(
-                reconcile_scans_job,
-                second={30},
-                unique=True,
-                run_at_startup=True,
-                timeout=settings.job_timeout_seconds,
-            )
-        )
+        options["cron_jobs"].append(reconciler(reconcile_scans_job, second=30))
     options.update(overrides)
     return Worker(**options)
 
