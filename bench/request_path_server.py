@@ -25,7 +25,7 @@ from uploadsvc.app import create_app
 from uploadsvc.config import Settings
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep, SettingsDep
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
-from uploadsvc.services.uploads import declare_requested
+from uploadsvc.services.uploads import declare_upload
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -35,7 +35,7 @@ def build_app(settings: Settings) -> FastAPI:
     async def noop(
         body: UploadUrlRequest, settings: SettingsDep, principal: PrincipalDep
     ) -> UploadUrlResponse:
-        upload = declare_requested(settings, principal=principal, request=body)
+        upload = declare_upload(settings, principal=principal, file=body)
         return UploadUrlResponse(
             upload_id=upload.id,
             file_key=upload.file_key,
@@ -53,7 +53,7 @@ def build_app(settings: Settings) -> FastAPI:
         resources: ResourcesDep,
         principal: PrincipalDep,
     ) -> UploadUrlResponse:
-        upload = declare_requested(resources.settings, principal=principal, request=body)
+        upload = declare_upload(resources.settings, principal=principal, file=body)
         session.add(upload)
         await session.flush()
         assert upload.size_bytes is not None
