@@ -106,6 +106,7 @@ def routes(file_id: uuid.UUID, confirmed_key: str) -> list[Route]:
         Route("GET /v1/files?limit=100", "GET", "/v1/files?limit=100"),
         Route("GET /v1/files?limit=100&urls=true", "GET", "/v1/files?limit=100&urls=true"),
         Route("POST /bench/noop (no-op request-url)", "POST", "/bench/noop", _upload_body()),
+        Route("GET /bench/floor (one asyncpg query, no auth)", "GET", "/bench/floor", auth=False),
         Route("POST /bench/naive (naive request-url)", "POST", "/bench/naive", _upload_body()),
     ]
 
@@ -235,6 +236,70 @@ async def loop_stall_of_signing(values: dict[str, Any]) -> tuple[float, float]:
         return statistics.median(held), statistics.median(stalls)
 
 
+_FLOOR_SQL = (
+    "SELECT * FROM uploads WHERE owner_id = $1 AND status = 'confirmed' "
+    "ORDER BY created_at DESC, id DESC LIMIT $2"
+)
+
+
+async def db_layer_costs(values: dict[str, Any], count: int = 2000) -> dict[str, float]:
+    """CPU µs of this process per read of one list page (limit=1), layer by layer.
+
+    Medians of 5 interleaved rounds: the page's statement run by SQLAlchemy
+    (``connection.execute`` on an autocommit pooled connection, as the
+    repository read before); the repository's read as the list route runs it
+    (asyncpg itself on SQLAlchemy's pooled connection, values converted by the
+    columns' types, rows as ``UploadRow``); asyncpg on a pool of its own
+    (what no database layer can go below).
+    """
+    import asyncpg
+
+    from uploadsvc.db import autocommit
+    from uploadsvc.repository import uploads as repository
+
+    async with open_resources(settings(**values)) as resources:
+        engine = resources.engine
+        page = repository._PAGES[0].statement
+
+        async def sqlalchemy_execute() -> None:
+            async with autocommit(engine) as connection:
+                list(await connection.execute(page, {"owner_id": USER, "limit": 2}))
+
+        async def repository_read() -> None:
+            await repository.list_confirmed(engine, owner_id=USER, cursor=None, limit=1)
+
+        dsn = values["database_url"].replace("postgresql+asyncpg://", "postgresql://")
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+
+        async def asyncpg_alone() -> None:
+            async with pool.acquire() as connection:
+                await connection.fetch(_FLOOR_SQL, USER, 2)
+
+        layers = {
+            "SQLAlchemy Core execute, autocommit pooled connection (the read before)": (
+                sqlalchemy_execute
+            ),
+            "the repository's read now (asyncpg on SQLAlchemy's pooled connection)": (
+                repository_read
+            ),
+            "asyncpg alone (its own pool)": asyncpg_alone,
+        }
+        spent: dict[str, list[float]] = {name: [] for name in layers}
+        try:
+            for read in layers.values():
+                for _ in range(100):
+                    await read()
+            for _ in range(5):
+                for name, read in layers.items():
+                    started = time.process_time()
+                    for _ in range(count):
+                        await read()
+                    spent[name].append((time.process_time() - started) / count * 1e6)
+        finally:
+            await pool.close()
+        return {name: statistics.median(times) for name, times in spent.items()}
+
+
 async def _longest_stall(done: asyncio.Event) -> float:
     """The longest time (s) this task waited for the event loop, until ``done``."""
     longest = 0.0
@@ -248,13 +313,13 @@ async def _longest_stall(done: asyncio.Event) -> float:
 
 
 @contextlib.contextmanager
-def bench_server(values: dict[str, Any], workdir: Path) -> Any:
+def bench_server(values: dict[str, Any], workdir: Path, *options: str) -> Any:
     port = free_loopback_port()
     env = uploadsvc_env({k: str(v) for k, v in values.items()})
     env["UPLOADSVC_JWT_SECRET"] = settings().effective_jwt_secret or ""
     log_path = workdir / "server.log"
     process = spawn(
-        [sys.executable, "-m", "bench.request_path_server", "--port", str(port)],
+        [sys.executable, "-m", "bench.request_path_server", "--port", str(port), *options],
         env={**env, "PYTHONPATH": str(REPO)},
         cwd=REPO,
         log_path=log_path,
@@ -298,7 +363,9 @@ def profile(
             "raw",
             "--output",
             str(out),
-            "--nonblocking",
+            # C frames too: the socket writes and the garbage collector are
+            # where much of the time goes, and only native frames show them.
+            "--native",
         ],
         check=True,
         capture_output=True,
@@ -310,7 +377,7 @@ def profile(
     return summarize_profile(raw)
 
 
-def summarize_profile(raw: str, top: int = 12) -> str:
+def summarize_profile(raw: str, top: int = 14) -> str:
     """Share of the event loop thread's samples in which each cost centre appears (inclusive)."""
     centres = {
         "FastAPI/Starlette routing (match)": ("_match", "matches (", "routing.py:matches"),
@@ -331,6 +398,8 @@ def summarize_profile(raw: str, top: int = 12) -> str:
         ),
         "access log": ("logging/__init__",),
         "presigning": ("s3_presign",),
+        "socket writes (write(2), waiting for a CPU included)": ("write (libc",),
+        "garbage collection": ("gc_collect_main",),
     }
     total = 0
     counts = dict.fromkeys(centres, 0)
@@ -359,9 +428,8 @@ def _fmt(values: list[float], digits: int = 0) -> str:
     )
 
 
-def report(
-    results: dict[str, Series], rounds: int, seconds: float, stall: tuple[float, float]
-) -> str:
+def route_table(results: dict[str, Series]) -> str:
+    """requests/s, the ratio to /healthz of the same round, p50, p99 of every route run."""
     health = results["GET /healthz"].samples
     rows = []
     for name, series in results.items():
@@ -380,37 +448,68 @@ def report(
                 f"{statistics.median(tail):.1f}",
             ]
         )
+    return table(["route", "requests/s", "× /healthz", "p50 ms", "p99 ms", "p99/p50"], rows)
 
-    def ratio_of(a: str, b: str) -> str:
-        pairs = zip(results[a].samples, results[b].samples, strict=True)
-        return f"{statistics.median([x.rps / y.rps for x, y in pairs]):.2f}"
 
+def report(
+    results: dict[str, Series],
+    rounds: int,
+    seconds: float,
+    stall: tuple[float, float],
+    load: tuple[str, str],
+) -> str:
     request_url = "POST /v1/uploads/request-url"
+    listed = "GET /v1/files?limit=1"
+    floor = "GET /bench/floor (one asyncpg query, no auth)"
+
+    def ratio(a: str, b: str) -> float:
+        pairs = zip(results[a].samples, results[b].samples, strict=True)
+        return statistics.median([x.rps / y.rps for x, y in pairs])
+
+    def verdict(value: float, target: float, at_least: bool = True) -> str:
+        holds = value >= target if at_least else value <= target
+        return f"{value:.2f} (target {'≥' if at_least else '≤'} {target:g}: " + (
+            "**holds**)" if holds else "**misses**)"
+        )
+
+    tails = []
+    for name in ("GET /v1/files?limit=1", "GET /v1/files/{id}", request_url):
+        tail = statistics.median(s.p99_ms / s.p50_ms for s in results[name].samples)
+        tails.append(f"{name} {verdict(tail, 3, at_least=False)}")
+    targets = [
+        f"- list (limit=1) / /healthz: {verdict(ratio(listed, 'GET /healthz'), 0.4)}",
+        f"- request-url / list: {verdict(ratio(request_url, listed), 0.6)}",
+        f"- request-url / no-op request-url: "
+        f"{verdict(ratio(request_url, 'POST /bench/noop (no-op request-url)'), 0.45)}",
+        f"- request-url / naive request-url: "
+        f"{verdict(ratio(request_url, 'POST /bench/naive (naive request-url)'), 4)}",
+        f"- p99/p50: {'; '.join(tails)}",
+        f"- ms the event loop is held signing the 100 download URLs of `urls=true`: "
+        f"{verdict(stall[0], 2, at_least=False)} (longest stall a ticker task saw: "
+        f"{stall[1]:.2f} ms; medians of 30, in-process)",
+        f"- the floor (one asyncpg query under the same app and server, no token, "
+        f"constant answer) / /healthz: {ratio(floor, 'GET /healthz'):.2f}; "
+        f"list / floor: {ratio(listed, floor):.2f}",
+    ]
     lines = [
         "## The request path (one worker, PostgreSQL, LocalStack)",
         "",
         "`uv run python -m bench.request_path_bench` (wrk -t1 -c16 on loopback, "
         f"{rounds} interleaved rounds of {seconds:g} s per route; median (min-max); "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, shared with other work).",
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, shared with other work; "
+        f"1-minute load average {load[0]} before, {load[1]} after).",
         "",
-        table(
-            ["route", "requests/s", "× /healthz", "p50 ms", "p99 ms", "p99/p50"],
-            rows,
-        ),
+        route_table(results),
         "",
-        f"- list (limit=1) / /healthz: {ratio_of('GET /v1/files?limit=1', 'GET /healthz')}; "
-        f"request-url / list: {ratio_of(request_url, 'GET /v1/files?limit=1')}",
-        f"- request-url / no-op request-url: "
-        f"{ratio_of(request_url, 'POST /bench/noop (no-op request-url)')}; "
-        f"request-url / naive request-url: "
-        f"{ratio_of(request_url, 'POST /bench/naive (naive request-url)')}",
+        *targets,
         f"- list of 100 with URLs / without: "
-        f"{ratio_of('GET /v1/files?limit=100&urls=true', 'GET /v1/files?limit=100')}",
-        f"- signing the 100 download URLs of `urls=true` holds the event loop "
-        f"{stall[0]:.2f} ms (longest stall a ticker task saw: {stall[1]:.2f} ms; "
-        "medians of 30, in-process)",
+        f"{ratio('GET /v1/files?limit=100&urls=true', 'GET /v1/files?limit=100'):.2f}",
     ]
     return "\n".join(lines)
+
+
+def _load_average() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -418,16 +517,21 @@ async def main_async(args: argparse.Namespace) -> None:
         raise SystemExit("wrk is needed (apt-get install -y wrk)")
     rounds = 2 if args.quick else args.rounds
     seconds = 2.0 if args.quick else args.seconds
+    load_before = _load_average()
     with tempfile.TemporaryDirectory() as tmp, localstack() as s3:
         workdir = Path(tmp)
         async with scratch_database() as database_url:
             values = {**s3_settings(s3), "database_url": database_url}
             file_id, confirmed_key = await seed(values)
             stall = await loop_stall_of_signing(values)
+            layers = await db_layer_costs(values) if not args.routes else {}
             token = mint_token(settings(), sub=USER, ttl_seconds=3600)
             chosen = routes(file_id, confirmed_key)
+            if args.routes:
+                chosen = [chosen[int(index)] for index in args.routes.split(",")]
             results = {route.name: Series() for route in chosen}
-            with bench_server(values, workdir) as server:
+            options = ("--loop", args.loop, "--http", args.http)
+            with bench_server(values, workdir, *options) as server:
                 for route in chosen:  # warm-up: connections, caches, JIT-less Python's first calls
                     run_wrk(server.base_url, route, token, 1, workdir)
                 for number in range(rounds):
@@ -438,10 +542,21 @@ async def main_async(args: argparse.Namespace) -> None:
                 profiled = ""
                 if args.profile:
                     profiled = profile(server, chosen[1], token, workdir, args.keep_profile)
-    body = report(results, rounds, seconds, stall)
+    if args.routes:  # a subset: its table only, BENCHMARKS.md untouched
+        print(f"load average {load_before} before, {_load_average()} after")
+        print(route_table(results))
+        return
+    body = report(results, rounds, seconds, stall, (load_before, _load_average()))
     if profiled:
-        body += "\n\nWhere `GET /v1/files?limit=1` spends its time (py-spy, 8 s under load):\n\n"
+        body += (
+            "\n\nWhere `GET /v1/files?limit=1` spends its time (py-spy --native, 8 s under "
+            "load, every thread but idle thread-pool ones; a sample counts for each centre "
+            "on its stack):\n\n"
+        )
         body += profiled
+    body += "\n\nCPU of the server process per read of one list page (limit=1), in-process, "
+    body += "no HTTP (`db_layer_costs`, medians of 5 interleaved rounds of 2,000 reads):\n\n"
+    body += table(["layer", "CPU µs per read"], [[k, f"{v:.0f}"] for k, v in layers.items()])
     print(body)
     if not args.quick:
         write_bench_section("request-path", body)
@@ -453,6 +568,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep-profile", type=Path, help="write py-spy's raw stacks here")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--routes", help="comma-separated indexes of the routes to run")
+    parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto: uvloop)")
+    parser.add_argument("--http", default="auto", help="uvicorn --http (auto: httptools)")
     parser.add_argument("--seconds", type=float, default=5.0)
     asyncio.run(main_async(parser.parse_args()))
 

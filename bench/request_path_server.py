@@ -5,31 +5,58 @@
 - ``POST /bench/noop``: the same request and response models and the same
   token check as ``POST /v1/uploads/request-url``, and nothing else (no
   database, no signing): the ceiling a request-url route can approach.
+- ``GET /bench/floor``: what no handler of the list route can avoid: the
+  same app, middleware and uvicorn, no token, and one query of the list's
+  shape sent by asyncpg itself (a pool of its own, no SQLAlchemy) with a
+  constant JSON answer. Its requests/s over /healthz's is the most the
+  list route could reach on this machine.
 - ``POST /bench/naive``: request-url as a tutorial writes it: an ORM
   session, ``session.add`` + flush, aioboto3's ``generate_presigned_url``,
   a commit.
 
-uvicorn runs with its defaults, as ``uploadsvc serve`` does (uvloop and
-httptools when installed, one worker).
+uvicorn runs as ``uploadsvc serve`` runs it: one worker, its loop and HTTP
+parser defaults (uvloop and httptools when installed), the service's own
+logging (JSON lines, the redacted access line, no uvicorn access log) and
+garbage-collector settings (``app.prepare_for_serving``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
+import asyncpg
 import uvicorn
 from fastapi import FastAPI, status
 
-from uploadsvc.app import create_app
+from uploadsvc.app import create_app, prepare_for_serving
 from uploadsvc.config import Settings
 from uploadsvc.deps import PrincipalDep, ResourcesDep, SessionDep, SettingsDep
 from uploadsvc.schemas.uploads import UploadUrlRequest, UploadUrlResponse
 from uploadsvc.services.uploads import declare_upload
+from uploadsvc.telemetry import uvicorn_logging
+
+_FLOOR_QUERY = (
+    "SELECT * FROM uploads WHERE owner_id = $1 AND status = 'confirmed' "
+    "ORDER BY created_at DESC, id DESC LIMIT 2"
+)
 
 
 def build_app(settings: Settings) -> FastAPI:
     app = create_app(settings)
+    pools: list[asyncpg.Pool] = []
+    opening = asyncio.Lock()
+
+    @app.get("/bench/floor", include_in_schema=False)
+    async def floor() -> dict[str, int]:
+        async with opening:
+            if not pools:
+                dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+                pools.append(await asyncpg.create_pool(dsn, min_size=16, max_size=16))
+        async with pools[0].acquire() as connection:
+            rows = await connection.fetch(_FLOOR_QUERY, "bench-user")
+        return {"rows": len(rows)}
 
     @app.post("/bench/noop", status_code=status.HTTP_201_CREATED, include_in_schema=False)
     async def noop(
@@ -83,8 +110,22 @@ def build_app(settings: Settings) -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    # uvicorn's defaults ("auto": uvloop and httptools when installed), or
+    # "asyncio" / "h11" to measure what those two bring.
+    parser.add_argument("--loop", default="auto")
+    parser.add_argument("--http", default="auto")
     args = parser.parse_args()
-    uvicorn.run(build_app(Settings()), host="127.0.0.1", port=args.port)
+    settings = Settings()
+    app = build_app(settings)
+    prepare_for_serving()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        loop=args.loop,
+        http=args.http,
+        **uvicorn_logging(settings, "serve"),
+    )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,31 @@ APP_BASE_URL = "http://uploadsvc.test"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 TEST_SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _take_redis_databases_of_this_worker() -> None:
+    """Give each ``pytest -n`` worker Redis database numbers of its own.
+
+    Tests flush their database and run arq workers on shared queue names, so two
+    workers on one database would take each other's jobs. Worker ``gwN`` counts
+    up from the shared database and down from the flushable one; the variables
+    are set here, before any test module reads them.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index = int(worker[2:])
+    for variable, default_db, step in (
+        ("UPLOADSVC_TEST_REDIS_URL", 0, 1),
+        ("UPLOADSVC_TEST_REDIS_FLUSHABLE_URL", 13, -1),
+    ):
+        server, _, db = os.environ.get(variable, f"redis://127.0.0.1:6379/{default_db}").rpartition(
+            "/"
+        )
+        os.environ[variable] = f"{server}/{int(db) + step * index}"
+
+
+_take_redis_databases_of_this_worker()
 # Tests that run at the same time on one machine each take a database number of their own.
 TEST_REDIS_URL = os.environ.get("UPLOADSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import Api
+from uploadsvc.db import autocommit
+from uploadsvc.repository import uploads as repository
 
 
 async def test_listed_files_carry_download_urls_with_urls_true(api: Api) -> None:
@@ -51,12 +54,32 @@ def recorded_statements(api: Api) -> Iterator[list[tuple[str, bool]]]:
         in_transaction = conn.connection.driver_connection.is_in_transaction()
         statements.append((statement.split()[0].upper(), in_transaction))
 
+    # The hot path's statements go to asyncpg itself (repository/uploads.py),
+    # past SQLAlchemy's events: asyncpg's query logger sees those (and BEGIN).
+    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+        driver = dbapi_connection.driver_connection
+
+        def logged(query: Any) -> None:
+            statements.append((query.query.split()[0].upper(), driver.is_in_transaction()))
+
+        loggers[id(driver)] = logged
+        driver.add_query_logger(logged)
+
+    def on_checkin(dbapi_connection: Any, *_: Any) -> None:
+        if dbapi_connection is not None:
+            driver = dbapi_connection.driver_connection
+            driver.remove_query_logger(loggers.pop(id(driver)))
+
+    loggers: dict[int, Any] = {}
     engine = api.resources.engine.sync_engine
-    event.listen(engine, "after_cursor_execute", after)
+    hooks = (("after_cursor_execute", after), ("checkout", on_checkout), ("checkin", on_checkin))
+    for name, hook in hooks:
+        event.listen(engine if name == "after_cursor_execute" else engine.pool, name, hook)
     try:
         yield statements
     finally:
-        event.remove(engine, "after_cursor_execute", after)
+        for name, hook in hooks:
+            event.remove(engine if name == "after_cursor_execute" else engine.pool, name, hook)
 
 
 @pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
@@ -126,3 +149,37 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(api: Api) 
     for path in ("/v1/files", "/v1/files?urls=true"):
         again = await api.app_client.get(path, headers=api.headers())
         assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_a_burst_of_concurrent_requests_keeps_the_connections_it_opened(api: Api) -> None:
+    # A connection opened past the pool and closed when returned costs each
+    # burst request a connect (TLS attempt, authentication, preparation).
+    burst = 16
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(burst):
+            await held.enter_async_context(api.resources.engine.connect())
+    assert api.resources.engine.pool.checkedin() == burst  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["pg-local"], indirect=True)
+async def test_rows_read_by_asyncpg_itself_are_sqlalchemys_rows(api: Api) -> None:
+    # The hot path's reads skip SQLAlchemy's execution (repository/uploads.py,
+    # _Statement): the values, and their types, must be the ones it gives.
+    first = await api.upload(b"first\n", filename="a.txt")
+    await api.upload(b"second\n", filename="b.txt")
+    owner = {"owner_id": "alice"}
+    cases = [
+        (repository._PAGES[0], {**owner, "limit": 5}),
+        (repository._VISIBLE["by_id"][1], {**owner, "upload_id": uuid.UUID(first["file_id"])}),
+        (repository._VISIBLE["by_key"][0], {"file_key": first["file_key"]}),
+    ]
+    for statement, values in cases:
+        async with autocommit(api.resources.engine) as connection:
+            ours = await statement.run(connection, values)
+            theirs = [tuple(row) for row in await connection.execute(statement.statement, values)]
+        assert ours
+        assert ours == theirs
+        assert [[type(value) for value in row] for row in ours] == [
+            [type(value) for value in row] for row in theirs
+        ]

@@ -26,6 +26,8 @@ import botocore.session
 import httpx
 import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials, RefreshableCredentials
 from botocore.exceptions import NoCredentialsError
@@ -257,6 +259,28 @@ async def test_urls_are_botocores_byte_for_byte(
     # The token is in the URLs when there is one, and only then.
     tokens = parse_qs(urlsplit(got).query).get("X-Amz-Security-Token")
     assert tokens == ([token] if token is not None else None)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        (("uploadId", "a b"), ("partNumber", "7"), ("x-id", "é")),
+        (("zeta", "2"), ("Alpha", "1 x"), ("X-Amz-A", "b"), ("X-Amz-Signed", "~")),
+    ],
+    ids=["names-after-the-auth-ones", "names-sorting-among-them"],
+)
+async def test_any_query_is_signed_as_botocores_query_signer_signs_it(
+    query: tuple[tuple[str, str], ...], botocore_clock: Callable[[dt.datetime], None]
+) -> None:
+    # The sorted X-Amz-* part is reused only when every other name sorts
+    # after it; botocore's signer, on a request with this query, is the oracle.
+    credentials = Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
+    presigner = await _presigner_for(SETUPS["path-style-localstack"], credentials)
+    got = await presigner.presign("GET", "a b/é", query=query, expires_in=60, now=NOW)
+    encoded = "&".join(f"{quote(n, safe='-._~')}={quote(v, safe='-._~')}" for n, v in query)
+    request = AWSRequest(method="GET", url=f"{presigner.endpoint.base_url}/a%20b/%C3%A9?{encoded}")
+    S3SigV4QueryAuth(credentials, "s3", presigner.endpoint.region, expires=60).add_auth(request)
+    assert got == request.url
 
 
 async def test_signed_headers_are_the_ones_s3storage_signs(

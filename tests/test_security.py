@@ -505,6 +505,70 @@ async def test_keys_are_refetched_when_old_and_withdrawn_keys_stop_working(
     assert len(jwks_server.hits) == 2
 
 
+# --- the cache of verified tokens --------------------------------------------------
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature and claims jose checked (a spy: jose still does it)."""
+    seen: list[str] = []
+    real = jwt.decode
+
+    def spy(token: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", spy)
+    return seen
+
+
+async def test_a_verified_token_is_checked_once_while_its_exp_allows(
+    make_verifier: MakeVerifier, decoded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = make_verifier(jwt_secret=SECRET, jwt_leeway_seconds=5)
+    exp = int(time.time()) + 100
+    token = tokens.hs256(SECRET, exp=exp)
+    for _ in range(3):
+        assert (await verifier.verify(token)).user_id == "alice"
+    assert decoded == [token]
+    # Past exp plus the leeway the remembered answer is not used: jose decides again.
+    monkeypatch.setattr(security, "_now", lambda: exp + 5.5)
+    await verifier.verify(token)
+    assert decoded == [token, token]
+
+
+async def test_a_verified_token_is_remembered_for_a_minute_at_most(
+    make_verifier: MakeVerifier, decoded: list[str], clock: Clock
+) -> None:
+    verifier = make_verifier(jwt_secret=SECRET)
+    token = tokens.hs256(SECRET)
+    await verifier.verify(token)
+    clock.advance(59)
+    await verifier.verify(token)
+    assert len(decoded) == 1
+    clock.advance(2)
+    await verifier.verify(token)
+    assert len(decoded) == 2
+
+
+async def test_a_jwks_refresh_forgets_tokens_of_withdrawn_keys(
+    jwks_server: JwksServer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    token, verifier = (
+        _signed(RSA_KEY, "RS256", "rsa-1"),
+        make_verifier(jwt_jwks_url=jwks_server.url),
+    )
+    first_fetch_at_0s = await verifier.verify(_signed(EC_KEY, "ES256", "ec-1"))
+    assert first_fetch_at_0s.user_id == "alice"
+    clock.advance(50)
+    await verifier.verify(token)  # remembered until 110 s
+    jwks_server.keys = [_public_jwk(EC_KEY, "ES256", "ec-1")]  # the IdP withdraws rsa-1
+    clock.advance(11)
+    await _refused(verifier, _signed(RSA_KEY_2, "RS256", "rsa-2"), "invalid_token")  # refetches
+    assert len(jwks_server.hits) == 2
+    await _refused(verifier, token, "invalid_token")
+
+
 @pytest.mark.parametrize(
     ("status", "body"),
     [(503, b"{}"), (200, b"<html>not json</html>"), (200, b'{"keys": 5}'), (200, b"[]")],

@@ -348,7 +348,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             serve_metrics_port(settings, host=host)
             # Several workers need an import string; each builds its app from the environment.
             uvicorn.run(
-                "uploadsvc.app:create_app",
+                "uploadsvc.app:create_served_app",
                 factory=True,
                 host=host,
                 port=port,
@@ -361,8 +361,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 **logging_options,
             )
     else:
-        from uploadsvc.app import create_app
+        from uploadsvc.app import create_app, prepare_for_serving
 
         serve_metrics_port(settings, host=host)
-        uvicorn.run(create_app(settings), host=host, port=port, **logging_options)
+        app = create_app(settings)
+        prepare_for_serving()
+        uvicorn.run(app, host=host, port=port, **logging_options)
     return 0

@@ -45,7 +45,10 @@ class Settings(BaseSettings):
 
     # --- database -------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///./uploadsvc.db"
-    database_pool_size: int = 10
+    # Connections kept, and the most open at once (no overflow): connections
+    # opened past the pool and closed again on return cost a connect (TLS
+    # attempt, authentication, statement preparation) per burst request.
+    database_pool_size: int = 20
 
     # --- deadlines (docs/api.md, "Outages") --------------------------------
     # Every call to a dependency ends by these; one that runs out is a 503

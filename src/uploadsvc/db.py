@@ -93,6 +93,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
+        max_overflow=0,
         pool_timeout=settings.database_pool_timeout_seconds,
         connect_args={
             # asyncpg's deadlines: opening a connection, and each statement

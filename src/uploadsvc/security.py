@@ -35,6 +35,7 @@ import asyncio
 import logging
 import time
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +58,25 @@ _JWKS_REFRESH_SECONDS = 60.0
 _JWKS_MAX_AGE_SECONDS = 600.0
 _JWKS_TIMEOUT_SECONDS = 5.0
 _ADMIN_ROLE = "admin"
+# Verified tokens are remembered (LRU): a client sends the same token on every
+# call, and a request with a body has it checked twice (body_guard.py, then the
+# route). An entry is used only while the token's own `exp` allows, and at most
+# this long, so that a key the IdP withdrew is not trusted for longer than the
+# refresh interval would; each JWKS refresh forgets them all.
+_VERIFIED_CACHE_ENTRIES = 1024
+_VERIFIED_CACHE_SECONDS = 60.0
+# Longer tokens are verified every time rather than held in memory.
+_VERIFIED_CACHE_MAX_TOKEN = 4096
 
 
 def _monotonic() -> float:
     # A seam for tests, which cannot patch time.monotonic (the event loop uses it).
     return time.monotonic()
+
+
+def _now() -> float:
+    # The wall clock that `exp` is compared with (a seam for tests, like _monotonic).
+    return time.time()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +103,9 @@ def extract_bearer_token(authorization: str | None) -> str:
         )
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() not in ("bearer", "jwt") or not token or any(c.isspace() for c in token):
+    # split() cuts at every whitespace character: more than one piece means the
+    # token holds one (a character-by-character test cost more than the rest).
+    if scheme.lower() not in ("bearer", "jwt") or len(token.split(None, 1)) != 1:
         raise Unauthorized(
             "The Authorization header must be 'Bearer <token>'.", code="invalid_token"
         )
@@ -192,6 +209,8 @@ class TokenVerifier:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._refresh_lock = asyncio.Lock()
+        # token -> (principal, wall-clock deadline from `exp`, monotonic deadline)
+        self._verified: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
 
     async def aclose(self) -> None:
         """Close the HTTP client, if this verifier created it."""
@@ -201,15 +220,37 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The caller a token names; raises :class:`Unauthorized` (only) when it is not valid."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, valid_until, cached_until = cached
+            # Within `exp` plus the leeway jose allows, jose would accept it too;
+            # past that, the full check below gives the answer (token_expired).
+            if _now() < valid_until and _monotonic() < cached_until:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
         try:
-            return await self._verify(token)
+            principal, expires = await self._verify(token)
         except Unauthorized:
             raise
         except Exception:  # untrusted input must answer 401, never 500
             logger.warning("token verification failed unexpectedly", exc_info=True)
             raise Unauthorized("The token is malformed.", code="invalid_token") from None
+        if len(token) <= _VERIFIED_CACHE_MAX_TOKEN:
+            self._remember(token, principal, expires + self._settings.jwt_leeway_seconds)
+        return principal
 
-    async def _verify(self, token: str) -> Principal:
+    def _remember(self, token: str, principal: Principal, valid_until: float) -> None:
+        self._verified[token] = (
+            principal,
+            valid_until,
+            _monotonic() + _VERIFIED_CACHE_SECONDS,
+        )
+        if len(self._verified) > _VERIFIED_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        """The principal, and the token's ``exp``."""
         try:
             header = jwt.get_unverified_header(token)
         except (JOSEError, ValueError, TypeError, KeyError):
@@ -231,9 +272,10 @@ class TokenVerifier:
             )
         claims = self._decode(token, key, algorithm)
         audience_checked = self._settings.jwt_audience is not None
-        return Principal(
+        principal = Principal(
             user_id=claims["sub"], is_admin=_is_admin(claims, audience_checked=audience_checked)
         )
+        return principal, float(claims["exp"])
 
     def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
         """Checks the signature, then the claims; returns claims with a string ``sub``."""
@@ -326,6 +368,9 @@ class TokenVerifier:
                 # Keep the keys we had; try again after the refresh interval.
                 logger.warning("fetching the JWKS from %s failed: %r", self._jwks_url, exc)
                 return
+            # Tokens verified with a key the IdP has since withdrawn must not
+            # live on in the cache; the others are verified again once.
+            self._verified.clear()
             self._keys = keys
             self._fetched_at = _monotonic()
 

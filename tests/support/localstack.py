@@ -51,7 +51,9 @@ def start_localstack(
     python = repo_root / VENV_DIR / "bin" / "python"
     if not python.is_file():
         raise RuntimeError(f"{python} is missing: {INSTALL_HINT}")
-    state_dir = repo_root / STATE_DIR
+    # A ``pytest -n`` worker has a state folder of its own: two LocalStacks that
+    # build their first-start cache into one folder at once would corrupt it.
+    state_dir = repo_root / (STATE_DIR + os.environ.get("PYTEST_XDIST_WORKER", ""))
     state_dir.mkdir(exist_ok=True)
     _remove_old_logs(state_dir)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import ColumnElement, and_, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from uploadsvc.db import autocommit
 from uploadsvc.errors import BadRequest
@@ -100,8 +100,68 @@ async def settle_pending(
 _TABLE = Upload.__table__
 
 
-def _detached(row: Row[Any]) -> Upload:
-    return Upload(**row._mapping)
+_COLUMN_KEYS = tuple(column.key for column in _TABLE.columns)
+
+
+class _Statement:
+    """A hot-path statement, sent by asyncpg itself on PostgreSQL.
+
+    SQLAlchemy still compiles it (once per dialect), lends the pooled
+    connection and converts the values with the columns' own types, so the
+    rows are the ones ``connection.execute`` returns; what it no longer does
+    per call is build an execution context, a cursor and a result (half of
+    the CPU of a read, BENCHMARKS.md "The request path"). SQLite runs it
+    through SQLAlchemy as before.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[Any, str, tuple[Any, ...], tuple[Any, ...]]] = {}
+
+    def _for(self, dialect: Any) -> tuple[Any, str, tuple[Any, ...], tuple[Any, ...]]:
+        prepared = self._compiled.get(dialect.name)
+        if prepared is None:
+            compiled = self.statement.compile(dialect=dialect)
+            binds = tuple(
+                (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in compiled.positiontup or ()
+            )
+            columns = getattr(self.statement, "selected_columns", ())
+            results = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in columns
+            )
+            prepared = self._compiled[dialect.name] = (compiled, str(compiled), binds, results)
+        return prepared
+
+    async def run(self, connection: AsyncConnection, values: dict[str, Any]) -> list[Any]:
+        """The rows (tuples of the columns' values), on an autocommit connection."""
+        if connection.dialect.driver != "asyncpg":
+            result = await connection.execute(self.statement, values)
+            return list(result) if result.returns_rows else []
+        compiled, sql, binds, results = self._for(connection.dialect)
+        params = compiled.construct_params(values)
+        arguments = [
+            params[name] if process is None else process(params[name]) for name, process in binds
+        ]
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        records = await driver.fetch(sql, *arguments)
+        return [
+            tuple(
+                value if process is None else process(value)
+                for process, value in zip(results, record, strict=True)
+            )
+            for record in records
+        ]
+
+
+# Every column bound by name: one statement compiled once, whatever the values.
+_INSERT = _Statement(insert(Upload))
+
+
+def _detached(row: Any) -> Upload:
+    return Upload(**dict(zip(_COLUMN_KEYS, row, strict=True)))
 
 
 async def insert_pending(engine: AsyncEngine, upload: Upload) -> Upload:
@@ -110,9 +170,9 @@ async def insert_pending(engine: AsyncEngine, upload: Upload) -> Upload:
     For routes whose only write is this row (request-url): nothing else in
     the request could roll it back, so it needs no session around it.
     """
-    values = {column.key: getattr(upload, column.key) for column in _TABLE.columns}
+    values = {key: getattr(upload, key) for key in _COLUMN_KEYS}
     async with autocommit(engine) as connection:
-        await connection.execute(insert(Upload).values(values))
+        await _INSERT.run(connection, values)
     return upload
 
 
@@ -147,21 +207,21 @@ _NEXT_PAGE = (
 
 # Admins act on anyone's uploads; everyone else sees only their own.
 _VISIBLE = {
-    "by_id": (_BY_ID, _BY_ID.where(_OWNED_BY)),
-    "by_key": (_BY_KEY, _BY_KEY.where(_OWNED_BY)),
+    "by_id": (_Statement(_BY_ID), _Statement(_BY_ID.where(_OWNED_BY))),
+    "by_key": (_Statement(_BY_KEY), _Statement(_BY_KEY.where(_OWNED_BY))),
 }
+_PAGES = (_Statement(_FIRST_PAGE), _Statement(_NEXT_PAGE))
 
 
 async def _read_one(
     engine: AsyncEngine, lookup: str, principal: Principal, **values: Any
 ) -> Upload | None:
-    anyones, owned = _VISIBLE[lookup]
-    query: Select[Any] = anyones
+    query, owned_query = _VISIBLE[lookup]
     if not principal.is_admin:
-        query, values["owner_id"] = owned, principal.user_id
+        query, values["owner_id"] = owned_query, principal.user_id
     async with autocommit(engine) as connection:
-        row = (await connection.execute(query, values)).first()
-    return None if row is None else _detached(row)
+        rows = await query.run(connection, values)
+    return _detached(rows[0]) if rows else None
 
 
 async def read_visible(
@@ -178,22 +238,53 @@ async def read_visible_by_key(
     return await _read_one(engine, "by_key", principal, file_key=file_key)
 
 
+class UploadRow(NamedTuple):
+    """A row of ``uploads`` as a page of a list returns it, for answers only.
+
+    Its columns are attributes, as on an Upload, without an ORM object per
+    row (which cost more than reading and serialising it).
+    """
+
+    id: uuid.UUID
+    owner_id: str
+    purpose: str
+    file_key: str
+    filename: str
+    content_type: str
+    size_bytes: int | None
+    sha256: str | None
+    status: UploadStatus
+    rejection_code: str | None
+    created_at: dt.datetime
+    url_expires_at: dt.datetime
+    confirmed_at: dt.datetime | None
+    deleted_at: dt.datetime | None
+    multipart_upload_id: str | None
+    part_size: int | None
+    scan_state: ScanState | None
+    scan_signature: str | None
+    scanned_at: dt.datetime | None
+
+
+assert UploadRow._fields == _COLUMN_KEYS, "UploadRow must list the columns of uploads"
+
+
 async def list_confirmed(
     engine: AsyncEngine, *, owner_id: str, cursor: str | None, limit: int
-) -> tuple[list[Upload], str | None]:
-    """One page of a user's confirmed files, newest first (keyset pagination), detached."""
+) -> tuple[list[UploadRow], str | None]:
+    """One page of a user's confirmed files, newest first (keyset pagination)."""
     values: dict[str, Any] = {"owner_id": owner_id, "limit": limit + 1}
-    query = _FIRST_PAGE
+    query = _PAGES[0]
     if cursor is not None:
         values["created_at"], values["last_id"] = _decode_cursor(cursor)
-        query = _NEXT_PAGE
+        query = _PAGES[1]
     async with autocommit(engine) as connection:
-        rows = [_detached(row) for row in await connection.execute(query, values)]
+        rows = [UploadRow._make(row) for row in await query.run(connection, values)]
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 
-def _encode_cursor(upload: Upload) -> str:
+def _encode_cursor(upload: Upload | UploadRow) -> str:
     raw = f"{upload.created_at.isoformat()}|{upload.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 

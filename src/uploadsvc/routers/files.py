@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
 
 from uploadsvc.deps import (
-    EngineDep,
     OwnedFile,
     PrincipalDep,
     ReadableFile,
+    ResourcesDep,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -34,9 +34,7 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 
 @router.get("", responses=error_responses(BadRequest, StorageError))
 async def list_files(
-    engine: EngineDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    resources: ResourcesDep,
     principal: PrincipalDep,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -45,8 +43,16 @@ async def list_files(
     ] = False,
 ) -> FileList:
     """The caller's confirmed files, newest first."""
+    # One dependency for engine, storage and settings: each one FastAPI
+    # solves costs per request (docs/architecture.md, "Reads and single writes").
     return await service.list_files(
-        engine, storage, settings, principal=principal, cursor=cursor, limit=limit, urls=urls
+        resources.engine,
+        resources.storage,
+        resources.settings,
+        principal=principal,
+        cursor=cursor,
+        limit=limit,
+        urls=urls,
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from uploadsvc.deps import (
-    EngineDep,
     OwnedUpload,
     PrincipalDep,
+    ResourcesDep,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -40,15 +40,11 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
     responses=DECLARED_UPLOAD_ERRORS,
 )
 async def request_upload_url(
-    body: UploadUrlRequest,
-    engine: EngineDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    principal: PrincipalDep,
+    body: UploadUrlRequest, resources: ResourcesDep, principal: PrincipalDep
 ) -> UploadUrlResponse:
     """Record a pending upload and return a URL that accepts exactly the declared bytes."""
     return await service.request_upload_url(
-        engine, storage, settings, principal=principal, request=body
+        resources.engine, resources.storage, resources.settings, principal=principal, request=body
     )
 
 
@@ -65,12 +61,7 @@ async def reissue_upload_url(
 
 @router.post("/confirm", responses=PENDING_UPLOAD_ERRORS)
 async def confirm_upload_by_key(
-    body: ConfirmRequest,
-    engine: EngineDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    principal: PrincipalDep,
+    body: ConfirmRequest, resources: ResourcesDep, session: SessionDep, principal: PrincipalDep
 ) -> ConfirmedFile:
     """Check the uploaded object (size, type, checksum, magic bytes) and record it.
 
@@ -79,7 +70,12 @@ async def confirm_upload_by_key(
     rejected and deleted.
     """
     return await service.confirm_by_key(
-        engine, session, storage, settings, principal=principal, file_key=body.file_key
+        resources.engine,
+        session,
+        resources.storage,
+        resources.settings,
+        principal=principal,
+        file_key=body.file_key,
     )
 
 

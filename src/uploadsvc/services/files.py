@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -13,6 +14,7 @@ from uploadsvc.errors import NotFound, StorageError
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import Purpose, content_disposition
 from uploadsvc.repository import uploads as repository
+from uploadsvc.repository.uploads import UploadRow
 from uploadsvc.schemas.files import (
     ConfirmedFile,
     DownloadUrl,
@@ -33,7 +35,7 @@ def file_read(upload: Upload) -> FileRead:
     return FileRead(**_file_fields(upload))
 
 
-def _file_fields(upload: Upload) -> dict[str, object]:
+def _file_fields(upload: Upload | UploadRow) -> dict[str, Any]:
     assert upload.size_bytes is not None, "confirm records the size of every file"
     return {
         "file_id": upload.id,
@@ -115,7 +117,9 @@ async def list_files(
     rows, next_cursor = await repository.list_confirmed(
         engine, owner_id=principal.user_id, cursor=cursor, limit=limit
     )
-    items = [FileListItem(**_file_fields(row)) for row in rows]
+    # The rows' values have the fields' types already (the columns' own):
+    # no validation per item, which for a page of 200 was most of its cost.
+    items = [FileListItem.model_construct(**_file_fields(row)) for row in rows]
     page = FileList(items=items, next_cursor=next_cursor)
     return await add_download_urls(storage, settings, page) if urls else page
 

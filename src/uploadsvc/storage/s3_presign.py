@@ -55,6 +55,10 @@ _UNSIGNED_HEADERS = frozenset({"expect", "transfer-encoding", "user-agent", "x-a
 # default it sets on form-encoded requests; kept so the URLs stay the same.
 _DROPPED_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# The greatest name among the authentication parameters: the canonical query
+# sorts them, and operation parameters that sort after them all (lower case
+# ones do) let the sorted authentication part be reused.
+_LAST_AUTH_NAME = "X-Amz-SignedHeaders"
 # Distinct signed-header sets whose encoding is kept (the service uses four).
 _MAX_CACHED_HEADER_SETS = 64
 
@@ -147,6 +151,17 @@ class _Scope:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _AuthParts:
+    """The X-Amz-* parameters of one second, expiry and signed-header set."""
+
+    scope: _Scope  # the credentials and day they are for (compared by identity)
+    pairs: tuple[tuple[str, str], ...]
+    canonical: str  # sorted, as the canonical query string has them
+    url: str  # in botocore's order, as the URL has them
+    sign_prefix: str  # the string to sign up to the canonical request's hash
+
+
 class S3Presigner:
     """Presigns requests on the objects of one bucket.
 
@@ -165,6 +180,8 @@ class S3Presigner:
         self._scope: _Scope | None = None
         self._stamp: tuple[int, str] = (-1, "")
         self._encoded_names: dict[str, str] = {}
+        # This second's authentication parameters per (expiry, signed headers).
+        self._auth: tuple[str, dict[tuple[int, str], _AuthParts]] = ("", {})
 
     @property
     def endpoint(self) -> BucketEndpoint:
@@ -278,7 +295,45 @@ class S3Presigner:
         # The operation's parameters in the order given, then authentication's:
         # botocore's order, which the URL keeps (the signature sorts them).
         pairs = [(_encode(name), _encode(value)) for name, value in query]
-        pairs += [
+        auth = self._auth_parts(scope, amz_date, expires, signed_headers, encoded_names)
+        if all(name > _LAST_AUTH_NAME for name, _ in pairs):
+            # Every operation parameter sorts after the authentication ones (the
+            # service's all do: lower case): the sorted part made once is reused.
+            canonical_query = "&".join(
+                [auth.canonical, *[f"{name}={value}" for name, value in sorted(pairs)]]
+            )
+        else:
+            canonical_query = "&".join(
+                [f"{name}={value}" for name, value in sorted([*pairs, *auth.pairs])]
+            )
+        encoded_key = _encode_key(key)
+        canonical_request = "\n".join(
+            (
+                method,
+                f"{self._base_path}/{encoded_key}",
+                canonical_query,
+                "".join([f"{name}:{signed[name]}\n" for name in names]),
+                signed_headers,
+                _UNSIGNED_PAYLOAD,
+            )
+        )
+        string_to_sign = auth.sign_prefix + hashlib.sha256(canonical_request.encode()).hexdigest()
+        signature = hmac.digest(scope.signing_key, string_to_sign.encode(), "sha256").hex()
+        query_string = "&".join([*[f"{name}={value}" for name, value in pairs], auth.url])
+        return f"{self._endpoint.base_url}/{encoded_key}?{query_string}&X-Amz-Signature={signature}"
+
+    def _auth_parts(
+        self, scope: _Scope, amz_date: str, expires: int, signed_headers: str, encoded_names: str
+    ) -> _AuthParts:
+        """The authentication parameters of this second, expiry and header set, encoded once."""
+        date, entries = self._auth
+        if date != amz_date:
+            entries = {}
+            self._auth = (amz_date, entries)  # replaced whole, with its date
+        parts = entries.get((expires, signed_headers))
+        if parts is not None and parts.scope is scope:
+            return parts
+        auth = [
             ("X-Amz-Algorithm", _ALGORITHM),
             ("X-Amz-Credential", scope.credential),
             ("X-Amz-Date", amz_date),
@@ -286,25 +341,18 @@ class S3Presigner:
             ("X-Amz-SignedHeaders", encoded_names),
         ]
         if scope.token is not None:
-            pairs.append(("X-Amz-Security-Token", scope.token))
-        encoded_key = _encode_key(key)
-        canonical_request = "\n".join(
-            (
-                method,
-                f"{self._base_path}/{encoded_key}",
-                "&".join([f"{name}={value}" for name, value in sorted(pairs)]),
-                "".join([f"{name}:{signed[name]}\n" for name in names]),
-                signed_headers,
-                _UNSIGNED_PAYLOAD,
-            )
+            auth.append(("X-Amz-Security-Token", scope.token))
+        parts = _AuthParts(
+            scope=scope,
+            pairs=tuple(auth),
+            canonical="&".join([f"{name}={value}" for name, value in sorted(auth)]),
+            url="&".join([f"{name}={value}" for name, value in auth]),
+            sign_prefix=f"{_ALGORITHM}\n{amz_date}\n{scope.credential_scope}\n",
         )
-        string_to_sign = (
-            f"{_ALGORITHM}\n{amz_date}\n{scope.credential_scope}\n"
-            + hashlib.sha256(canonical_request.encode()).hexdigest()
-        )
-        signature = hmac.digest(scope.signing_key, string_to_sign.encode(), "sha256").hex()
-        query_string = "&".join([f"{name}={value}" for name, value in pairs])
-        return f"{self._endpoint.base_url}/{encoded_key}?{query_string}&X-Amz-Signature={signature}"
+        if len(entries) >= _MAX_CACHED_HEADER_SETS:
+            entries.clear()
+        entries[(expires, signed_headers)] = parts
+        return parts
 
     async def _frozen_credentials(self) -> FrozenCredentials:
         if self._credentials is None:
