@@ -13,7 +13,6 @@ from uploadsvc.deps import (
     ReadableFile,
     ResourcesDep,
     SessionDep,
-    SettingsDep,
     StorageDep,
 )
 from uploadsvc.errors import (
@@ -68,10 +67,10 @@ async def list_infected_files(
 
 
 @router.get("/{file_id}", responses=error_responses(NotFound))
-async def get_file(
-    file: ReadableFile, engine: EngineDep, storage: StorageDep, settings: SettingsDep
-) -> FileRead:
-    return await service.file_with_variants(engine, storage, settings, file)
+async def get_file(file: ReadableFile, resources: ResourcesDep) -> FileRead:
+    return await service.file_with_variants(
+        resources.engine, resources.storage, resources.settings, file
+    )
 
 
 @router.get(
@@ -89,9 +88,7 @@ async def get_file(
 )
 async def download_file(
     file: ReadableFile,
-    storage: StorageDep,
-    settings: SettingsDep,
-    session: SessionDep,
+    resources: ResourcesDep,
     redirect: Annotated[
         bool, Query(description="Answer 307 to the download URL instead of JSON.")
     ] = False,
@@ -109,11 +106,12 @@ async def download_file(
     With malware scanning on: 409 `scan_pending` until the file is scanned,
     423 `infected` (or `unscanned_too_large`) if it is withheld.
     """
+    storage, settings = resources.storage, resources.settings
     if variant is None:
         download = await service.download_url(storage, settings, file)
     else:
         download = await images.variant_download_url(
-            session, storage, settings, upload=file, name=variant
+            resources.engine, storage, settings, upload=file, name=variant
         )
     if redirect:
         return RedirectResponse(download.download_url, status_code=307)

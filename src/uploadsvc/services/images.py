@@ -139,11 +139,13 @@ async def variants_of_read_file(
 
 
 async def variant_download_url(
-    session: AsyncSession, storage: Storage, settings: Settings, *, upload: Upload, name: str
+    engine: AsyncEngine, storage: Storage, settings: Settings, *, upload: Upload, name: str
 ) -> DownloadUrl:
-    """``GET /v1/files/{id}/download?variant=``: the URL of one ready variant."""
+    """``GET /v1/files/{id}/download?variant=``: the URL of one ready variant
+    (one autocommit statement more than the file's own download)."""
     scanning.require_servable(settings, upload)
-    rows = {row.name: row for row in await repository.list_for_file(session, file_id=upload.id)}
+    listed = await repository.list_for_file_autocommit(engine, file_id=upload.id)
+    rows = {row.name: row for row in listed}
     row = rows.get(name)
     if row is None:
         raise NotFound(f"This file has no {name!r} variant.", code="variant_not_found")
