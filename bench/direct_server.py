@@ -83,7 +83,12 @@ class NullStorage(Storage):
         return PresignedRequest(url=f"http://127.0.0.1/null/{grant.key}", method="PUT")
 
     async def presign_get(
-        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
     ) -> str:
         return f"http://127.0.0.1/null/{key}"
 

@@ -19,6 +19,7 @@ MODULES = [
     "bench.scan_bench",
     "bench.request_path_bench",
     "bench.linking_bench",
+    "bench.image_bench",
 ]
 
 

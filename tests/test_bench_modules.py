@@ -23,6 +23,7 @@ import pytest
         "bench.request_path_bench",
         "bench.request_path_server",
         "bench.linking_bench",
+        "bench.image_bench",
         "bench.run",
     ],
 )

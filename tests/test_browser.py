@@ -275,8 +275,12 @@ def test_demo_page_uploads_three_files_straight_to_storage(
         expect(page.get_by_role("progressbar", name=f"Upload of {name}")).to_have_attribute(
             "value", str(len(picked[name]))
         )
-    # The list of the user's files shows all three, each with a download link.
+    # The list of the user's files shows all three, each with a download link,
+    # and the image with its icon variant, loaded from storage.
     expect(page.locator("#file-rows tr")).to_have_count(3)
+    thumbnail = page.get_by_role("img", name="Preview of chart.png")
+    expect(thumbnail).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(thumbnail).to_have_js_property("naturalWidth", 64)
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download notes.txt").click()
     downloaded = download_info.value.path().read_bytes()

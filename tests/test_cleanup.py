@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import delete, event, func, select, update
 
 from tests.conftest import Api
 from tests.support.files import MiB, pdf
+from tests.test_image_variants import jpeg_rotated_with_gps
 from uploadsvc.db import utcnow
 from uploadsvc.errors import StorageError
+from uploadsvc.job_queue import InProcessQueue
 from uploadsvc.models.cleanup import CleanupRun
 from uploadsvc.models.uploads import Upload, UploadStatus
 from uploadsvc.profiles import staging_key
@@ -440,3 +442,35 @@ async def test_listing_is_in_s3_key_order_on_both_backends(api: Api) -> None:
         for item in page
     ]
     assert after == [key for key in sorted(keys) if key > "uploads/bob.x/c.txt"]
+
+
+@both_backends
+async def test_variants_whose_file_is_gone_are_collected_and_a_files_variants_kept(
+    api: Api,
+) -> None:
+    kept = await api.upload(jpeg_rotated_with_gps(400, 300), content_type="image/jpeg")
+    lost = await api.upload(jpeg_rotated_with_gps(400, 300), content_type="image/jpeg")
+    queue = api.resources.jobs
+    assert isinstance(queue, InProcessQueue)
+    await queue.wait_idle()
+    kept_keys = await _variant_keys(api, kept["file_id"])
+    lost_keys = await _variant_keys(api, lost["file_id"])
+    assert len(kept_keys) == len(lost_keys) == 4
+    # The row goes without its objects (its variant rows go with it).
+    async with api.resources.session_factory() as session, session.begin():
+        await session.execute(delete(Upload).where(Upload.id == uuid.UUID(lost["file_id"])))
+
+    young = await _cleanup(api, later=False)
+    assert young.deleted == 0  # no row, but younger than the cutoff: a job may be storing it
+    report = await _cleanup(api)
+    assert report.deleted == 1 + 4  # the lost file's original and its variants
+    assert not await api.object_exists(lost["file_key"])
+    assert [await api.object_exists(key) for key in lost_keys] == [False] * 4
+    assert [await api.object_exists(key) for key in kept_keys] == [True] * 4
+
+
+async def _variant_keys(api: Api, file_id: str) -> list[str]:
+    keys: list[str] = []
+    async for page in api.resources.storage.list_pages(f"variants/{file_id}/"):
+        keys += [listed.key for listed in page]
+    return keys

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from tests.support import REPO_ROOT
 from uploadsvc.config import DEV_JWT_SECRET, Settings
+from uploadsvc.profiles import Purpose, profile_for
 
 
 def test_env_example_documents_every_setting() -> None:
@@ -66,3 +67,21 @@ def test_cli_refuses_to_start_in_production_with_placeholders(tmp_path: Path) ->
     assert result.returncode == 2
     assert "UPLOADSVC_JWT_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_avatars_variant_sizes_come_from_its_own_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("UPLOADSVC_ENV", "development")
+    monkeypatch.setenv("UPLOADSVC_IMAGE_AVATAR_PX", '{"large": 400, "icon": 0}')
+    settings = Settings(_env_file=None)
+    avatar = profile_for(settings, Purpose.AVATAR).variant_px
+    assert avatar == {"large": 400, "thumbnail": 512, "small": 256, "icon": 0}
+    attachment = profile_for(settings, Purpose.ATTACHMENT).variant_px
+    assert attachment == {"large": 1280, "thumbnail": 512, "small": 256, "icon": 64}
+    monkeypatch.setenv("UPLOADSVC_IMAGE_AVATAR_PX", '{"large": 9000}')
+    with pytest.raises(ValidationError, match="8192"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("UPLOADSVC_IMAGE_AVATAR_PX", '{"huge": 100}')
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)

@@ -128,6 +128,59 @@ async def test_presigned_jpeg_gets_rotated_variants_without_metadata(api: Api) -
     assert original.status_code == 200
 
 
+async def test_download_signs_a_variant_by_name(api: Api) -> None:
+    photo = await api.upload(
+        jpeg_rotated_with_gps(), filename="talk.jpg", content_type="image/jpeg"
+    )
+    bomb = await _upload_direct(api, png_bomb(), "bomb.png", "image/png")
+    await _variants(api, photo["file_id"])
+    download = f"/v1/files/{photo['file_id']}/download"
+
+    signed = await api.app_client.get(
+        download, params={"variant": "thumbnail"}, headers=api.headers()
+    )
+    assert signed.status_code == 200, signed.text
+    fetched = await api.app_client.get(signed.json()["download_url"])
+    assert fetched.headers["content-type"] == "image/webp"
+    assert 'filename="talk-thumbnail.webp"' in fetched.headers["content-disposition"]
+    assert Image.open(io.BytesIO(fetched.content)).size == (384, 512)
+    redirect = await api.app_client.get(
+        download, params={"variant": "icon", "redirect": "true"}, headers=api.headers()
+    )
+    assert redirect.status_code == 307
+    assert (await api.app_client.get(redirect.headers["location"])).status_code == 200
+
+    missing = await api.app_client.get(download, params={"variant": "huge"}, headers=api.headers())
+    assert (missing.status_code, missing.json()["code"]) == (404, "variant_not_found")
+    failed = await api.app_client.get(
+        f"/v1/files/{bomb}/download", params={"variant": "small"}, headers=api.headers()
+    )
+    assert (failed.status_code, failed.json()["code"]) == (409, "variant_failed")
+    assert "too_many_pixels" in failed.json()["detail"]
+    # Another user's file stays a 404, variant or not.
+    other = await api.app_client.get(
+        download, params={"variant": "thumbnail"}, headers=api.headers("mallory")
+    )
+    assert other.status_code == 404
+
+
+async def test_an_avatar_gets_the_sizes_of_its_profile(api: Api) -> None:
+    confirmed = await api.upload(
+        jpeg_rotated_with_gps(), filename="me.jpg", content_type="image/jpeg", purpose="avatar"
+    )
+
+    variants = await _variants(api, confirmed["file_id"])
+
+    # An avatar's large copy is 512 px (IMAGE_AVATAR_PX), not an attachment's 1280.
+    sizes = {name: (v["width"], v["height"]) for name, v in variants.items()}
+    assert sizes == {
+        "large": (384, 512),
+        "thumbnail": (384, 512),
+        "small": (192, 256),
+        "icon": (48, 64),
+    }
+
+
 async def test_direct_png_with_alpha_keeps_it_in_webp(api: Api) -> None:
     file_id = await _upload_direct(api, png_with_alpha(), "logo.png", "image/png")
 
@@ -143,6 +196,36 @@ async def test_direct_png_with_alpha_keeps_it_in_webp(api: Api) -> None:
     assert image.getpixel((64, 64))[3] == 255  # type: ignore[index]
     # Never upscaled: an 800 px image stays 800 px in the 1280 px copy.
     assert (variants["large"]["width"], variants["large"]["height"]) == (800, 600)
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_a_photo_png_gets_a_smaller_lossy_web_copy_and_line_art_stays_png(api: Api) -> None:
+    # A photo: noise over a gradient, opaque although stored with an alpha channel.
+    noise = [Image.effect_noise((1600, 1200), 60) for _ in range(3)]
+    photo = Image.merge("RGB", noise).convert("RGBA")
+    photo_png = png(photo)
+    photo_id = await _upload_direct(api, photo_png, "photo.png", "image/png")
+    # Line art: a one-pixel checkerboard, which PNG stores in a few KB.
+    art = Image.new("1", (1000, 800))
+    art.putdata([(x + y) % 2 for y in range(800) for x in range(1000)])
+    art_id = await _upload_direct(api, png(art.convert("RGB")), "chart.png", "image/png")
+
+    photo_variants = await _variants(api, photo_id)
+    large = photo_variants["large"]
+    assert large["content_type"] == "image/webp"
+    assert large["size_bytes"] < len(photo_png) / 5
+    # Nothing was transparent: no alpha channel in the copies.
+    assert (await _fetch(api, large["download_url"])).mode == "RGB"
+
+    art_variants = await _variants(api, art_id)
+    assert art_variants["large"]["content_type"] == "image/png"
+    assert (await _fetch(api, art_variants["large"]["download_url"])).format == "PNG"
+    assert art_variants["small"]["content_type"] == "image/webp"
 
 
 async def test_decompression_bomb_is_refused_from_its_header(api: Api) -> None:
@@ -195,6 +278,22 @@ async def test_variants_are_the_owners_only_and_go_with_the_file(api: Api) -> No
 async def test_files_that_are_not_images_get_no_variants(api: Api) -> None:
     file_id = await _upload_direct(api, b"just some notes\n" * 10, "notes.txt", "text/plain")
     assert await _variants(api, file_id) == {}
+    read = await api.app_client.get(f"/v1/files/{file_id}", headers=api.headers())
+    assert read.json()["variants"] is None
+
+
+async def test_reading_an_image_file_lists_its_variants(api: Api) -> None:
+    file_id = await _upload_direct(api, png_with_alpha(), "logo.png", "image/png")
+    variants = await _variants(api, file_id)
+
+    read = await api.app_client.get(f"/v1/files/{file_id}", headers=api.headers())
+    assert read.status_code == 200, read.text
+    listed = {v["name"]: v for v in read.json()["variants"]}
+    assert set(listed) == set(variants)
+    small = listed["small"]
+    assert (small["status"], small["width"], small["height"]) == ("ready", 256, 192)
+    assert small["content_type"] == "image/webp"
+    assert (await _fetch(api, small["download_url"])).size == (256, 192)
 
 
 async def test_multipart_jpeg_gets_variants(api: Api) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from PIL import Image
 from redis.asyncio import Redis
 from sqlalchemy import select
 
@@ -24,6 +25,7 @@ from tests.support.webhooks import (  # noqa: F401 - receiver_fixture is the `re
     receiver_fixture,
     webhook_settings,
 )
+from tests.test_image_variants import ORIENTATION, jpeg_rotated_with_gps
 from tests.test_imports import import_zip
 from tests.test_multipart_uploads import complete, put_part, start
 from uploadsvc.job_queue import ArqQueue, InProcessQueue
@@ -406,3 +408,25 @@ class TestInfectedWebhook:
         assert set(by_type) == {"file.confirmed", "file.infected"}
         assert by_type["file.infected"]["file_id"] == confirmed["file_id"]
         assert SIGNATURE in by_type["file.infected"]["signature"]
+
+
+class TestStrippingWaitsForTheScan:
+    @pytest.fixture
+    def settings_overrides(self, clamd: ClamdServer) -> dict[str, Any]:
+        return {"scan_backend": "clamd", "clamd_url": clamd.url, "strip_image_metadata": True}
+
+    @pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+    async def test_a_clean_image_is_stripped_after_its_scan(self, api: Api) -> None:
+        body = jpeg_rotated_with_gps()
+        confirmed = await direct(api, "photo.jpg", body, "image/jpeg")
+        assert confirmed["scan"] == "pending"  # the variants job leaves the original alone
+        await scans_done(api)  # the scan, then the variants job it enqueued again
+
+        upload = await row(api, confirmed["file_id"])
+        assert upload.scan_state == "clean"
+        link = await download(api, confirmed["file_id"])
+        assert link.status_code == 200, link.text
+        data = (await api.app_client.get(link.json()["download_url"])).content
+        assert len(data) < len(body)
+        assert dict(Image.open(io.BytesIO(data)).getexif()) == {ORIENTATION: 6}
+        assert upload.size_bytes == len(data)

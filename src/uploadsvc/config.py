@@ -14,6 +14,13 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+VariantName = Literal["large", "thumbnail", "small", "icon"]
+
+
+def _avatar_variant_px() -> dict[VariantName, int]:
+    return {"large": 512}
+
+
 MiB = 1024 * 1024
 
 # Used by `uploadsvc dev`, so that `make dev` works with zero setup.
@@ -119,12 +126,21 @@ class Settings(BaseSettings):
     image_thumbnail_px: int = Field(default=512, ge=0, le=8192)
     image_small_px: int = Field(default=256, ge=0, le=8192)
     image_icon_px: int = Field(default=64, ge=0, le=8192)
+    # Per profile: an avatar's sizes, over the ones above (JSON in the environment,
+    # e.g. {"large": 512, "icon": 0}); an avatar is never shown larger than 512 px.
+    image_avatar_px: dict[VariantName, int] = Field(default_factory=_avatar_variant_px)
     # webp keeps transparency; jpeg for clients without WebP (alpha on white).
     image_variant_format: Literal["webp", "jpeg"] = "webp"
     # An image declaring more pixels is refused from its header, undecoded.
     image_max_pixels: int = Field(default=50_000_000, ge=1)
     # The child process that makes one file's variants is killed past this.
     image_job_timeout_seconds: int = Field(default=60, ge=1)
+    # ... and may map at most this much memory (its address space; 0: no cap).
+    # 50 MP of RGBA decoded is 200 MiB, plus the interpreter and a copy.
+    image_max_memory_mib: int = Field(default=1024, ge=0)
+    # Rewrite a confirmed JPEG/PNG/WebP original without its metadata (EXIF,
+    # XMP, comments; a JPEG keeps its orientation), losslessly, in the variants job.
+    strip_image_metadata: bool = False
 
     # --- auth -----------------------------------------------------------
     jwt_secret: SecretStr | None = None
@@ -195,6 +211,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=10 * MiB, gt=0)
     # Every body the framework reads whole (the JSON bodies); refused with 413 past it.
     max_json_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("image_avatar_px")
+    @classmethod
+    def _variant_px_in_range(cls, value: dict[VariantName, int]) -> dict[VariantName, int]:
+        if any(not 0 <= px <= 8192 for px in value.values()):
+            raise ValueError("each size is 0 (off) to 8192 px")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

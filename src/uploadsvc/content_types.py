@@ -38,6 +38,8 @@ ALIASES: dict[str, str] = {
 }
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# The originals STRIP_IMAGE_METADATA rewrites (losslessly: imaging.strip_metadata).
+STRIPPABLE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 
 _OOXML = "application/vnd.openxmlformats-officedocument."
 _OLE = frozenset({"application/x-ole-storage", "application/CDFV2", "application/vnd.ms-office"})

@@ -11,7 +11,7 @@ import hashlib
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from uploadsvc import content_types as ct
@@ -29,6 +29,8 @@ class Profile:
     purpose: Purpose
     allowed_types: frozenset[str]
     max_bytes: int
+    # Image variant name → its long side in px (0: not made); docs/api.md, "Image variants".
+    variant_px: dict[str, int] = field(default_factory=dict)
 
     def object_key(self, *, user_id: str, content_type: str, now: dt.datetime) -> str:
         """A fresh key for a new object; the extension comes from the checked type."""
@@ -68,12 +70,25 @@ _ATTACHMENT_TYPES = (
 )
 
 
+def default_variant_px(settings: Settings) -> dict[str, int]:
+    """The image variant sizes of attachments and imported media."""
+    return {
+        "large": settings.image_large_px,
+        "thumbnail": settings.image_thumbnail_px,
+        "small": settings.image_small_px,
+        "icon": settings.image_icon_px,
+    }
+
+
 def profile_for(settings: Settings, purpose: Purpose) -> Profile:
     if purpose is Purpose.AVATAR:
-        return Profile(purpose, ct.IMAGE_TYPES, settings.max_avatar_bytes)
+        sizes = default_variant_px(settings) | settings.image_avatar_px
+        return Profile(purpose, ct.IMAGE_TYPES, settings.max_avatar_bytes, sizes)
     if purpose is Purpose.EVENT_IMPORT:
         return Profile(purpose, frozenset({"application/zip"}), settings.max_event_import_bytes)
-    return Profile(purpose, _ATTACHMENT_TYPES, settings.max_attachment_bytes)
+    return Profile(
+        purpose, _ATTACHMENT_TYPES, settings.max_attachment_bytes, default_variant_px(settings)
+    )
 
 
 _SAFE_USER_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")

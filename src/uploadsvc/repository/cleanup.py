@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from uploadsvc.db import utcnow
 from uploadsvc.models.cleanup import CleanupRun, Lease
+from uploadsvc.models.images import ImageVariant
 from uploadsvc.models.uploads import Upload, UploadStatus
 
 # What a lookup returns for one page: the positions (in the page) of the keys
@@ -151,6 +152,14 @@ def _sqlite_lookup(
         ]
 
     return unprotected
+
+
+async def recorded_variant_keys(session: AsyncSession, *, keys: Collection[str]) -> set[str]:
+    """Those of ``keys`` that a variant row records (its unique index on object_key)."""
+    rows = await session.scalars(
+        select(ImageVariant.object_key).where(ImageVariant.object_key.in_(list(keys)))
+    )
+    return {key for key in rows if key is not None}
 
 
 async def pending_multipart_upload_ids(

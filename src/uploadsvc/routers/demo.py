@@ -54,7 +54,8 @@ def content_security_policy(settings: Settings) -> str:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self'",
+            # Thumbnails are image variants, fetched from storage by their signed URLs.
+            f"img-src {connect}",
             f"connect-src {connect}",
             "form-action 'none'",
             "frame-ancestors 'none'",

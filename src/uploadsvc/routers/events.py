@@ -21,6 +21,7 @@ from uploadsvc.errors import (
 )
 from uploadsvc.formdata import FormReader
 from uploadsvc.models.events import Event
+from uploadsvc.resources import Resources
 from uploadsvc.routers.openapi import BINARY, STREAMED_UPLOAD_ERRORS, form_data_body
 from uploadsvc.schemas.events import (
     DEFAULT_PAGE_SIZE,
@@ -104,8 +105,8 @@ _404 = error_responses(NotFound)
 
 
 @router.get("/events/{event_id:uuid}", responses=_404)
-async def get_event(event: OwnedEvent, session: SessionDep) -> EventRead:
-    return await service.event_read(session, event)
+async def get_event(event: OwnedEvent, session: SessionDep, resources: ResourcesDep) -> EventRead:
+    return await service.event_read(session, resources, event)
 
 
 async def _page_request(
@@ -122,12 +123,14 @@ _PAGE_ERRORS = error_responses(NotFound, BadRequest)
 def _list_route(
     path: str,
     read: type[BaseModel],
-    list_page: Callable[[AsyncSession, Event, PageRequest], Awaitable[Page[Any]]],
+    list_page: Callable[[AsyncSession, Resources, Event, PageRequest], Awaitable[Page[Any]]],
 ) -> None:
     """``GET /events/{event_id}/{path}``: one page of the event's rows of a kind."""
 
-    async def list_rows(event: OwnedEvent, session: SessionDep, page: PageDep) -> Page[Any]:
-        return await list_page(session, event, page)
+    async def list_rows(
+        event: OwnedEvent, session: SessionDep, resources: ResourcesDep, page: PageDep
+    ) -> Page[Any]:
+        return await list_page(session, resources, event, page)
 
     router.add_api_route(
         f"/events/{{event_id:uuid}}/{path}",

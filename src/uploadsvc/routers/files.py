@@ -27,6 +27,7 @@ from uploadsvc.errors import (
 from uploadsvc.schemas.files import DownloadUrl, FileList, FileRead, InfectedFileList
 from uploadsvc.schemas.text import Text
 from uploadsvc.services import files as service
+from uploadsvc.services import images
 from uploadsvc.services.scanning import FileLocked
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -68,8 +69,10 @@ async def list_infected_files(
 
 
 @router.get("/{file_id:uuid}", responses=error_responses(NotFound))
-async def get_file(file: ReadableFile) -> FileRead:
-    return service.file_read(file)
+async def get_file(file: ReadableFile, resources: ResourcesDep) -> FileRead:
+    return await service.file_with_variants(
+        resources.engine, resources.storage, resources.settings, file
+    )
 
 
 @router.get(
@@ -87,18 +90,31 @@ async def get_file(file: ReadableFile) -> FileRead:
 )
 async def download_file(
     file: ReadableFile,
-    storage: StorageDep,
-    settings: SettingsDep,
+    resources: ResourcesDep,
     redirect: Annotated[
         bool, Query(description="Answer 307 to the download URL instead of JSON.")
     ] = False,
+    variant: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="An image variant (`large`, `thumbnail`, `small`, `icon`) instead "
+            "of the file: 404 `variant_not_found`, 409 `variant_pending` or `variant_failed`.",
+        ),
+    ] = None,
 ) -> DownloadUrl | RedirectResponse:
     """A short-lived URL that downloads the file with its name and type.
 
     With malware scanning on: 409 `scan_pending` until the file is scanned,
     423 `infected` (or `unscanned_too_large`) if it is withheld.
     """
-    download = await service.download_url(storage, settings, file)
+    storage, settings = resources.storage, resources.settings
+    if variant is None:
+        download = await service.download_url(storage, settings, file)
+    else:
+        download = await images.variant_download_url(
+            resources.engine, storage, settings, upload=file, name=variant
+        )
     if redirect:
         return RedirectResponse(download.download_url, status_code=307)
     return download

@@ -10,7 +10,23 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from uploadsvc.models.events import ImportState, Progress
+from uploadsvc.schemas.images import ImageVariantRead
 from uploadsvc.schemas.text import Text
+
+MEDIA_URL = (
+    "An external link, as the archive gave it; or, when the archive held the file"
+    " (`*_key`), a GET URL of our copy, signed for `UPLOADSVC_DOWNLOAD_URL_EXPIRES_SECONDS`."
+)
+
+
+MEDIA_VARIANTS = (
+    "The image variants of our copy (`large`, `thumbnail`, `small`, `icon`), made after"
+    " the import: each `pending`, `ready` with its signed `download_url`, or `failed`."
+)
+
+
+def _variants() -> Any:
+    return Field(default_factory=list, description=MEDIA_VARIANTS)
 
 
 class ImportByKey(BaseModel):
@@ -68,8 +84,9 @@ class EventRead(BaseModel):
     ends_at: dt.datetime | None
     timezone: str | None
     location_name: str | None
-    logo_url: str | None = Field(description="An external link, as the archive gave it.")
+    logo_url: str | None = Field(description=MEDIA_URL)
     logo_key: str | None = Field(description="Our copy of the archive's logo, in storage.")
+    logo_variants: list[ImageVariantRead] = _variants()
     counts: dict[str, int]
     social_links: list[dict[str, str]]
 
@@ -107,8 +124,9 @@ class SpeakerRead(BaseModel):
     long_biography: str | None
     website: str | None
     twitter: str | None
-    photo_url: str | None
+    photo_url: str | None = Field(description=MEDIA_URL)
     photo_key: str | None
+    photo_variants: list[ImageVariantRead] = _variants()
     session_ids: list[uuid.UUID]
 
 
@@ -126,11 +144,11 @@ class SessionRead(BaseModel):
     microlocation: Ref | None
     session_type: Ref | None
     speaker_ids: list[uuid.UUID]
-    audio_url: str | None
+    audio_url: str | None = Field(description=MEDIA_URL)
     audio_key: str | None
-    video_url: str | None
+    video_url: str | None = Field(description=MEDIA_URL)
     video_key: str | None
-    slides_url: str | None
+    slides_url: str | None = Field(description=MEDIA_URL)
     slides_key: str | None
 
 
@@ -141,8 +159,9 @@ class SponsorRead(BaseModel):
     level: str | None
     sponsor_type: str | None
     description: str | None
-    logo_url: str | None
+    logo_url: str | None = Field(description=MEDIA_URL)
     logo_key: str | None
+    logo_variants: list[ImageVariantRead] = _variants()
 
 
 ItemT = TypeVar("ItemT", bound=BaseModel)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from uploadsvc.models.uploads import ScanState, UploadStatus
 from uploadsvc.profiles import Purpose
+from uploadsvc.schemas.images import ImageVariantRead
 
 
 class FileRead(BaseModel):
@@ -27,6 +28,11 @@ class FileRead(BaseModel):
         description="The malware scan: `pending` until scanned, then `clean`, `infected` or "
         "`unscanned_too_large`; null when scanning was off. Only null and `clean` files "
         "are served.",
+    )
+    variants: list[ImageVariantRead] | None = Field(
+        default=None,
+        description="`GET /v1/files/{id}` of an image: its variants, as "
+        "`GET /v1/files/{id}/variants` lists them. Null elsewhere.",
     )
 
 

@@ -20,7 +20,11 @@ A run, under a lease so that only one runs at a time:
    their upload is confirmed: confirm has moved the bytes, so whatever is
    staged then was sent again through an old URL. Listing, lookups and
    deletions run as a pipeline, in memory that does not grow with the bucket.
-3. aborts uploads left unfinished for longer than the cutoff: multipart
+3. pages through the image variants (``variants/``) and deletes those older
+   than the cutoff that no variant row records: their file or event is gone
+   (the rows went with it), or their job stopped before recording them. A
+   recorded variant is never touched; one being made is younger than the cutoff.
+4. aborts uploads left unfinished for longer than the cutoff: multipart
    uploads, asking storage only about the keys the multipart ledger names,
    and the local backend's temporary files.
 
@@ -50,6 +54,7 @@ from uploadsvc.profiles import STAGING_PREFIX, UPLOAD_PREFIXES, file_key_of
 from uploadsvc.repository import cleanup as repository
 from uploadsvc.repository import idempotency as idempotency_keys
 from uploadsvc.repository.multipart_ledger import MultipartLedger
+from uploadsvc.services.images import VARIANT_PREFIX
 from uploadsvc.services.uploads import confirm_upload
 from uploadsvc.storage import Storage
 from uploadsvc.storage.base import DELETE_BATCH_SIZE, ListedObject
@@ -228,7 +233,8 @@ async def _sweep(
     Deleting after the lookup is safe: a finished upload never changes
     state again, and no row appears for an object already past the cutoff
     (a row comes before its presigned PUT, or right after a direct upload).
-    Memory holds a few pages and batches, however large the bucket.
+    Memory holds a few pages and batches, however large the bucket. Then
+    the variants, a page at a time.
     """
     doomed: list[ListedObject] = []
     async with (
@@ -251,6 +257,23 @@ async def _sweep(
                 doomed = doomed[DELETE_BATCH_SIZE:]
         if doomed:
             await deletions.submit(doomed)
+        async for page in storage.list_pages(VARIANT_PREFIX):
+            report.scanned += len(page)
+            if orphans := await _variant_orphans(session_factory, page, cutoff):
+                await deletions.submit(orphans)
+
+
+async def _variant_orphans(
+    session_factory: async_sessionmaker[AsyncSession], page: list[ListedObject], cutoff: dt.datetime
+) -> list[ListedObject]:
+    """The variant objects of one listing page past the cutoff that no row records."""
+    async with session_factory() as session:
+        recorded = await repository.recorded_variant_keys(
+            session, keys=[listed.key for listed in page]
+        )
+    return [
+        listed for listed in page if listed.key not in recorded and listed.last_modified < cutoff
+    ]
 
 
 async def _upload_pages(storage: Storage) -> AsyncIterator[list[ListedObject]]:

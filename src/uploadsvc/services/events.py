@@ -25,6 +25,7 @@ from uploadsvc.models.events import (
 from uploadsvc.repository import events as repository
 from uploadsvc.repository import imports as jobs
 from uploadsvc.repository import owned
+from uploadsvc.resources import Resources
 from uploadsvc.schemas.events import (
     EventRead,
     ImportJobList,
@@ -40,7 +41,9 @@ from uploadsvc.schemas.events import (
     TrackRead,
     as_dict,
 )
+from uploadsvc.schemas.images import ImageVariantRead
 from uploadsvc.security import Principal
+from uploadsvc.services import images
 
 ReadT = TypeVar("ReadT", bound=BaseModel)
 
@@ -89,11 +92,37 @@ async def get_event(session: AsyncSession, *, principal: Principal, event_id: uu
     return event
 
 
-async def event_read(session: AsyncSession, event: Event) -> EventRead:
+async def _with_media_urls(
+    resources: Resources,
+    body: dict[str, Any],
+    variants: dict[str, list[ImageVariantRead]] | None = None,
+) -> dict[str, Any]:
+    """Each stored medium's ``*_url``: a GET URL signed for its ``*_key``; and its
+    image variants (``*_variants``, from ``images.media_variants``).
+
+    A medium has a key (our copy of an archive path) or a URL (an external
+    link, kept as the archive gave it), never both. The URL is signed without
+    response headers, so storage serves the type the import checked and
+    stored (docs/api.md, "Event import").
+    """
+    expires_in = resources.settings.download_url_expires_seconds
+    for field, key in list(body.items()):
+        url_field = field.removesuffix("_key") + "_url"
+        if field.endswith("_key") and key and body.get(url_field) is None:
+            body[url_field] = await resources.storage.presign_get(key, expires_in=expires_in)
+            body[field.removesuffix("_key") + "_variants"] = (variants or {}).get(key, [])
+    return body
+
+
+async def event_read(session: AsyncSession, resources: Resources, event: Event) -> EventRead:
     counts = await repository.count_rows(session, event_id=event.id)
     links = await repository.social_links(session, event_id=event.id)
     return EventRead.model_validate(
-        as_dict(event, EventRead)
+        await _with_media_urls(
+            resources,
+            as_dict(event, EventRead),
+            await images.media_variants(session, resources, event_id=event.id),
+        )
         | {
             "counts": counts,
             "social_links": [{"name": link.name, "link": link.link} for link in links],
@@ -102,12 +131,22 @@ async def event_read(session: AsyncSession, event: Event) -> EventRead:
 
 
 async def _page_of(
-    session: AsyncSession, event: Event, model: type[Any], read: type[ReadT], page: PageRequest
+    session: AsyncSession,
+    resources: Resources,
+    event: Event,
+    model: type[Any],
+    read: type[ReadT],
+    page: PageRequest,
 ) -> Page[ReadT]:
-    """A page of the event's rows of a kind that needs no joins, as their API bodies."""
+    """A page of the event's rows of a kind that needs no joins, as their API bodies
+    (with their media's URLs signed and variants listed, for kinds that have media)."""
     rows, next_cursor = await _rows(session, event, model, page)
+    bodies = [as_dict(row, read) for row in rows]
+    if any(field.endswith("_key") for field in read.model_fields):
+        variants = await images.media_variants(session, resources, event_id=event.id)
+        bodies = [await _with_media_urls(resources, body, variants) for body in bodies]
     return Page[read](  # type: ignore[valid-type]
-        items=[read.model_validate(as_dict(row, read)) for row in rows], next_cursor=next_cursor
+        items=[read.model_validate(body) for body in bodies], next_cursor=next_cursor
     )
 
 
@@ -119,42 +158,52 @@ async def _rows(
     )
 
 
-async def tracks(session: AsyncSession, event: Event, page: PageRequest) -> Page[TrackRead]:
-    return await _page_of(session, event, Track, TrackRead, page)
+async def tracks(
+    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
+) -> Page[TrackRead]:
+    return await _page_of(session, resources, event, Track, TrackRead, page)
 
 
 async def microlocations(
-    session: AsyncSession, event: Event, page: PageRequest
+    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
 ) -> Page[MicrolocationRead]:
-    return await _page_of(session, event, Microlocation, MicrolocationRead, page)
+    return await _page_of(session, resources, event, Microlocation, MicrolocationRead, page)
 
 
 async def session_types(
-    session: AsyncSession, event: Event, page: PageRequest
+    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
 ) -> Page[SessionTypeRead]:
-    return await _page_of(session, event, SessionType, SessionTypeRead, page)
+    return await _page_of(session, resources, event, SessionType, SessionTypeRead, page)
 
 
-async def sponsors(session: AsyncSession, event: Event, page: PageRequest) -> Page[SponsorRead]:
-    return await _page_of(session, event, Sponsor, SponsorRead, page)
+async def sponsors(
+    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
+) -> Page[SponsorRead]:
+    return await _page_of(session, resources, event, Sponsor, SponsorRead, page)
 
 
-async def speakers(session: AsyncSession, event: Event, page: PageRequest) -> Page[SpeakerRead]:
+async def speakers(
+    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
+) -> Page[SpeakerRead]:
     rows, next_cursor = await _rows(session, event, Speaker, page)
     by_speaker: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     links = await repository.speaker_links(session, speaker_ids=[row.id for row in rows])
     for session_id, speaker_id in links:
         by_speaker[speaker_id].append(session_id)
+    variants = await images.media_variants(session, resources, event_id=event.id)
     items = [
         SpeakerRead.model_validate(
-            as_dict(row, SpeakerRead) | {"session_ids": sorted(by_speaker[row.id])}
+            await _with_media_urls(resources, as_dict(row, SpeakerRead), variants)
+            | {"session_ids": sorted(by_speaker[row.id])}
         )
         for row in rows
     ]
     return Page[SpeakerRead](items=items, next_cursor=next_cursor)
 
 
-async def sessions(session: AsyncSession, event: Event, page: PageRequest) -> Page[SessionRead]:
+async def sessions(
+    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
+) -> Page[SessionRead]:
     rows, next_cursor = await _rows(session, event, EventSession, page)
     by_session: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     links = await repository.speaker_links(session, session_ids=[row.id for row in rows])
@@ -173,7 +222,7 @@ async def sessions(session: AsyncSession, event: Event, page: PageRequest) -> Pa
 
     items = [
         SessionRead.model_validate(
-            as_dict(row, SessionRead)
+            await _with_media_urls(resources, as_dict(row, SessionRead))
             | {
                 "track": ref(row.track_id),
                 "microlocation": ref(row.microlocation_id),

@@ -52,6 +52,17 @@ def _file_fields(upload: Upload | UploadRow) -> dict[str, Any]:
     }
 
 
+async def file_with_variants(
+    engine: AsyncEngine, storage: Storage, settings: Settings, upload: Upload
+) -> FileRead:
+    """``GET /v1/files/{id}``: the file; an image with its variants (one more
+    statement, for images only)."""
+    read = file_read(upload)
+    if upload.content_type in images.IMAGE_TYPES:
+        read.variants = await images.variants_of_read_file(engine, storage, settings, upload=upload)
+    return read
+
+
 async def download_url(storage: Storage, settings: Settings, upload: Upload) -> DownloadUrl:
     """A download URL, once the malware scanner (when on) has found the file clean."""
     scanning.require_servable(settings, upload)

@@ -60,7 +60,7 @@ from uploadsvc.repository import events
 from uploadsvc.repository import imports as repository
 from uploadsvc.resources import Resources
 from uploadsvc.security import Principal
-from uploadsvc.services import scanning, webhooks
+from uploadsvc.services import images, scanning, webhooks
 from uploadsvc.services.incoming_files import IncomingFile, record_all_or_nothing, store_file
 from uploadsvc.services.uploads import find_upload
 
@@ -227,6 +227,8 @@ class _Run:
         self.job = job
         self.last_try = last_try
         self.stored: list[str] = []
+        # The image media stored: (the id of the row they belong to, their key).
+        self.images: list[tuple[uuid.UUID, str]] = []
         self.stage = DOWNLOAD
         self.started = time.monotonic()
 
@@ -302,6 +304,7 @@ async def run_import(resources: Resources, job_id: uuid.UUID, *, job_try: int = 
         raise
     else:
         run.finished("SUCCESS")
+        await images.enqueue_media_variants(resources, run.images)
     finally:
         await to_thread.run_sync(shutil.rmtree, workdir, True)
 
@@ -419,6 +422,9 @@ async def _import(run: _Run, archive: OpenEventArchive, stream: ImportStream) ->
             warnings = stream.warnings + media_warnings
             if len(warnings) > MAX_WARNINGS:
                 warnings = [*warnings[:MAX_WARNINGS], "more warnings were left out"]
+            images.stage_media_variants(
+                session, resources.settings, event_id=stream.event_id, media=run.images
+            )
             result = {
                 "id": str(stream.event_id),
                 "event_name": stream.event_name,
@@ -478,6 +484,8 @@ async def _store_media(
             ref.key, content_type=content_type, chunks=_once(data)
         )
         run.stored.append(ref.key)
+        if content_type in images.IMAGE_TYPES:
+            run.images.append((uuid.UUID(str(ref.row_id)), ref.key))
         rows[ref.row_id][ref.column] = ref.key
 
 

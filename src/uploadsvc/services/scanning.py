@@ -31,6 +31,7 @@ from typing import ClassVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from uploadsvc.config import Settings
+from uploadsvc.content_types import STRIPPABLE_IMAGE_TYPES
 from uploadsvc.db import utcnow
 from uploadsvc.errors import (
     Conflict,
@@ -199,6 +200,12 @@ async def run_scan(resources: Resources, upload_id: uuid.UUID) -> ScanState | No
     if state is ScanState.INFECTED:
         # After the commit: the row already withholds the file, whatever happens here.
         await _remove_infected(resources.storage, upload.file_key, quarantine_key)
+    elif settings.strip_image_metadata and upload.content_type in STRIPPABLE_IMAGE_TYPES:
+        # The variants job left the original alone while this scan read it.
+        try:
+            await resources.jobs.enqueue_variants(upload_id)
+        except Exception:
+            logger.exception("could not enqueue the variants job of %s", upload_id)
     return state
 
 

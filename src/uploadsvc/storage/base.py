@@ -186,9 +186,18 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def presign_get(
-        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
     ) -> str:
-        """A URL that downloads ``key`` with the given response headers."""
+        """A URL that downloads ``key`` with the given response headers.
+
+        A header not given is the one stored with the object (S3 sends no
+        Content-Disposition then; the local backend neither).
+        """
 
     @abc.abstractmethod
     async def put_stream(

@@ -114,11 +114,20 @@ class LocalStorage(Storage):
         return PresignedRequest(url=url, method="PUT", headers=headers)
 
     async def presign_get(
-        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
     ) -> str:
         params = {
-            Param.RESPONSE_TYPE: content_type,
-            Param.RESPONSE_DISPOSITION: content_disposition,
+            name: value
+            for name, value in (
+                (Param.RESPONSE_TYPE, content_type),
+                (Param.RESPONSE_DISPOSITION, content_disposition),
+            )
+            if value is not None
         }
         return self.signer.sign("GET", key, params, expires_in)
 

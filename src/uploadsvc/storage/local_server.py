@@ -75,12 +75,16 @@ async def open_download(
     if info is None:
         raise no_such_object()
     size = info.size
+    # As S3 does: the stored type unless the URL names one; no disposition unless signed.
     headers = {
-        "Content-Type": query.get(Param.RESPONSE_TYPE, "application/octet-stream"),
-        "Content-Disposition": query.get(Param.RESPONSE_DISPOSITION, "attachment"),
+        "Content-Type": query.get(
+            Param.RESPONSE_TYPE, info.content_type or "application/octet-stream"
+        ),
         "Accept-Ranges": "bytes",
         "X-Content-Type-Options": "nosniff",
     }
+    if Param.RESPONSE_DISPOSITION in query:
+        headers["Content-Disposition"] = query[Param.RESPONSE_DISPOSITION]
     start, end, status = 0, size - 1, 200
     if range_header:
         start, end = _parse_range(range_header, size)

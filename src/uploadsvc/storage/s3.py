@@ -182,7 +182,12 @@ class S3Storage(Storage):
         return PresignedRequest(url=post["url"], method="POST", fields=dict(post["fields"]))
 
     async def presign_get(
-        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
     ) -> str:
         url = await self._presigner.presign_get_object(
             key,

@@ -203,14 +203,19 @@ class S3Presigner:
         key: str,
         *,
         expires_in: int,
-        content_type: str,
-        content_disposition: str,
+        content_type: str | None = None,
+        content_disposition: str | None = None,
         now: dt.datetime | None = None,
     ) -> str:
-        """A GetObject URL whose response carries these Content-Type and Content-Disposition."""
-        query = (
-            ("response-content-type", content_type),
-            ("response-content-disposition", content_disposition),
+        """A GetObject URL whose response carries these Content-Type and Content-Disposition
+        (the object's own where one is None)."""
+        query = tuple(
+            (name, value)
+            for name, value in (
+                ("response-content-type", content_type),
+                ("response-content-disposition", content_disposition),
+            )
+            if value is not None
         )
         return await self.presign("GET", key, query=query, expires_in=expires_in, now=now)
 

@@ -361,8 +361,45 @@ async function uploadFiles(files, purpose) {
   }
 }
 
+// An image's preview: its icon variant, once the background job has made it
+// (asked again every half second for a while; nothing for other files).
+function previewCell(file) {
+  const cell = document.createElement("td");
+  if (!file.content_type.startsWith("image/")) return cell;
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.alt = `Preview of ${file.filename}`;
+  img.hidden = true;
+  cell.append(img);
+  showThumbnail(file.file_id, img);
+  return cell;
+}
+
+async function showThumbnail(fileId, img) {
+  const path = `/v1/files/${encodeURIComponent(fileId)}/variants`;
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    let items;
+    try {
+      ({ items } = await api("GET", path));
+    } catch {
+      return;
+    }
+    const ready = ["icon", "small"]
+      .map((name) => items.find((v) => v.name === name && v.status === "ready" && v.download_url))
+      .find(Boolean);
+    if (ready) {
+      img.src = ready.download_url;
+      img.hidden = false;
+      return;
+    }
+    if (!items.some((v) => v.status === "pending")) return; // none, or all failed
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
 function fileRow(file) {
   const row = document.createElement("tr");
+  row.append(previewCell(file));
   const cells = [
     file.filename,
     file.content_type,
