@@ -45,6 +45,7 @@ from bench.common import settings
 from uploadsvc.app import create_app
 from uploadsvc.cli import run_migrations
 from uploadsvc.storage.base import (
+    GetGrant,
     IncompleteUpload,
     ListedObject,
     PartGrant,
@@ -82,15 +83,8 @@ class NullStorage(Storage):
     async def presign_put(self, grant: PutGrant) -> PresignedRequest:
         return PresignedRequest(url=f"http://127.0.0.1/null/{grant.key}", method="PUT")
 
-    async def presign_get(
-        self,
-        key: str,
-        *,
-        expires_in: int,
-        content_type: str | None = None,
-        content_disposition: str | None = None,
-    ) -> str:
-        return f"http://127.0.0.1/null/{key}"
+    async def presign_get(self, grant: GetGrant) -> str:
+        return f"http://127.0.0.1/null/{grant.key}"
 
     async def download_to(self, key: str, destination: Path) -> None:
         raise NotImplementedError("the null storage keeps no bytes")

@@ -34,7 +34,7 @@ from botocore.exceptions import NoCredentialsError
 
 from tests.support.localstack import LocalStackServer
 from uploadsvc.config import Settings
-from uploadsvc.storage.base import PartGrant, PutGrant
+from uploadsvc.storage.base import GetGrant, PartGrant, PutGrant
 from uploadsvc.storage.s3 import S3Storage, open_s3_storage
 from uploadsvc.storage.s3_presign import (
     MAX_EXPIRES_SECONDS,
@@ -577,7 +577,9 @@ async def _botocore_and_storage(storage: S3Storage) -> list[tuple[str, str]]:
         (
             await client.generate_presigned_url("get_object", Params=get_params, ExpiresIn=3600),
             await storage.presign_get(
-                key, expires_in=3600, content_type="text/plain", content_disposition=disposition
+                GetGrant(
+                    key, expires_in=3600, content_type="text/plain", content_disposition=disposition
+                )
             ),
         ),
         (

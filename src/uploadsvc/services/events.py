@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -44,6 +45,7 @@ from uploadsvc.schemas.events import (
 from uploadsvc.schemas.images import ImageVariantRead
 from uploadsvc.security import Principal
 from uploadsvc.services import images
+from uploadsvc.storage.base import GetGrant
 
 ReadT = TypeVar("ReadT", bound=BaseModel)
 
@@ -109,7 +111,9 @@ async def _with_media_urls(
     for field, key in list(body.items()):
         url_field = field.removesuffix("_key") + "_url"
         if field.endswith("_key") and key and body.get(url_field) is None:
-            body[url_field] = await resources.storage.presign_get(key, expires_in=expires_in)
+            body[url_field] = await resources.storage.presign_get(
+                GetGrant(key, expires_in=expires_in)
+            )
             body[field.removesuffix("_key") + "_variants"] = (variants or {}).get(key, [])
     return body
 
@@ -158,28 +162,23 @@ async def _rows(
     )
 
 
-async def tracks(
-    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
-) -> Page[TrackRead]:
-    return await _page_of(session, resources, event, Track, TrackRead, page)
+def _plain_kind(
+    model: type[Any], read: type[ReadT]
+) -> Callable[[AsyncSession, Resources, Event, PageRequest], Awaitable[Page[ReadT]]]:
+    """The page reader of a kind whose rows need no joins."""
+
+    async def page_of(
+        session: AsyncSession, resources: Resources, event: Event, page: PageRequest
+    ) -> Page[ReadT]:
+        return await _page_of(session, resources, event, model, read, page)
+
+    return page_of
 
 
-async def microlocations(
-    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
-) -> Page[MicrolocationRead]:
-    return await _page_of(session, resources, event, Microlocation, MicrolocationRead, page)
-
-
-async def session_types(
-    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
-) -> Page[SessionTypeRead]:
-    return await _page_of(session, resources, event, SessionType, SessionTypeRead, page)
-
-
-async def sponsors(
-    session: AsyncSession, resources: Resources, event: Event, page: PageRequest
-) -> Page[SponsorRead]:
-    return await _page_of(session, resources, event, Sponsor, SponsorRead, page)
+tracks = _plain_kind(Track, TrackRead)
+microlocations = _plain_kind(Microlocation, MicrolocationRead)
+session_types = _plain_kind(SessionType, SessionTypeRead)
+sponsors = _plain_kind(Sponsor, SponsorRead)
 
 
 async def speakers(

@@ -27,6 +27,7 @@ from uploadsvc.schemas.files import (
 from uploadsvc.security import Principal
 from uploadsvc.services import images, scanning, webhooks
 from uploadsvc.storage import Storage
+from uploadsvc.storage.base import GetGrant
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,31 @@ async def file_with_variants(
     return read
 
 
+def download_grant(
+    key: str, *, filename: str, content_type: str, expires_in: int, disposition: str = "attachment"
+) -> GetGrant:
+    """A GET of a stored file, served with its checked type under its owner's file name."""
+    return GetGrant(
+        key,
+        expires_in=expires_in,
+        content_type=content_type,
+        content_disposition=content_disposition(
+            filename, content_type=content_type, disposition=disposition
+        ),
+    )
+
+
 async def download_url(storage: Storage, settings: Settings, upload: Upload) -> DownloadUrl:
     """A download URL, once the malware scanner (when on) has found the file clean."""
     scanning.require_servable(settings, upload)
     expires_in = settings.download_url_expires_seconds
     url = await storage.presign_get(
-        upload.file_key,
-        expires_in=expires_in,
-        content_type=upload.content_type,
-        content_disposition=content_disposition(upload.filename, content_type=upload.content_type),
+        download_grant(
+            upload.file_key,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            expires_in=expires_in,
+        )
     )
     return DownloadUrl(download_url=url, expires_in=expires_in)
 
@@ -136,10 +153,12 @@ async def add_download_urls(storage: Storage, settings: Settings, page: FileList
         if not scanning.is_servable_state(settings, item.scan):
             continue  # not known to be clean: no URL, as the download route says
         item.download_url = await storage.presign_get(
-            item.file_key,
-            expires_in=expires_in,
-            content_type=item.content_type,
-            content_disposition=content_disposition(item.filename, content_type=item.content_type),
+            download_grant(
+                item.file_key,
+                filename=item.filename,
+                content_type=item.content_type,
+                expires_in=expires_in,
+            )
         )
         item.expires_in = expires_in
     return page

@@ -41,6 +41,7 @@ from uploadsvc.schemas.files import DownloadUrl
 from uploadsvc.schemas.images import ImageVariantList, ImageVariantRead
 from uploadsvc.services import scanning
 from uploadsvc.storage import Storage
+from uploadsvc.storage.base import GetGrant
 
 logger = logging.getLogger(__name__)
 
@@ -198,10 +199,12 @@ async def _variant_read(
             filename = f"{stem}-{row.name}.{row.object_key.rsplit('.', 1)[-1]}"
             disposition = content_disposition(filename, content_type=row.content_type)
         read.download_url = await storage.presign_get(
-            row.object_key,
-            expires_in=expires_in,
-            content_type=row.content_type,
-            content_disposition=disposition,
+            GetGrant(
+                row.object_key,
+                expires_in=expires_in,
+                content_type=row.content_type,
+                content_disposition=disposition,
+            )
         )
         read.expires_in = expires_in
     return read

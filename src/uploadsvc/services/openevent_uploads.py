@@ -21,9 +21,10 @@ from uploadsvc.errors import (
 )
 from uploadsvc.formdata import FormReader
 from uploadsvc.models.uploads import Upload
-from uploadsvc.profiles import Profile, Purpose, content_disposition, profile_for
+from uploadsvc.profiles import Profile, Purpose, profile_for
 from uploadsvc.security import Principal
 from uploadsvc.services import scanning
+from uploadsvc.services.files import download_grant
 from uploadsvc.services.incoming_files import (
     IncomingFile,
     form_parts,
@@ -195,10 +196,11 @@ async def _public_url(
 ) -> str:
     """A URL that works without auth until it expires (a presigned GET)."""
     return await storage.presign_get(
-        upload.file_key,
-        expires_in=settings.download_url_expires_seconds,
-        content_type=upload.content_type,
-        content_disposition=content_disposition(
-            upload.filename, content_type=upload.content_type, disposition=disposition
-        ),
+        download_grant(
+            upload.file_key,
+            filename=upload.filename,
+            content_type=upload.content_type,
+            expires_in=settings.download_url_expires_seconds,
+            disposition=disposition,
+        )
     )

@@ -68,6 +68,20 @@ class PartGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class GetGrant:
+    """What a presigned GET lets anyone holding it do: download ``key`` for ``expires_in`` s.
+
+    A response header left None is the one stored with the object (S3 sends
+    no Content-Disposition then; the local backend neither).
+    """
+
+    key: str
+    expires_in: int
+    content_type: str | None = None
+    content_disposition: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
     size: int
@@ -185,19 +199,8 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def presign_get(
-        self,
-        key: str,
-        *,
-        expires_in: int,
-        content_type: str | None = None,
-        content_disposition: str | None = None,
-    ) -> str:
-        """A URL that downloads ``key`` with the given response headers.
-
-        A header not given is the one stored with the object (S3 sends no
-        Content-Disposition then; the local backend neither).
-        """
+    async def presign_get(self, grant: GetGrant) -> str:
+        """A URL that downloads ``grant.key`` with the grant's response headers."""
 
     @abc.abstractmethod
     async def put_stream(

@@ -35,6 +35,7 @@ from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
     MIN_PART_SIZE,
+    GetGrant,
     IncompleteUpload,
     ListedObject,
     ObjectInfo,
@@ -113,23 +114,16 @@ class LocalStorage(Storage):
         headers = {"Content-Type": content_type, "If-None-Match": "*"}
         return PresignedRequest(url=url, method="PUT", headers=headers)
 
-    async def presign_get(
-        self,
-        key: str,
-        *,
-        expires_in: int,
-        content_type: str | None = None,
-        content_disposition: str | None = None,
-    ) -> str:
+    async def presign_get(self, grant: GetGrant) -> str:
         params = {
             name: value
             for name, value in (
-                (Param.RESPONSE_TYPE, content_type),
-                (Param.RESPONSE_DISPOSITION, content_disposition),
+                (Param.RESPONSE_TYPE, grant.content_type),
+                (Param.RESPONSE_DISPOSITION, grant.content_disposition),
             )
             if value is not None
         }
-        return self.signer.sign("GET", key, params, expires_in)
+        return self.signer.sign("GET", grant.key, params, grant.expires_in)
 
     async def put_stream(
         self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]

@@ -28,6 +28,7 @@ from uploadsvc.errors import StorageError, Unprocessable, UploadsvcError
 from uploadsvc.storage.base import (
     DELETE_BATCH_SIZE,
     LIST_PAGE_SIZE,
+    GetGrant,
     IncompleteUpload,
     ListedObject,
     MultipartTracker,
@@ -181,21 +182,13 @@ class S3Storage(Storage):
         )
         return PresignedRequest(url=post["url"], method="POST", fields=dict(post["fields"]))
 
-    async def presign_get(
-        self,
-        key: str,
-        *,
-        expires_in: int,
-        content_type: str | None = None,
-        content_disposition: str | None = None,
-    ) -> str:
-        url = await self._presigner.presign_get_object(
-            key,
-            expires_in=expires_in,
-            content_type=content_type,
-            content_disposition=content_disposition,
+    async def presign_get(self, grant: GetGrant) -> str:
+        return await self._presigner.presign_get_object(
+            grant.key,
+            expires_in=grant.expires_in,
+            content_type=grant.content_type,
+            content_disposition=grant.content_disposition,
         )
-        return url
 
     async def put_stream(
         self, key: str, *, content_type: str, chunks: AsyncIterator[bytes]
