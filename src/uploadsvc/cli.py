@@ -270,9 +270,11 @@ async def _run_archive_import(settings: Settings, archive: Path, *, owner: str) 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+    from uploadsvc.job_queue import InProcessQueue
     from uploadsvc.resources import open_resources
     from uploadsvc.security import Principal
     from uploadsvc.services import events, imports
+    from uploadsvc.workers.jobs import bind_in_process_jobs
 
     principal = Principal(user_id=owner)
     bar = Progress(
@@ -282,6 +284,10 @@ async def _run_archive_import(settings: Settings, archive: Path, *, owner: str) 
         console=Console(stderr=True),
     )
     async with open_resources(settings) as resources:
+        # Without Redis, the jobs the import enqueues (its media's image
+        # variants and scans, its webhook) run in this command, which waits
+        # for them before it exits; with Redis a worker takes them.
+        bind_in_process_jobs(resources)
         with bar:
             row = bar.add_task(f"Storing {archive.name}", total=None)
             async with resources.session_factory() as session:
@@ -307,6 +313,8 @@ async def _run_archive_import(settings: Settings, archive: Path, *, owner: str) 
                     )
                 if finished:
                     running.result()
+                    if isinstance(resources.jobs, InProcessQueue):
+                        await resources.jobs.wait_idle()
                     return task
 
 
@@ -421,7 +429,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    logging_options = {
+    uvicorn_options = {
         **uvicorn_logging(settings, "serve"),
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
@@ -442,8 +450,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 # that takes longer than uvicorn's 5 s, and uvicorn would kill
                 # and respawn it again and again.
                 timeout_worker_healthcheck=30,
-                timeout_keep_alive=settings.keep_alive_timeout_seconds,
-                **logging_options,
+                **uvicorn_options,
             )
     else:
         from uploadsvc.app import create_app, prepare_for_serving
@@ -455,7 +462,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             app,
             host=host,
             port=port,
-            timeout_keep_alive=settings.keep_alive_timeout_seconds,
-            **logging_options,
+            **uvicorn_options,
         )
     return 0

@@ -95,7 +95,7 @@ async def download_file(
         bool, Query(description="Answer 307 to the download URL instead of JSON.")
     ] = False,
     variant: Annotated[
-        str | None,
+        Text | None,
         Query(
             max_length=32,
             description="An image variant (`large`, `thumbnail`, `small`, `icon`) instead "

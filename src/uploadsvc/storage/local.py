@@ -50,6 +50,11 @@ from uploadsvc.storage.base import (
 )
 from uploadsvc.storage.local_signing import Param, UrlSigner
 
+# A promote that finds its key claimed waits this long, at most, for the claimer's
+# second link (two hard links on one disk: microseconds, unless that process died).
+PROMOTE_WAIT_STEPS = 200
+PROMOTE_WAIT_STEP_SECONDS = 0.005
+
 logger = logging.getLogger(__name__)
 
 # Reads of an object for streaming (scanning): large enough to keep syscalls rare.
@@ -413,12 +418,24 @@ class LocalStorage(Storage):
         meta = await self._read_meta(staged_key)
         try:
             await self._link_object(self._object_path(staged_key), key, meta)
-        except (FileNotFoundError, PreconditionFailed):
-            # Nothing staged, or `key` is claimed: promoted already, or being
-            # promoted by a confirm that has yet to link the staged file, so
-            # it stays for that one to (cleanup removes it once confirmed).
+        except FileNotFoundError:
+            return  # nothing staged
+        except PreconditionFailed:
+            # `key` is claimed: promoted already, or being promoted by a
+            # confirm that links the object next. The staged file stays for
+            # that one (cleanup removes it once confirmed); wait for its link,
+            # so that this confirm checks the object too instead of missing it.
+            await self._wait_for_object(key)
             return
         await self.delete(staged_key)
+
+    async def _wait_for_object(self, key: str) -> None:
+        """Return once ``key`` has its object, or after a bound (its claimer died midway)."""
+        path = anyio.Path(self._object_path(key))
+        for _ in range(PROMOTE_WAIT_STEPS):
+            if await path.exists():
+                return
+            await anyio.sleep(PROMOTE_WAIT_STEP_SECONDS)
 
     async def _link_object(self, source: Path, key: str, meta: dict[str, str]) -> None:
         """Give the file ``source`` a second name, ``key``, unless an object is there.
