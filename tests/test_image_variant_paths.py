@@ -1,5 +1,6 @@
-"""The upload paths not covered in test_image_variants.py make variants too: Uppy's
-single request and the Open Event image route, with a 4000 x 3000 photo."""
+"""Every upload path makes variants of a 4000 x 3000 photo with GPS and EXIF
+orientation 6: presigned PUT, multipart, direct, Uppy's single request and the
+Open Event image route (test_image_variants.py covers the rules in detail)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,42 @@ async def _check_variants(api: Api, file_id: str) -> None:
         assert image.size == EXPECTED[variant["name"]]
         assert len(image.getexif().get_ifd(GPS_IFD)) == 0
         assert len(image.getexif()) == 0
+
+
+PHOTO = {"filename": "stage.jpg", "content_type": "image/jpeg"}
+
+
+async def test_presigned_upload_gets_variants(api: Api) -> None:
+    confirmed = await api.upload(jpeg_rotated_with_gps(4000, 3000), **PHOTO)
+    await _check_variants(api, confirmed["file_id"])
+
+
+async def test_multipart_upload_gets_variants(api: Api) -> None:
+    body = jpeg_rotated_with_gps(4000, 3000)
+    started = await api.app_client.post(
+        "/v1/uploads/multipart", json={**PHOTO, "size": len(body)}, headers=api.headers()
+    )
+    assert started.status_code == 201, started.text
+    [part] = started.json()["parts"]
+    put = await api.app_client.put(part["url"], content=body, headers=part["headers"])
+    assert put.status_code == 200, put.text
+    completed = await api.app_client.post(
+        f"/v1/uploads/{started.json()['upload_id']}/complete",
+        json={"parts": [{"part_number": 1, "etag": put.headers["etag"]}]},
+        headers=api.headers(),
+    )
+    assert completed.status_code == 200, completed.text
+    await _check_variants(api, completed.json()["file_id"])
+
+
+async def test_direct_upload_gets_variants(api: Api) -> None:
+    response = await api.app_client.post(
+        "/v1/uploads/direct",
+        files={"file": ("stage.jpg", jpeg_rotated_with_gps(4000, 3000), "image/jpeg")},
+        headers=api.headers(),
+    )
+    assert response.status_code == 201, response.text
+    await _check_variants(api, response.json()["file_id"])
 
 
 async def test_uppy_single_request_upload_gets_variants(api: Api) -> None:
