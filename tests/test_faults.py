@@ -268,3 +268,48 @@ async def test_s3_outage_answers_503_then_recovers(
     assert confirmed.status_code == 200, confirmed.text
     assert await s3_api.object_exists(grant["file_key"])
     await streamed_routes_recover(s3_api)
+
+
+async def test_a_confirm_waiting_on_a_hung_s3_holds_no_pooled_connection(
+    s3_proxy: TcpProxy, s3_bucket: str, postgres_url: str, tmp_path: Path
+) -> None:
+    # One pooled connection, a pool wait far shorter than S3's read timeout: a
+    # confirm that kept its connection while S3 hangs would make the file list
+    # wait for it and answer 503 database_unavailable.
+    settings = make_settings(
+        "pg-s3",
+        tmp_path=tmp_path,
+        database_url=postgres_url,
+        database_pool_size=1,
+        database_pool_timeout_seconds=1,
+        s3_endpoint_url=f"http://127.0.0.1:{s3_proxy.port}",
+        s3_bucket=s3_bucket,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        s3_addressing_style="path",
+        s3_read_timeout_seconds=4,
+        s3_max_attempts=1,
+    )
+    async with running_api(settings, "pg-s3") as api:
+        try:
+            body = plain_text(256)
+            grant = await api.grant(body)
+            assert (await api.put(grant, body)).status_code == 200
+            s3_proxy.pause()
+            try:
+                confirm = asyncio.create_task(api.confirm(grant["file_key"]))
+                await asyncio.sleep(1.5)  # the confirm has read its row and waits on S3
+                assert not confirm.done()
+                listed, elapsed = await timed(
+                    api.app_client.get("/v1/files", headers=api.headers())
+                )
+                assert listed.status_code == 200, listed.text
+                assert elapsed < ANSWER_WITHIN_SECONDS
+                assert_unavailable(*await timed(confirm), "storage_unavailable")
+            finally:
+                s3_proxy.resume()
+            confirmed = await api.confirm(grant["file_key"])
+            assert confirmed.status_code == 200, confirmed.text
+        finally:
+            async with api.resources.engine.begin() as connection:
+                await empty_shared_database(connection)

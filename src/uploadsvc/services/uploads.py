@@ -225,6 +225,12 @@ async def confirm_upload(
     if upload.status is not UploadStatus.PENDING:
         return await _answer_for_state(storage, settings, upload)
 
+    if not (session.new or session.dirty or session.deleted):
+        # Only reads so far: end their transaction, so that the pooled
+        # connection is free while storage answers (a slow or hung store
+        # would otherwise hold one per confirm). The state change below is a
+        # conditional update in a short transaction of its own.
+        await session.commit()
     info = await _stored_object(storage, upload)
     if info is None:
         raise Conflict(
