@@ -45,7 +45,9 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f("uq_image_variants_object_key"), type_="unique")
         batch_op.drop_constraint(batch_op.f("uq_image_variants_medium_id_name"), type_="unique")
         batch_op.drop_index(batch_op.f("ix_image_variants_event_id"))
-        batch_op.drop_constraint(batch_op.f("fk_image_variants_event_id_events"), type_="foreignkey")
+        batch_op.drop_constraint(
+            batch_op.f("fk_image_variants_event_id_events"), type_="foreignkey"
+        )
         batch_op.drop_column("source_key")
         batch_op.drop_column("medium_id")
         batch_op.drop_column("event_id")
