@@ -231,19 +231,30 @@ async def confirm_upload(
         # would otherwise hold one per confirm). The state change below is a
         # conditional update in a short transaction of its own.
         await session.commit()
-    info = await _stored_object(storage, upload)
+    max_bytes = profile_for(settings, Purpose(upload.purpose)).max_bytes
+    try:
+        info = await _stored_object(storage, upload)
+        rejection = None
+        if info is not None:
+            rejection = (
+                _check_metadata(upload, info, max_bytes=max_bytes)
+                or await _check_checksum(storage, upload, info)
+                or await _check_magic_bytes(storage, upload)
+            )
+    except NotFound:
+        info = None  # there a moment ago: swept since (see below)
     if info is None:
+        # No object: while this confirm looked, a concurrent one (or cleanup)
+        # may have decided the upload (confirmed it, or expired it and swept
+        # its objects). Its state is then the answer, not "upload it first".
+        await repository.reload(session, upload)
+        if upload.status is not UploadStatus.PENDING:
+            return await _answer_for_state(storage, settings, upload)
         raise Conflict(
             "The object has not been uploaded yet; PUT it to the upload URL "
             "(or complete the multipart upload), then confirm.",
             code="object_missing",
         )
-    max_bytes = profile_for(settings, Purpose(upload.purpose)).max_bytes
-    rejection = (
-        _check_metadata(upload, info, max_bytes=max_bytes)
-        or await _check_checksum(storage, upload, info)
-        or await _check_magic_bytes(storage, upload)
-    )
     if rejection is not None:
         if await _reject(session, storage, settings, upload, rejection):
             raise Unprocessable(rejection.detail, code=rejection.code)

@@ -236,7 +236,10 @@ class LocalStorage(Storage):
                     if key + "/\U0010ffff" > start_after:
                         yield from visit(Path(entry.path), key + "/")
                 elif entry.is_file(follow_symlinks=False) and key > start_after:
-                    stat = entry.stat(follow_symlinks=False)
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # deleted since the folder was read (a promote, a delete)
                     yield ListedObject(
                         key=key,
                         size=stat.st_size,
