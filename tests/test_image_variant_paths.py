@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.conftest import Api
-from tests.test_image_variants import GPS_IFD, jpeg_rotated_with_gps
+from tests.test_image_variants import GPS_IFD, jpeg_rotated_with_gps, upload_in_one_part
 from tests.test_uppy_protocol import upload_with_parameters
 from uploadsvc.job_queue import InProcessQueue
 from uploadsvc.models.uploads import Upload
@@ -49,21 +49,10 @@ async def test_presigned_upload_gets_variants(api: Api) -> None:
 
 
 async def test_multipart_upload_gets_variants(api: Api) -> None:
-    body = jpeg_rotated_with_gps(4000, 3000)
-    started = await api.app_client.post(
-        "/v1/uploads/multipart", json={**PHOTO, "size": len(body)}, headers=api.headers()
+    file_id = await upload_in_one_part(
+        api, jpeg_rotated_with_gps(4000, 3000), filename=PHOTO["filename"]
     )
-    assert started.status_code == 201, started.text
-    [part] = started.json()["parts"]
-    put = await api.app_client.put(part["url"], content=body, headers=part["headers"])
-    assert put.status_code == 200, put.text
-    completed = await api.app_client.post(
-        f"/v1/uploads/{started.json()['upload_id']}/complete",
-        json={"parts": [{"part_number": 1, "etag": put.headers["etag"]}]},
-        headers=api.headers(),
-    )
-    assert completed.status_code == 200, completed.text
-    await _check_variants(api, completed.json()["file_id"])
+    await _check_variants(api, file_id)
 
 
 async def test_direct_upload_gets_variants(api: Api) -> None:

@@ -68,6 +68,25 @@ async def _upload_direct(api: Api, body: bytes, filename: str, content_type: str
     return str(response.json()["file_id"])
 
 
+async def upload_in_one_part(api: Api, body: bytes, *, filename: str) -> str:
+    """A JPEG uploaded as a multipart upload of one part; its file id."""
+    payload = {"filename": filename, "content_type": "image/jpeg", "size": len(body)}
+    started = await api.app_client.post(
+        "/v1/uploads/multipart", json=payload, headers=api.headers()
+    )
+    assert started.status_code == 201, started.text
+    [part] = started.json()["parts"]
+    put = await api.app_client.put(part["url"], content=body, headers=part["headers"])
+    assert put.status_code == 200, put.text
+    completed = await api.app_client.post(
+        f"/v1/uploads/{started.json()['upload_id']}/complete",
+        json={"parts": [{"part_number": 1, "etag": put.headers["etag"]}]},
+        headers=api.headers(),
+    )
+    assert completed.status_code == 200, completed.text
+    return str(completed.json()["file_id"])
+
+
 async def _variants(api: Api, file_id: str, *, user: str = "alice") -> dict[str, Any]:
     queue = api.resources.jobs
     assert isinstance(queue, InProcessQueue)
@@ -297,23 +316,9 @@ async def test_reading_an_image_file_lists_its_variants(api: Api) -> None:
 
 
 async def test_multipart_jpeg_gets_variants(api: Api) -> None:
-    body = jpeg_rotated_with_gps()
-    payload = {"filename": "banner.jpg", "content_type": "image/jpeg", "size": len(body)}
-    started = await api.app_client.post(
-        "/v1/uploads/multipart", json=payload, headers=api.headers()
-    )
-    assert started.status_code == 201, started.text
-    [part] = started.json()["parts"]
-    put = await api.app_client.put(part["url"], content=body, headers=part["headers"])
-    assert put.status_code == 200, put.text
-    completed = await api.app_client.post(
-        f"/v1/uploads/{started.json()['upload_id']}/complete",
-        json={"parts": [{"part_number": 1, "etag": put.headers["etag"]}]},
-        headers=api.headers(),
-    )
-    assert completed.status_code == 200, completed.text
+    file_id = await upload_in_one_part(api, jpeg_rotated_with_gps(), filename="banner.jpg")
 
-    variants = await _variants(api, completed.json()["file_id"])
+    variants = await _variants(api, file_id)
 
     assert (variants["thumbnail"]["width"], variants["thumbnail"]["height"]) == (384, 512)
     assert {v["status"] for v in variants.values()} == {"ready"}
